@@ -1,0 +1,176 @@
+"""The ingest side of PostgreSQL (adapter): raw rows, the Redis outbox, late marks.
+
+One call to ``commit_batch`` is one transaction that
+1. takes the watermark lock in shared mode and reads the closed watermark,
+2. inserts the clicks, skipping click ids already stored (the dedup key),
+3. records the new clicks' Redis increments in ``raw.redis_outbox``,
+4. marks minutes at or before the watermark as late,
+5. deletes outbox rows of earlier batches that Redis has since applied.
+Nothing here is visible to anyone until the commit, so a crash anywhere leaves
+either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from psycopg2.extras import Json
+from sqlalchemy.engine import Engine
+
+from farloom_tasks import increments as inc
+from farloom_tasks.clicks import Click
+from farloom_tasks.db import WATERMARK_LOCK_KEY, translated_errors
+
+_INSERT_CLICKS = """
+INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
+SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co
+FROM (
+    SELECT c, a, to_timestamp(t) AS ts, u, i, co
+    FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[])
+         AS x(c, a, t, u, i, co)
+) AS batch
+ON CONFLICT (click_id) DO NOTHING
+RETURNING ad_id, extract(epoch FROM minute)::bigint
+"""
+
+_READ_WATERMARK = (
+    f"SELECT pg_advisory_xact_lock_shared({WATERMARK_LOCK_KEY}); "
+    "SELECT extract(epoch FROM closed_through)::bigint FROM agg.watermark WHERE id = 1"
+)
+
+_MARK_LATE = """
+INSERT INTO agg.late_minutes AS l (minute, late_clicks)
+SELECT to_timestamp(m), n FROM unnest(%s::bigint[], %s::bigint[]) AS x(m, n)
+ON CONFLICT (minute) DO UPDATE
+SET late_clicks = l.late_clicks + excluded.late_clicks,
+    mark_seq = nextval('agg.late_mark_seq'),
+    last_marked_at = now()
+"""
+
+
+@dataclass(frozen=True)
+class CommittedBatch:
+    """What one committed transaction stored, and what Redis still has to apply."""
+
+    batch_id: str
+    increments: inc.Increments
+    new_clicks: int
+    duplicates: int
+    late_clicks: int
+    late_minutes: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class PendingOutbox:
+    batch_id: str
+    increments: inc.Increments
+
+
+class RawStore:
+    """Owns one PostgreSQL connection for a single-threaded ingest worker."""
+
+    def __init__(self, engine: Engine, shard_count: int) -> None:
+        self.engine = engine
+        self.shard_count = shard_count
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            with translated_errors():
+                self._conn = self.engine.raw_connection()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection may fail; it is gone either way.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def _run(self, work: Any) -> Any:
+        """Run ``work(cursor)`` in one transaction; on a lost connection, drop it and raise."""
+        conn = self._connection()
+        try:
+            with translated_errors():
+                try:
+                    with conn.cursor() as cursor:
+                        result = work(cursor)
+                    conn.commit()
+                    return result
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                    raise
+        except Exception:
+            # The connection's state is unknown after any failure; start afresh next time.
+            self.close()
+            raise
+
+    def commit_batch(self, clicks: Sequence[Click],
+                     applied_batch_ids: Sequence[str] = ()) -> CommittedBatch:
+        """Store ``clicks`` durably with their outbox row (see the module docstring)."""
+        batch_id = str(uuid.uuid4())
+
+        def work(cursor: Any) -> CommittedBatch:
+            cursor.execute(_READ_WATERMARK)
+            row = cursor.fetchone()
+            closed_through = row[0] if row else None
+            cursor.execute(_INSERT_CLICKS, (
+                [c.click_id for c in clicks], [c.ad_id for c in clicks],
+                [c.clicked_at for c in clicks], [c.user_id for c in clicks],
+                [c.ip for c in clicks], [c.country for c in clicks],
+            ))
+            stored: list[tuple[str, int]] = cursor.fetchall()
+            increments = inc.group_increments(stored, self.shard_count)
+            late: dict[int, int] = {}
+            if closed_through is not None:
+                late = {m: n for m, n in inc.clicks_per_minute(increments).items()
+                        if m <= closed_through}
+            if increments:
+                minutes = inc.minutes_of(increments)
+                cursor.execute(
+                    "INSERT INTO raw.redis_outbox (batch_id, increments, min_minute, max_minute) "
+                    "VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s))",
+                    (batch_id, Json(inc.to_json(increments), dumps=_dumps),
+                     min(minutes), max(minutes)),
+                )
+            if late:
+                cursor.execute(_MARK_LATE, (list(late), list(late.values())))
+            if applied_batch_ids:
+                cursor.execute("DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])",
+                               (list(applied_batch_ids),))
+            return CommittedBatch(
+                batch_id=batch_id, increments=increments, new_clicks=len(stored),
+                duplicates=len(clicks) - len(stored), late_clicks=sum(late.values()),
+                late_minutes=tuple(sorted(late)),
+            )
+
+        result: CommittedBatch = self._run(work)
+        return result
+
+    def clear_outbox(self, batch_ids: Sequence[str]) -> None:
+        if not batch_ids:
+            return
+        self._run(lambda cursor: cursor.execute(
+            "DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])", (list(batch_ids),)))
+
+    def pending_outbox(self, limit: int = 1000) -> list[PendingOutbox]:
+        """Outbox rows whose Redis application is not yet confirmed, oldest first."""
+
+        def work(cursor: Any) -> list[PendingOutbox]:
+            cursor.execute("SELECT batch_id::text, increments FROM raw.redis_outbox "
+                           "ORDER BY created_at LIMIT %s", (limit,))
+            return [PendingOutbox(batch_id, inc.from_json(doc)) for batch_id, doc in
+                    cursor.fetchall()]
+
+        result: list[PendingOutbox] = self._run(work)
+        return result
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")

@@ -1,0 +1,146 @@
+"""Per-minute, per-shard click counts in Redis (adapter).
+
+Each shard's keys carry the hash tag ``{shard-N}`` so that a Redis Cluster keeps
+one shard's keys together (scripts and RENAME need that) while spreading shards
+across nodes.
+
+Increments are applied by a Lua script that is idempotent per (batch, shard):
+it refuses to run twice for the same batch id. That is what lets the ingest
+outbox be re-applied after a crash without double counting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from farloom_tasks.errors import RedisUnavailable
+
+KEY_PREFIX = "farloom"
+CLICKS_KEY = KEY_PREFIX + ":{{shard-{shard}}}:clicks:{minute}"  # sorted set: ad_id -> clicks
+TOTAL_KEY = KEY_PREFIX + ":{{shard-{shard}}}:total:{minute}"  # string: the shard's clicks
+APPLIED_KEY = KEY_PREFIX + ":{{shard-{shard}}}:applied:{batch_id}"  # marker: batch applied
+# Written once per Redis lifetime; if it is missing, Redis lost its data (restart or flush).
+EPOCH_KEY = KEY_PREFIX + ":epoch"
+
+# Increments grouped as {shard: {minute: {ad_id: clicks}}}.
+ShardIncrements = Mapping[int, Mapping[int, Mapping[str, int]]]
+
+_APPLY_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ttl = tonumber(ARGV[1])
+local i = 2
+for k = 2, #KEYS, 2 do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  local total = 0
+  for _ = 1, n do
+    local clicks = tonumber(ARGV[i + 1])
+    redis.call('ZINCRBY', KEYS[k], clicks, ARGV[i])
+    total = total + clicks
+    i = i + 2
+  end
+  redis.call('INCRBY', KEYS[k + 1], total)
+  redis.call('EXPIRE', KEYS[k], ttl)
+  redis.call('EXPIRE', KEYS[k + 1], ttl)
+end
+redis.call('SET', KEYS[1], '1', 'EX', ttl)
+return 1
+"""
+
+
+def clicks_key(shard: int, minute: int) -> str:
+    return CLICKS_KEY.format(shard=shard, minute=minute)
+
+
+def total_key(shard: int, minute: int) -> str:
+    return TOTAL_KEY.format(shard=shard, minute=minute)
+
+
+def applied_key(shard: int, batch_id: str) -> str:
+    return APPLIED_KEY.format(shard=shard, batch_id=batch_id)
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+                                health_check_interval=30)
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise RedisUnavailable(f"Redis: {exc}") from exc
+
+
+class RedisCounts:
+    """The ingest side's and the aggregation side's view of the per-minute sets."""
+
+    def __init__(self, client: redis.Redis, retention_seconds: int) -> None:
+        self.client = client
+        self.retention_seconds = retention_seconds
+        self._apply = client.register_script(_APPLY_SCRIPT)
+
+    def apply_batch(self, batch_id: str, increments: ShardIncrements,
+                    pipeline: Any | None = None) -> None:
+        """Add a batch's increments, at most once per (batch_id, shard).
+
+        Safe to call again after a crash at any point: shards already applied
+        are skipped by their marker. Executes ``pipeline`` only if it made it.
+        """
+        own_pipeline = pipeline is None
+        pipe: Any = self.client.pipeline(transaction=False) if own_pipeline else pipeline
+        for shard, minutes in increments.items():
+            keys: list[str] = [applied_key(shard, batch_id)]
+            args: list[Any] = [self.retention_seconds]
+            for minute, ads in minutes.items():
+                keys.append(clicks_key(shard, minute))
+                keys.append(total_key(shard, minute))
+                args.append(len(ads))
+                for ad_id, clicks in ads.items():
+                    args.append(ad_id)
+                    args.append(clicks)
+            self._apply(keys=keys, args=args, client=pipe)
+        if own_pipeline:
+            with translated_errors():
+                pipe.execute()
+
+    def shard_counts(self, shard: int, minute: int) -> list[tuple[str, int]]:
+        """Every (ad_id, clicks) of one shard's minute, in no particular order."""
+        with translated_errors():
+            members: Any = self.client.zrange(clicks_key(shard, minute), 0, -1, withscores=True)
+        return [(_text(ad), int(score)) for ad, score in members]
+
+    def shard_total(self, shard: int, minute: int) -> int:
+        with translated_errors():
+            value = self.client.get(total_key(shard, minute))
+        return int(value) if value is not None else 0
+
+    def minute_present(self, minute: int, shard_count: int) -> bool:
+        """Whether any shard still holds the minute's keys (else replay must use raw)."""
+        with translated_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for shard in range(shard_count):
+                pipe.exists(total_key(shard, minute))
+            return any(pipe.execute())
+
+    def ensure_epoch(self, now: float) -> tuple[str, bool]:
+        """Return this Redis's data epoch, creating it if missing.
+
+        The boolean is True when the epoch had to be created, i.e. Redis is new,
+        restarted without persistence, or was flushed: its counts are gone.
+        """
+        with translated_errors():
+            created = bool(self.client.set(EPOCH_KEY, repr(now), nx=True))
+            value = self.client.get(EPOCH_KEY)
+        return (_text(value) if value is not None else repr(now)), created
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value

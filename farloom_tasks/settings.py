@@ -1,0 +1,115 @@
+"""Every Farloom setting, read once from ``FARLOOM_*`` environment variables.
+
+The defaults point at the local-development services (PostgreSQL, Redis and
+RabbitMQ on 127.0.0.1 with their stock credentials). They are development
+defaults only: production deployments set the URLs from their secret store.
+Each field below documents its unit; the README's settings table mirrors it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from farloom_tasks.errors import ConfigError
+
+ENV_PREFIX = "FARLOOM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Connections. Every component reads its URLs from these three, so a whole
+    # pipeline is pointed at another database, vhost and Redis db by setting them.
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/farloom_db"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Aggregation shape.
+    shard_count: int = 8  # shards (Redis sorted sets per minute)
+    top_k: int = 100  # ads in each minute's ranking
+    grace_seconds: float = 5.0  # s after a minute's end before it is closed
+    max_clock_skew_seconds: float = 300.0  # s a click may be dated in the future
+    redis_retention_seconds: int = 7200  # s a per-minute Redis key lives after its last write
+
+    # Ingest batching.
+    batch_size: int = 2000  # clicks per durable write
+    flush_interval_seconds: float = 0.2  # s before a partial batch is flushed
+    prefetch_count: int = 4000  # unacked messages the broker may hand one ingest worker
+    max_message_bytes: int = 1_048_576  # bytes; larger messages are dead-lettered unparsed
+
+    # Aggregates: per-ad counts travel in chunks of at most this many ads.
+    aggregate_chunk_ads: int = 20_000  # ads per aggregates message
+
+    # Beat.
+    close_tick_seconds: float = 1.0  # s between close_due_minutes ticks
+    reconcile_interval_seconds: float = 300.0  # s between periodic reconciliations
+    reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
+
+    # Operations.
+    metrics_port: int = 0  # TCP port for a worker's Prometheus metrics; 0 = off
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``FARLOOM_<FIELD>`` variables, e.g. ``FARLOOM_SHARD_COUNT``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = env.get(ENV_PREFIX + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            default = field.default
+            try:
+                if isinstance(default, bool):
+                    values[field.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+                elif isinstance(default, int):
+                    values[field.name] = int(raw)
+                elif isinstance(default, float):
+                    values[field.name] = float(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid "
+                    f"{type(default).__name__}"
+                ) from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        positive = {
+            "shard_count": self.shard_count,
+            "top_k": self.top_k,
+            "batch_size": self.batch_size,
+            "prefetch_count": self.prefetch_count,
+            "max_message_bytes": self.max_message_bytes,
+            "redis_retention_seconds": self.redis_retention_seconds,
+            "aggregate_chunk_ads": self.aggregate_chunk_ads,
+            "flush_interval_seconds": self.flush_interval_seconds,
+            "close_tick_seconds": self.close_tick_seconds,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be > 0, got {value}")
+        for name, value in {
+            "grace_seconds": self.grace_seconds,
+            "max_clock_skew_seconds": self.max_clock_skew_seconds,
+        }.items():
+            if value < 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0, got {value}")
+        if self.shard_count > 1024:
+            raise ConfigError("FARLOOM_SHARD_COUNT must be at most 1024")
+        if self.redis_retention_seconds < 120 + self.grace_seconds:
+            raise ConfigError(
+                "FARLOOM_REDIS_RETENTION_SECONDS must outlive a minute plus its grace period"
+            )
+
+
+def describe() -> list[tuple[str, str]]:
+    """(variable, default) for every setting, for ``farloom config`` and the README."""
+    return [
+        (ENV_PREFIX + field.name.upper(), str(field.default)) for field in fields(Settings)
+    ]

@@ -1,0 +1,67 @@
+"""The PostgreSQL + Redis write path on its own, against the real services."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import sqlalchemy as sa
+
+from farloom_tasks import redis_counts
+from farloom_tasks.clicks import Click
+from farloom_tasks.durable_write import DurableWriter, drain_outbox
+from farloom_tasks.raw_store import RawStore
+from farloom_tasks.shards import shard_of
+from farloom_tasks.windows import minute_of
+from tests.stack import Stack
+
+
+def _writer(stack: Stack) -> tuple[DurableWriter, RawStore, redis_counts.RedisCounts]:
+    raw = RawStore(stack.engine(), stack.settings.shard_count)
+    counts = redis_counts.RedisCounts(redis_counts.connect(stack.settings.redis_url),
+                                      stack.settings.redis_retention_seconds)
+    return DurableWriter(raw, counts), raw, counts
+
+
+def _redis_counts(counts: redis_counts.RedisCounts, minutes: set[int],
+                  shard_count: int) -> Counter[tuple[int, str]]:
+    seen: Counter[tuple[int, str]] = Counter()
+    for minute in minutes:
+        for shard in range(shard_count):
+            for ad_id, clicks in counts.shard_counts(shard, minute):
+                assert shard_of(ad_id, shard_count) == shard
+                seen[(minute, ad_id)] += clicks
+    return seen
+
+
+def test_a_batch_written_twice_is_stored_and_counted_once(stack: Stack) -> None:
+    writer, raw, counts = _writer(stack)
+    now = time.time()
+    clicks = [Click(f"c{i}", f"ad{i % 37}", now - 130 + i * 0.05) for i in range(3000)]
+
+    first = writer.write(clicks)
+    second = writer.write(clicks)
+
+    assert (first.new_clicks, first.duplicates) == (3000, 0)
+    assert (second.new_clicks, second.duplicates) == (0, 3000)
+    expected = Counter((minute_of(c.clicked_at), c.ad_id) for c in clicks)
+    minutes = {m for m, _ in expected}
+    assert _redis_counts(counts, minutes, stack.settings.shard_count) == expected
+    with stack.engine().connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar() == 3000
+
+
+def test_an_outbox_row_left_by_a_crash_is_applied_once_by_the_drain(stack: Stack) -> None:
+    _, raw, counts = _writer(stack)
+    now = time.time()
+    clicks = [Click(f"k{i}", f"ad{i % 5}", now - 30) for i in range(100)]
+    # The commit happened, then the worker died before touching Redis.
+    committed = raw.commit_batch(clicks)
+
+    assert drain_outbox(raw, counts) == 1
+    counts.apply_batch(committed.batch_id, committed.increments)  # the worker's late retry
+    assert drain_outbox(raw, counts) == 0
+
+    minute = minute_of(now - 30)
+    total = sum(counts.shard_total(s, minute) for s in range(stack.settings.shard_count))
+    assert total == 100
