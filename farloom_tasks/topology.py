@@ -31,6 +31,9 @@ REASON_HEADER = "x-farloom-reason"
 REASON_CODE_HEADER = "x-farloom-reason-code"
 ELEMENT_INDEX_HEADER = "x-farloom-element-index"
 SOURCE_QUEUE_HEADER = "x-farloom-source-queue"
+# Set by Farloom's publishers (epoch seconds, float) so that workers can measure
+# the latency from publish to durable; optional for other producers.
+PUBLISHED_AT_HEADER = "x-farloom-published-at"
 
 
 def connect(amqp_url: str, *, heartbeat: int = 30) -> BlockingConnection:
