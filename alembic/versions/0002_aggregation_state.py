@@ -64,7 +64,8 @@ def upgrade() -> None:
     """)
     op.execute("""
         CREATE TABLE agg.reconciliation_findings (
-            run_id           bigint      NOT NULL REFERENCES agg.reconciliation_runs ON DELETE CASCADE,
+            run_id           bigint      NOT NULL
+                REFERENCES agg.reconciliation_runs ON DELETE CASCADE,
             minute           timestamptz NOT NULL,
             raw_clicks       bigint      NOT NULL,
             agg_clicks       bigint,

@@ -35,7 +35,7 @@ def _redis_counts(counts: redis_counts.RedisCounts, minutes: set[int],
 
 
 def test_a_batch_written_twice_is_stored_and_counted_once(stack: Stack) -> None:
-    writer, raw, counts = _writer(stack)
+    writer, _, counts = _writer(stack)
     now = time.time()
     clicks = [Click(f"c{i}", f"ad{i % 37}", now - 130 + i * 0.05) for i in range(3000)]
 
