@@ -41,6 +41,10 @@ class Settings:
 
     # Aggregates: per-ad counts travel in chunks of at most this many ads.
     aggregate_chunk_ads: int = 20_000  # ads per aggregates message
+    aggregate_prefetch_count: int = 8  # unacked aggregates messages the broker may hand a writer
+    # bytes; larger aggregates messages are dead-lettered unparsed (20,000 ads of 64
+    # four-byte characters still fit)
+    aggregate_max_message_bytes: int = 16_777_216
 
     # Beat.
     close_tick_seconds: float = 1.0  # s between close_due_minutes ticks
@@ -88,6 +92,8 @@ class Settings:
             "max_message_bytes": self.max_message_bytes,
             "redis_retention_seconds": self.redis_retention_seconds,
             "aggregate_chunk_ads": self.aggregate_chunk_ads,
+            "aggregate_prefetch_count": self.aggregate_prefetch_count,
+            "aggregate_max_message_bytes": self.aggregate_max_message_bytes,
             "flush_interval_seconds": self.flush_interval_seconds,
             "close_tick_seconds": self.close_tick_seconds,
         }
