@@ -8,6 +8,7 @@ Each field below documents its unit; the README's settings table mirrors it.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -16,6 +17,7 @@ from typing import Any
 from farloom_tasks.errors import ConfigError
 
 ENV_PREFIX = "FARLOOM_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,12 @@ class Settings:
                     values[field.name] = int(raw)
                 elif isinstance(default, float):
                     values[field.name] = float(raw)
+                    # float() accepts "nan" and "inf"; a NaN compares false with
+                    # everything, so it would slip through every range check below.
+                    if not math.isfinite(values[field.name]):
+                        raise ValueError(raw)
+                elif field.name == "log_level":
+                    values[field.name] = raw.strip().upper()
                 else:
                     values[field.name] = raw
             except ValueError:
@@ -96,6 +104,8 @@ class Settings:
             "aggregate_max_message_bytes": self.aggregate_max_message_bytes,
             "flush_interval_seconds": self.flush_interval_seconds,
             "close_tick_seconds": self.close_tick_seconds,
+            "reconcile_interval_seconds": self.reconcile_interval_seconds,
+            "reconcile_lookback_minutes": self.reconcile_lookback_minutes,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -106,6 +116,9 @@ class Settings:
         }.items():
             if value < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0, got {value}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"FARLOOM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                              f"got {self.log_level!r}")
         if self.shard_count > 1024:
             raise ConfigError("FARLOOM_SHARD_COUNT must be at most 1024")
         if self.redis_retention_seconds < 120 + self.grace_seconds:

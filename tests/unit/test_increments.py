@@ -1,0 +1,60 @@
+"""Grouping new clicks into per-shard, per-minute increments, and their JSON round trip."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from farloom_tasks import increments as inc
+from farloom_tasks.shards import shard_of
+
+ads = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6)
+clicks = st.lists(st.tuples(ads, st.integers(min_value=0, max_value=1000).map(lambda m: m * 60)),
+                  max_size=300)
+
+
+@given(clicks, st.integers(min_value=1, max_value=32))
+def test_grouping_keeps_every_click_once_in_its_ads_shard(
+        new_clicks: list[tuple[str, int]], shard_count: int) -> None:
+    grouped = inc.group_increments(new_clicks, shard_count)
+    seen: Counter[tuple[str, int]] = Counter()
+    for shard, minutes in grouped.items():
+        for minute, per_ad in minutes.items():
+            for ad, n in per_ad.items():
+                assert shard_of(ad, shard_count) == shard
+                assert n > 0
+                seen[(ad, minute)] += n
+    assert seen == Counter(new_clicks)
+
+
+@given(clicks, st.integers(min_value=1, max_value=32))
+def test_increments_survive_the_outbox_json_round_trip(
+        new_clicks: list[tuple[str, int]], shard_count: int) -> None:
+    grouped = inc.group_increments(new_clicks, shard_count)
+    stored = orjson.loads(orjson.dumps(inc.to_json(grouped)))  # what jsonb hands back
+    assert inc.from_json(stored) == grouped
+
+
+@given(clicks, st.integers(min_value=1, max_value=32))
+def test_per_minute_totals_and_minutes_match_the_clicks(
+        new_clicks: list[tuple[str, int]], shard_count: int) -> None:
+    grouped = inc.group_increments(new_clicks, shard_count)
+    assert inc.clicks_per_minute(grouped) == dict(Counter(m for _, m in new_clicks))
+    assert inc.minutes_of(grouped) == {m for _, m in new_clicks}
+
+
+def test_a_small_batch_groups_as_expected() -> None:
+    # "42" is on shard 0 and "ad-1" on shard 3 of 8 (pinned in test_shards).
+    grouped = inc.group_increments([("42", 60), ("ad-1", 60), ("42", 60), ("42", 120)], 8)
+    assert grouped == {0: {60: {"42": 2}, 120: {"42": 1}}, 3: {60: {"ad-1": 1}}}
+    assert inc.to_json(grouped) == {"0": {"60": {"42": 2}, "120": {"42": 1}},
+                                    "3": {"60": {"ad-1": 1}}}
+
+
+def test_no_new_clicks_means_no_increments() -> None:
+    assert inc.group_increments([], 8) == {}
+    assert inc.clicks_per_minute({}) == {}
+    assert inc.minutes_of({}) == set()
