@@ -1,0 +1,195 @@
+"""The aggregated side of PostgreSQL (adapter): minute results into ``agg.*``.
+
+One call to ``write_part`` is one transaction that
+1. takes the minute's advisory lock, so writers on the same minute queue up
+   while writers on other minutes run side by side,
+2. skips the part if the minute already holds this revision or a newer one
+   finalised (a duplicate, or an older revision arriving late),
+3. upserts the part's per-ad counts, never over a row of a newer revision,
+4. records the part in ``agg.minute_parts`` (idempotent on its key), and
+5. when that makes the revision complete, finalises it: replaces the minute's
+   top ads, upserts its totals, deletes per-ad rows of older revisions (ads a
+   replay dropped) and the revision's part bookkeeping.
+A crash anywhere leaves all of it or none of it, and a redelivered part is
+either re-upserted with the same values or skipped, so the writer may ack
+after the commit and be redelivered anything at any time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from typing import Any
+
+import psycopg2
+from sqlalchemy.engine import Engine
+
+from farloom_tasks.aggregates import InvalidAggregate, MinuteResultPart
+from farloom_tasks.db import translated_errors
+from farloom_tasks.topk import top_k
+
+# The two-key advisory lock space (classid, objid) never meets the one-key
+# watermark lock: PostgreSQL tells them apart by objsubid.
+MINUTE_LOCK_CLASS = 0x46_4C_41  # "FLA"
+_INT4_MAX = 2**31 - 1
+_INT8_MAX = 2**63 - 1
+
+_LOCK_MINUTE = "SELECT pg_advisory_xact_lock(%s, %s)"
+
+_FINALISED_REVISION = (
+    "SELECT revision FROM agg.minute_totals WHERE minute = to_timestamp(%s)"
+)
+
+_UPSERT_ADS = """
+INSERT INTO agg.ad_clicks_per_minute AS t (minute, ad_id, clicks, revision)
+SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)
+ON CONFLICT (minute, ad_id) DO UPDATE
+SET clicks = excluded.clicks, revision = excluded.revision
+WHERE t.revision <= excluded.revision
+"""
+
+_RECORD_PART = """
+INSERT INTO agg.minute_parts (minute, revision, part, parts)
+VALUES (to_timestamp(%s), %s, %s, %s)
+ON CONFLICT (minute, revision, part) DO NOTHING;
+SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s
+"""
+
+_REPLACE_TOP = """
+DELETE FROM agg.top_ads WHERE minute = to_timestamp(%s);
+INSERT INTO agg.top_ads (minute, rank, ad_id, clicks, revision)
+SELECT to_timestamp(%s), r, a, c, %s
+FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS x(r, a, c)
+"""
+
+_UPSERT_TOTALS = """
+INSERT INTO agg.minute_totals AS t (minute, clicks, distinct_ads, revision, computed_at)
+VALUES (to_timestamp(%s), %s, %s, %s, to_timestamp(%s))
+ON CONFLICT (minute) DO UPDATE
+SET clicks = excluded.clicks, distinct_ads = excluded.distinct_ads,
+    revision = excluded.revision, computed_at = excluded.computed_at
+WHERE t.revision <= excluded.revision
+"""
+
+_DROP_OLDER = """
+DELETE FROM agg.ad_clicks_per_minute WHERE minute = to_timestamp(%s) AND revision < %s;
+DELETE FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision <= %s
+"""
+
+
+class Outcome(enum.Enum):
+    WRITTEN = "written"  # the part is stored; its revision still misses parts
+    FINALISED = "finalised"  # this part completed its revision, now the minute's result
+    STALE = "stale"  # the minute already holds this revision or a newer one: nothing changed
+
+
+def check_writable(part: MinuteResultPart) -> None:
+    """Raise InvalidAggregate if PostgreSQL could not store ``part`` as it is.
+
+    ``aggregates.decode`` checks the contract; this checks what the columns can
+    hold, so that bad input is dead-lettered rather than failing a transaction
+    again on every redelivery.
+    """
+    if part.revision > _INT8_MAX or part.clicks > _INT8_MAX:
+        raise InvalidAggregate("revision and clicks must fit in 64 signed bits")
+    if part.parts > _INT4_MAX or part.distinct_ads > _INT4_MAX:
+        raise InvalidAggregate("parts and distinct_ads must fit in 32 signed bits")
+    for name, pairs in (("top", part.top), ("ads", part.ads)):
+        seen: set[str] = set()
+        for ad_id, clicks in pairs:
+            if not ad_id or "\x00" in ad_id:
+                raise InvalidAggregate(f"{name} holds an empty ad_id or one with a NUL character")
+            if clicks > _INT8_MAX:
+                raise InvalidAggregate(f"{name} holds a click count beyond 64 signed bits")
+            if ad_id in seen:
+                raise InvalidAggregate(f"{name} holds ad_id {ad_id[:64]!r} twice")
+            if not ad_id.isascii():
+                try:
+                    ad_id.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidAggregate(f"{name} holds an ad_id that is not UTF-8") from None
+            seen.add(ad_id)
+
+
+def ranked_top(part: MinuteResultPart) -> list[tuple[int, str, int]]:
+    """(rank, ad_id, clicks) of the part's top, re-ranked so the order never depends
+    on the producer: clicks descending, then ad_id in code-point order."""
+    best = top_k(part.top, part.k if part.k > 0 else len(part.top))
+    return [(rank, ad_id, clicks) for rank, (ad_id, clicks) in enumerate(best, start=1)]
+
+
+def minute_lock_key(minute: int) -> tuple[int, int]:
+    # Two minutes sharing a key (every 4,000 years) merely queue behind each other.
+    return MINUTE_LOCK_CLASS, (minute // 60) % (_INT4_MAX + 1)
+
+
+class AggStore:
+    """Owns one PostgreSQL connection for a single-threaded aggregated writer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+
+    def _connection(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            with translated_errors():
+                self._conn = self.engine.raw_connection()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection may fail; it is gone either way.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def write_part(self, part: MinuteResultPart) -> Outcome:
+        """Store one part in one transaction (see the module docstring).
+
+        Raises DatabaseUnavailable on a lost connection (nothing was committed;
+        retry the same part), and InvalidAggregate when PostgreSQL refuses the
+        part's data (dead-letter it: it would fail again).
+        """
+        conn = self._connection()
+        try:
+            with translated_errors():
+                try:
+                    with conn.cursor() as cursor:
+                        outcome = self._write(cursor, part)
+                    conn.commit()
+                    return outcome
+                except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                    # The part itself is the problem: retrying would fail forever.
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                    raise InvalidAggregate(f"PostgreSQL refused it: {exc}".strip()) from exc
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                    raise
+        except Exception:
+            # The connection's state is unknown after any failure; start afresh next time.
+            self.close()
+            raise
+
+    def _write(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+        m, rev = part.minute, part.revision
+        cursor.execute(_LOCK_MINUTE, minute_lock_key(m))
+        cursor.execute(_FINALISED_REVISION, (m,))
+        row = cursor.fetchone()
+        if row is not None and row[0] >= rev:
+            return Outcome.STALE
+        if part.ads:
+            cursor.execute(_UPSERT_ADS, (m, rev, [a for a, _ in part.ads],
+                                         [c for _, c in part.ads]))
+        cursor.execute(_RECORD_PART, (m, rev, part.part, part.parts, m, rev))
+        (received,) = cursor.fetchone()
+        if received < part.parts:
+            return Outcome.WRITTEN
+        top = ranked_top(part)
+        cursor.execute(_REPLACE_TOP, (m, m, rev, [r for r, _, _ in top],
+                                      [a for _, a, _ in top], [c for _, _, c in top]))
+        cursor.execute(_UPSERT_TOTALS, (m, part.clicks, part.distinct_ads, rev,
+                                        part.computed_at))
+        cursor.execute(_DROP_OLDER, (m, rev, m, rev))
+        return Outcome.FINALISED

@@ -1,0 +1,204 @@
+"""``farloom write-aggregates``: consume minute results into ``agg.*``.
+
+A pipeline of one message at a time: decode → check → write (one PostgreSQL
+transaction, see farloom_tasks.agg_store) → ack.
+
+Ack rules:
+- A part is acked only after its transaction committed (or after it was found
+  stale, which is also a durable fact: the minute holds a newer result).
+- Garbage (not the contract, too large, or refused by PostgreSQL as data) is
+  published to ``farloom.aggregates.dead`` with its reason in the headers,
+  waits for the broker's confirm, and only then is acked. It is never retried.
+- A lost PostgreSQL connection is retried with backoff while the message stays
+  unacked; a lost broker connection drops every unacked message back to the
+  queue and the writer reconnects with backoff. Either way nothing unwritten
+  is acked, and a redelivered part is harmless (idempotent writes).
+- SIGTERM (or SIGINT) lets the current message finish, then exits 0.
+  ``--burst`` exits 0 once the queue is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from farloom_tasks import aggregates, db, topology, writer_metrics
+from farloom_tasks.agg_store import AggStore, Outcome, check_writable
+from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable
+from farloom_tasks.settings import Settings
+
+log = logging.getLogger("farloom.aggregate_writer")
+
+INITIAL_BACKOFF_SECONDS = 0.2
+MAX_BACKOFF_SECONDS = 10.0
+POLL_SECONDS = 0.5  # how often an idle consumer looks at the stop flag and the queue depth
+MAX_REASON_CHARS = 1000
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.description = (
+        "Consume per-minute results from the queue farloom.aggregates.writer and write "
+        "them into agg.ad_clicks_per_minute, agg.top_ads and agg.minute_totals. Safe to "
+        "run several side by side. Invalid messages go to farloom.aggregates.dead with "
+        "their reason. Stops cleanly on SIGTERM."
+    )
+    parser.add_argument("--burst", action="store_true",
+                        help="exit once the queue is empty instead of waiting for more")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current message, then exiting", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    writer_metrics.serve(settings.metrics_port)
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    store = AggStore(engine)
+    try:
+        return AggregateWriter(settings, store, stop).run(burst=bool(args.burst))
+    finally:
+        store.close()
+        engine.dispose()
+
+
+class AggregateWriter:
+    """One single-threaded consumer of ``farloom.aggregates.writer``."""
+
+    def __init__(self, settings: Settings, store: AggStore, stop: threading.Event) -> None:
+        self.settings = settings
+        self.store = store
+        self.stop = stop
+
+    def run(self, *, burst: bool) -> int:
+        delay = INITIAL_BACKOFF_SECONDS
+        while not self.stop.is_set():
+            try:
+                if self._consume(burst=burst):
+                    return 0
+                delay = INITIAL_BACKOFF_SECONDS
+            except BrokerUnavailable as exc:
+                writer_metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
+                log.warning("%s; unacked messages return to the queue; reconnecting in %.1f s",
+                            exc, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        return 0
+
+    def _consume(self, *, burst: bool) -> bool:
+        """Consume until stopped or (burst) drained: True. False if it must reconnect."""
+        connection = topology.connect(self.settings.amqp_url)
+        try:
+            with topology.translated_errors():
+                channel = connection.channel()
+                topology.declare(channel)
+                channel.basic_qos(prefetch_count=self.settings.aggregate_prefetch_count)
+                dead = connection.channel()
+                dead.confirm_delivery()
+                log.info("consuming %s", topology.AGGREGATES_QUEUE)
+                for method, properties, body in channel.consume(
+                        topology.AGGREGATES_QUEUE, inactivity_timeout=POLL_SECONDS):
+                    if method is None:
+                        if self.stop.is_set() or (
+                                burst and topology.queue_depth(
+                                    dead, topology.AGGREGATES_QUEUE) == 0):
+                            break
+                        continue
+                    if not self._handle(connection, dead, properties, body):
+                        break  # stopped while PostgreSQL was down: leave it unacked
+                    channel.basic_ack(method.delivery_tag)
+                    if self.stop.is_set():
+                        break
+                channel.cancel()
+            return True
+        finally:
+            try:
+                with topology.translated_errors():
+                    connection.close()
+            except BrokerUnavailable:
+                pass  # already gone; the broker requeues whatever was unacked
+
+    def _handle(self, connection: BlockingConnection, dead: BlockingChannel,
+                properties: pika.BasicProperties, body: bytes) -> bool:
+        """Make one message durable or dead-lettered. False if stopped before that."""
+        limit = self.settings.aggregate_max_message_bytes
+        if len(body) > limit:
+            self._dead_letter(dead, properties, body, "oversized",
+                              f"message has {len(body)} bytes; the limit is {limit}")
+            return True
+        try:
+            part = aggregates.decode(body)
+            check_writable(part)
+        except (aggregates.InvalidAggregate, ValueError, TypeError, OverflowError) as exc:
+            self._dead_letter(dead, properties, body, "invalid_aggregate", str(exc))
+            return True
+        delay = INITIAL_BACKOFF_SECONDS
+        while True:
+            started = time.perf_counter()
+            try:
+                outcome = self.store.write_part(part)
+            except aggregates.InvalidAggregate as exc:
+                self._dead_letter(dead, properties, body, "unwritable", str(exc))
+                return True
+            except DatabaseUnavailable as exc:
+                writer_metrics.TRANSIENT_ERRORS.labels("postgresql").inc()
+                if self.stop.is_set():
+                    return False
+                log.warning("%s; retrying minute %s revision %d in %.1f s",
+                            exc, part.minute, part.revision, delay)
+                self._sleep(connection, delay)
+                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                continue
+            writer_metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+            break
+        self._count(outcome, part, properties)
+        return True
+
+    def _count(self, outcome: Outcome, part: aggregates.MinuteResultPart,
+               properties: pika.BasicProperties) -> None:
+        if outcome is Outcome.STALE:
+            writer_metrics.STALE_SKIPPED.inc()
+            log.debug("skipped minute %d revision %d part %d: a newer result is final",
+                      part.minute, part.revision, part.part)
+            return
+        writer_metrics.MESSAGES_WRITTEN.inc()
+        published_at = (properties.headers or {}).get(topology.PUBLISHED_AT_HEADER)
+        if isinstance(published_at, int | float):
+            writer_metrics.PUBLISH_TO_COMMIT_SECONDS.observe(max(0.0, time.time() - published_at))
+        if outcome is Outcome.FINALISED:
+            writer_metrics.REVISIONS_FINALISED.inc()
+            log.info("minute %d revision %d final: %d clicks, %d ads",
+                     part.minute, part.revision, part.clicks, part.distinct_ads)
+
+    def _dead_letter(self, dead: BlockingChannel, properties: pika.BasicProperties,
+                     body: bytes, code: str, reason: str) -> None:
+        """Publish to the dead-letter exchange and wait for the broker's confirm."""
+        headers: dict[str, Any] = topology.dead_letter_headers(
+            code, reason[:MAX_REASON_CHARS], None, topology.AGGREGATES_QUEUE)
+        with topology.translated_errors():
+            dead.basic_publish(
+                exchange=topology.AGGREGATES_DEAD_EXCHANGE, routing_key="", body=body,
+                properties=pika.BasicProperties(
+                    delivery_mode=topology.PERSISTENT, headers=headers,
+                    content_type=properties.content_type),
+                mandatory=True)
+        writer_metrics.DEAD_LETTERS.labels(code).inc()
+        log.warning("dead-lettered an aggregates message (%s): %s", code, reason[:200])
+
+    def _sleep(self, connection: BlockingConnection, seconds: float) -> None:
+        # connection.sleep keeps heartbeats flowing while we wait for PostgreSQL.
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            with topology.translated_errors():
+                connection.sleep(max(0.0, min(0.2, deadline - time.monotonic())))
