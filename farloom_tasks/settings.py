@@ -57,6 +57,12 @@ class Settings:
     metrics_port: int = 0  # TCP port for a worker's Prometheus metrics; 0 = off
     log_level: str = "INFO"
 
+    # Query API and health checks (`farloom serve`, `farloom status`).
+    # "" = database_url with the user swapped for the read-only role farloom_api and no
+    # password: the local-development default (trust auth). Production sets a full URL.
+    api_database_url: str = ""
+    status_max_lag_seconds: float = 180.0  # s the last closed minute may trail the clock
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``FARLOOM_<FIELD>`` variables, e.g. ``FARLOOM_SHARD_COUNT``."""
