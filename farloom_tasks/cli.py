@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("farloom_tasks.cli_replay", "recompute minutes from Redis or raw"),
     "reconcile": ("farloom_tasks.cli_replay", "compare raw with agg and repair differences"),
     "bench": ("farloom_tasks.bench", "measure throughput and latency against baselines"),
+    "serve": ("farloom_tasks.cli_serve", "serve the query API and the dashboard (uvicorn)"),
+    "status": ("farloom_tasks.cli_status", "pipeline health: queues, lag, late minutes, workers"),
 }
 
 HINTS = {
