@@ -1,0 +1,288 @@
+"""The aggregated writer against the real PostgreSQL and RabbitMQ.
+
+Most tests drive ``AggStore.write_part`` directly (the whole transaction the
+writer runs per message); the others run ``farloom write-aggregates`` as
+subprocesses fed through the real queue.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pika
+import pytest
+import sqlalchemy as sa
+
+from farloom_tasks import aggregates, topology
+from farloom_tasks.agg_store import AggStore, Outcome
+from farloom_tasks.aggregates import MinuteResultPart
+from farloom_tasks.topk import AdCount, top_k
+from tests.stack import PROJECT_ROOT, Stack
+
+MINUTE = 1_796_000_040 - 1_796_000_040 % 60
+K = 3
+
+
+def _parts(minute: int, revision: int, ads: Sequence[AdCount],
+           chunk_ads: int = 2) -> list[MinuteResultPart]:
+    return list(aggregates.split_into_parts(
+        minute=minute, revision=revision, computed_at=minute + 70.5,
+        clicks=sum(c for _, c in ads), k=K, top=top_k(ads, K), ads=ads, chunk_ads=chunk_ads))
+
+
+def _snapshot(stack: Stack, minute: int = MINUTE) -> dict[str, Any]:
+    params = {"m": minute}
+    with stack.engine().connect() as conn:
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in conn.execute(sa.text(sql), params).all()]
+        return {
+            "ads": rows("SELECT ad_id, clicks, revision FROM agg.ad_clicks_per_minute "
+                        "WHERE minute = to_timestamp(:m) ORDER BY ad_id"),
+            "top": rows("SELECT rank, ad_id, clicks, revision FROM agg.top_ads "
+                        "WHERE minute = to_timestamp(:m) ORDER BY rank"),
+            "totals": rows("SELECT clicks, distinct_ads, revision FROM agg.minute_totals "
+                           "WHERE minute = to_timestamp(:m)"),
+            "parts": rows("SELECT revision, part FROM agg.minute_parts "
+                          "WHERE minute = to_timestamp(:m) ORDER BY 1, 2"),
+        }
+
+
+def _expected(revision: int, ads: Sequence[AdCount]) -> dict[str, Any]:
+    return {
+        "ads": sorted((a, c, revision) for a, c in ads),
+        "top": [(rank, a, c, revision) for rank, (a, c) in enumerate(top_k(ads, K), start=1)],
+        "totals": [(sum(c for _, c in ads), len(ads), revision)],
+        "parts": [],
+    }
+
+
+@pytest.fixture
+def store(stack: Stack) -> Iterator[AggStore]:
+    engine = stack.engine()
+    agg_store = AggStore(engine)
+    try:
+        yield agg_store
+    finally:
+        agg_store.close()
+        engine.dispose()
+
+
+ADS_R1 = [("ad-a", 5), ("ad-b", 9), ("ad-c", 1), ("ad-d", 7), ("ad-e", 2)]
+ADS_R2 = [("ad-a", 6), ("ad-b", 9), ("ad-d", 8), ("ad-e", 2), ("ad-f", 1)]  # drops ad-c
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (1, 2, 0)])
+def test_a_revision_is_final_only_when_its_last_part_arrives_in_any_order(
+        stack: Stack, store: AggStore, order: tuple[int, ...]) -> None:
+    parts = _parts(MINUTE, 1, ADS_R1)
+    assert len(parts) == 3
+
+    outcomes = [store.write_part(parts[i]) for i in order]
+
+    assert outcomes == [Outcome.WRITTEN, Outcome.WRITTEN, Outcome.FINALISED]
+    assert _snapshot(stack) == _expected(1, ADS_R1)
+
+
+def test_nothing_is_final_before_the_last_part(stack: Stack, store: AggStore) -> None:
+    parts = _parts(MINUTE, 1, ADS_R1)
+    store.write_part(parts[2])
+    store.write_part(parts[0])
+
+    seen = _snapshot(stack)
+    assert (seen["top"], seen["totals"], seen["parts"]) == ([], [], [(1, 0), (1, 2)])
+
+
+def test_a_newer_revision_that_drops_an_ad_leaves_no_stale_row(
+        stack: Stack, store: AggStore) -> None:
+    for part in _parts(MINUTE, 1, ADS_R1) + _parts(MINUTE, 2, ADS_R2):
+        store.write_part(part)
+
+    assert _snapshot(stack) == _expected(2, ADS_R2)
+
+
+def test_an_older_revision_delivered_after_a_newer_one_changes_nothing(
+        stack: Stack, store: AggStore) -> None:
+    for part in _parts(MINUTE, 2, ADS_R2):
+        store.write_part(part)
+    before = _snapshot(stack)
+
+    outcomes = [store.write_part(part) for part in _parts(MINUTE, 1, ADS_R1)]
+
+    assert outcomes == [Outcome.STALE] * 3
+    assert _snapshot(stack) == before == _expected(2, ADS_R2)
+
+
+def test_an_older_revision_finishing_while_a_newer_one_is_half_written_is_replaced(
+        stack: Stack, store: AggStore) -> None:
+    older, newer = _parts(MINUTE, 1, ADS_R1), _parts(MINUTE, 2, ADS_R2)
+    for part in [newer[0], older[2], older[0], newer[1], older[1], newer[2]]:
+        store.write_part(part)
+
+    assert _snapshot(stack) == _expected(2, ADS_R2)
+
+
+def test_duplicate_parts_change_nothing(stack: Stack, store: AggStore) -> None:
+    parts = _parts(MINUTE, 1, ADS_R1)
+    outcomes = [store.write_part(p) for p in [parts[1], parts[1], parts[0], parts[2],
+                                              parts[2], parts[0]]]
+
+    assert outcomes == [Outcome.WRITTEN, Outcome.WRITTEN, Outcome.WRITTEN,
+                        Outcome.FINALISED, Outcome.STALE, Outcome.STALE]
+    assert _snapshot(stack) == _expected(1, ADS_R1)
+
+
+def test_a_minute_without_clicks_is_final_with_one_empty_part(
+        stack: Stack, store: AggStore) -> None:
+    for part in _parts(MINUTE, 1, ADS_R1):
+        store.write_part(part)
+
+    assert store.write_part(_parts(MINUTE, 2, [])[0]) is Outcome.FINALISED
+    assert _snapshot(stack) == {"ads": [], "top": [], "totals": [(0, 0, 2)], "parts": []}
+
+
+def test_top_ads_rank_by_clicks_desc_then_ad_id_in_code_point_order(
+        stack: Stack, store: AggStore) -> None:
+    # Under a linguistic collation "a-2" < "B-1" < "b-3"; in code-point order "B" comes first.
+    ads = [("b-3", 4), ("a-2", 4), ("B-1", 4), ("Z", 9), ("é", 4), ("e", 4)]
+    part = MinuteResultPart(
+        minute=MINUTE, revision=7, part=0, parts=1, computed_at=MINUTE + 65.0,
+        clicks=29, distinct_ads=6, k=5, top=tuple(reversed(ads)), ads=tuple(ads))
+
+    store.write_part(part)
+
+    with stack.engine().connect() as conn:
+        in_sql = conn.execute(sa.text(
+            "SELECT ad_id FROM agg.ad_clicks_per_minute WHERE minute = to_timestamp(:m) "
+            'ORDER BY clicks DESC, ad_id COLLATE "C" LIMIT 5'), {"m": MINUTE}).scalars().all()
+    ranked = [ad for _, ad, _, _ in _snapshot(stack)["top"]]
+    assert ranked == ["Z", "B-1", "a-2", "b-3", "e"] == list(in_sql)
+
+
+# --- the worker as a subprocess, fed through RabbitMQ -------------------------------
+
+
+def _publish(stack: Stack, bodies: Sequence[bytes]) -> None:
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        channel.confirm_delivery()
+        for body in bodies:
+            channel.basic_publish(
+                exchange=topology.AGGREGATES_EXCHANGE, routing_key="", body=body,
+                properties=pika.BasicProperties(
+                    delivery_mode=topology.PERSISTENT,
+                    # pika cannot encode a float header; kombu (Celery's producer) can.
+                    headers={topology.PUBLISHED_AT_HEADER: int(time.time())}))
+    finally:
+        connection.close()
+
+
+def _drain_dead(stack: Stack) -> list[tuple[bytes, dict[str, Any]]]:
+    connection = stack.amqp()
+    found: list[tuple[bytes, dict[str, Any]]] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(topology.AGGREGATES_DEAD_QUEUE,
+                                                         auto_ack=True)
+            if method is None:
+                return found
+            found.append((body, dict(properties.headers or {})))
+    finally:
+        connection.close()
+
+
+def _writer(stack: Stack, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "farloom_tasks.cli", "write-aggregates", *args],
+        env={**stack.env, **env}, cwd=PROJECT_ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    try:
+        yield started
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 60) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_garbage_is_dead_lettered_with_its_reason_and_valid_messages_behind_it_are_written(
+        stack: Stack, processes: list[subprocess.Popen[str]]) -> None:
+    valid = [aggregates.encode(p) for p in _parts(MINUTE, 1, ADS_R1)]
+    big = _parts(MINUTE + 60, 1, [(f"ad-{i:05d}", 1) for i in range(500)], chunk_ads=500)
+    twice = _parts(MINUTE + 120, 1, [("ad-x", 1)])[0]
+    garbage = {
+        b"{not json": "invalid_aggregate",
+        b'{"type": "farloom.minute_result", "version": 99}': "invalid_aggregate",
+        aggregates.encode(twice).replace(b'[["ad-x",1]]', b'[["x",1],["x",2]]'):
+            "invalid_aggregate",
+        aggregates.encode(big[0]): "oversized",
+    }
+    _publish(stack, [valid[0], *garbage, valid[1], valid[2]])
+
+    processes.append(_writer(stack, "--burst", FARLOOM_AGGREGATE_MAX_MESSAGE_BYTES="4096"))
+    _finish(processes[-1])
+
+    dead = _drain_dead(stack)
+    assert {body: h[topology.REASON_CODE_HEADER] for body, h in dead} == garbage
+    assert all(h[topology.REASON_HEADER] and h[topology.SOURCE_QUEUE_HEADER]
+               == topology.AGGREGATES_QUEUE for _, h in dead)
+    assert _snapshot(stack) == _expected(1, ADS_R1)
+
+
+def test_two_writers_side_by_side_end_exact(
+        stack: Stack, processes: list[subprocess.Popen[str]]) -> None:
+    rng = random.Random(7)
+    minutes = [MINUTE + 60 * i for i in range(4)]
+    newest: dict[int, list[AdCount]] = {}
+    bodies: list[bytes] = []
+    for minute in minutes:
+        for revision in (1, 2, 3):
+            # Each revision keeps a random subset of ads, so newer ones drop some.
+            ads = [(f"ad-{a}", rng.randint(1, 50)) for a in range(40) if rng.random() < 0.7]
+            newest[minute] = ads
+            bodies += [aggregates.encode(p) for p in _parts(minute, revision, ads, chunk_ads=5)]
+    bodies += rng.sample(bodies, len(bodies) // 3)  # redeliveries
+    rng.shuffle(bodies)
+    _publish(stack, bodies)
+
+    processes += [_writer(stack, "--burst", FARLOOM_AGGREGATE_PREFETCH_COUNT="2")
+                  for _ in range(2)]
+    for process in processes:
+        _finish(process, timeout=90)
+
+    for minute in minutes:
+        assert _snapshot(stack, minute) == _expected(3, newest[minute])
+
+
+def test_sigterm_finishes_the_current_message_and_exits_cleanly(
+        stack: Stack, processes: list[subprocess.Popen[str]]) -> None:
+    processes.append(_writer(stack))
+    _publish(stack, [aggregates.encode(p) for p in _parts(MINUTE, 1, ADS_R1)])
+    deadline = time.monotonic() + 30
+    while _snapshot(stack)["totals"] == [] and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    os.kill(processes[-1].pid, signal.SIGTERM)
+
+    _finish(processes[-1], timeout=30)
+    assert _snapshot(stack) == _expected(1, ADS_R1)
