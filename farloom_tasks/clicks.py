@@ -155,9 +155,14 @@ def _ip(element: dict[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise _Invalid("wrong_type", f"ip must be a string, got {type(value).__name__}")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise _Invalid("bad_value", f"ip {value[:80]!r} is not an IPv4 or IPv6 address") from None
+    # Python accepts an IPv6 zone ("fe80::1%eth0"); PostgreSQL's inet refuses it,
+    # which would make the whole batch unstorable.
+    if getattr(address, "scope_id", None) is not None:
+        raise _Invalid("bad_value", f"ip {value[:80]!r} carries a zone index")
+    return str(address)
 
 
 def _country(element: dict[str, Any]) -> str | None:

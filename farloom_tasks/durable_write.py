@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from farloom_tasks import crash_points
 from farloom_tasks.clicks import Click
 from farloom_tasks.raw_store import CommittedBatch, RawStore
 from farloom_tasks.redis_counts import RedisCounts
@@ -38,6 +39,7 @@ class DurableWriter:
         """
         batch = self.raw.commit_batch(clicks, self._applied_not_cleared)
         self._applied_not_cleared = []
+        crash_points.reach("after_commit")
         if batch.increments:
             self.counts.apply_batch(batch.batch_id, batch.increments)
             self._applied_not_cleared.append(batch.batch_id)

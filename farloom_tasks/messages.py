@@ -40,7 +40,7 @@ def decode_message(body: bytes, *, now: float, max_skew: float, max_bytes: int) 
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        decoded.dead_letters.append(DeadLetter(body, Rejection("invalid_json", str(exc)[:200])))
+        decoded.dead_letters.append(DeadLetter(body, _undecodable(body, exc)))
         return decoded
 
     if isinstance(payload, list):
@@ -58,6 +58,15 @@ def _add(decoded: DecodedMessage, element: object, now: float, max_skew: float,
         decoded.clicks.append(result)
     else:
         decoded.dead_letters.append(DeadLetter(orjson.dumps(element), result, index))
+
+
+def _undecodable(body: bytes, exc: orjson.JSONDecodeError) -> Rejection:
+    # Told apart only on this error path, so valid messages never pay for a second decode.
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Rejection("not_utf8", f"body is not UTF-8: {bad.reason} at byte {bad.start}")
+    return Rejection("invalid_json", str(exc)[:200])
 
 
 def encode_clicks(clicks: list[dict[str, object]]) -> bytes:

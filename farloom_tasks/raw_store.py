@@ -140,7 +140,9 @@ class RawStore:
                      min(minutes), max(minutes)),
                 )
             if late:
-                cursor.execute(_MARK_LATE, (list(late), list(late.values())))
+                # Sorted so that concurrent workers lock the same rows in the same order.
+                minutes_late = sorted(late)
+                cursor.execute(_MARK_LATE, (minutes_late, [late[m] for m in minutes_late]))
             if applied_batch_ids:
                 cursor.execute("DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])",
                                (list(applied_batch_ids),))

@@ -1,0 +1,136 @@
+"""Metrics of the ingest worker: Prometheus series, and the run summary of ``--burst``.
+
+The Prometheus series live in their own registry (the aggregated writer has
+``writer_metrics``), and are updated once per batch, never per message, except
+for the publish→durable latency, which is one histogram observation per
+stamped message. The run summary keeps latencies in fixed log-spaced buckets,
+so its memory does not grow with the stream.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry()
+
+MESSAGES = Counter("farloom_ingest_messages_total",
+                   "Click messages acked (stored or dead-lettered)", registry=REGISTRY)
+CLICKS_STORED = Counter("farloom_ingest_clicks_stored_total",
+                        "Clicks newly stored in raw.ad_clicks and counted in Redis",
+                        registry=REGISTRY)
+DUPLICATES = Counter("farloom_ingest_duplicates_total",
+                     "Valid clicks whose click_id was already stored or already in the batch",
+                     registry=REGISTRY)
+DEAD_LETTERS = Counter("farloom_ingest_dead_letters_total",
+                       "Invalid elements or messages dead-lettered, by reason code", ["code"],
+                       registry=REGISTRY)
+LATE_CLICKS = Counter("farloom_ingest_late_clicks_total",
+                      "Clicks stored for a minute that was already closed", registry=REGISTRY)
+TRANSIENT_ERRORS = Counter("farloom_ingest_transient_errors_total",
+                           "PostgreSQL, Redis or RabbitMQ failures that were retried",
+                           ["service"], registry=REGISTRY)
+BATCH_CLICKS = Histogram("farloom_ingest_batch_clicks", "Distinct clicks per durable write",
+                         registry=REGISTRY,
+                         buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000))
+FLUSH_SECONDS = Histogram("farloom_ingest_flush_seconds",
+                          "From a flush's start to its ack: write, dead letters, ack (s)",
+                          registry=REGISTRY,
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PUBLISH_TO_DURABLE_SECONDS = Histogram(
+    "farloom_ingest_publish_to_durable_seconds",
+    "From a message's x-farloom-published-at stamp to the ack of its batch (s)",
+    registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on ``port`` from a daemon thread; 0 means metrics are off."""
+    if port > 0:
+        start_http_server(port, registry=REGISTRY)
+
+
+class LatencyHistogram:
+    """Quantiles of non-negative durations in constant memory (about 2% relative error)."""
+
+    GROWTH = 1.04  # each bucket's upper bound is 4% above the previous one
+    SMALLEST = 1e-4  # s; anything faster lands in the first bucket
+    LARGEST = 86_400.0  # s; anything slower lands in the last bucket
+
+    def __init__(self) -> None:
+        steps = math.ceil(math.log(self.LARGEST / self.SMALLEST, self.GROWTH))
+        self._bounds = [self.SMALLEST * self.GROWTH ** i for i in range(steps + 1)]
+        self._counts = [0] * (len(self._bounds) + 1)
+        self.count = 0
+        self.maximum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)  # clocks of publisher and worker may disagree slightly
+        self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
+        self.count += 1
+        self.maximum = max(self.maximum, seconds)
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile, as the geometric middle of its bucket; None before any sample."""
+        if self.count == 0:
+            return None
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for index, n in enumerate(self._counts):
+            seen += n
+            if seen >= rank:
+                if index == 0:
+                    return min(self.SMALLEST, self.maximum)
+                if index >= len(self._bounds):
+                    return self.maximum
+                middle = math.sqrt(self._bounds[index - 1] * self._bounds[index])
+                return min(middle, self.maximum)
+        return self.maximum
+
+
+@dataclass
+class IngestStats:
+    """Totals of one worker run, printed as one JSON line by ``--burst``."""
+
+    started_at: float  # epoch s
+    messages: int = 0
+    clicks_received: int = 0
+    clicks_stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    late_clicks: int = 0
+    first_delivery_at: float | None = None  # epoch s
+    last_ack_at: float | None = None  # epoch s
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """``elapsed_s`` spans the first delivery to the last ack (idle waits excluded)."""
+        if self.first_delivery_at is not None and self.last_ack_at is not None:
+            elapsed = max(self.last_ack_at - self.first_delivery_at, 1e-9)
+        else:
+            elapsed = 0.0
+        p50 = self.latency.quantile(0.5)
+        p99 = self.latency.quantile(0.99)
+        return {
+            "messages": self.messages,
+            "clicks_received": self.clicks_received,
+            "clicks_stored": self.clicks_stored,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "late_clicks": self.late_clicks,
+            "elapsed_s": round(elapsed, 3),
+            "clicks_per_s": round(self.clicks_received / elapsed, 1) if elapsed else 0.0,
+            "latency_p50_s": None if p50 is None else round(p50, 4),
+            "latency_p99_s": None if p99 is None else round(p99, 4),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "run_s": round(now - self.started_at, 3),
+        }
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

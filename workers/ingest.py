@@ -1,0 +1,413 @@
+"""``farloom ingest``: consume click messages into raw.ad_clicks and the Redis per-minute sets.
+
+Per delivery: decode and validate (messages.decode_message) → add to the batch
+(batching.Batcher, which drops repeated click ids). Per flush, on size, on age
+and always on shutdown: the writer thread makes the distinct clicks durable
+(durable_write: one PostgreSQL transaction with its Redis outbox, then the
+idempotent Redis apply) while the main thread publishes the batch's dead
+letters with confirms; then one ``basic_ack(last_tag, multiple=True)``.
+
+Ack rules:
+- A message is acked only after its valid clicks are committed in PostgreSQL
+  and applied in Redis, and its dead letters are confirmed by the broker.
+- A lost PostgreSQL or Redis connection is retried with capped exponential
+  backoff on the writer thread, then the outbox is drained before the batch is
+  written again; the batch stays unacked meanwhile.
+- A lost broker connection discards the unflushed batch (the broker redelivers
+  it; click ids deduplicate it) and reconnects with backoff.
+- Invalid input is dead-lettered element by element and never retried; a batch
+  PostgreSQL refuses as data is written click by click so that only the refused
+  clicks are dead-lettered ("unstorable").
+- SIGTERM or SIGINT flushes and acks the current batch, then exits 0.
+
+Threads: pika's connection is not thread-safe, so the main thread owns it and
+keeps calling ``process_data_events`` while a write runs (pika's guidance for
+long work: heartbeats keep flowing, and deliveries fill the next batch). The
+writer thread alone owns the PostgreSQL and Redis connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import orjson
+
+from farloom_tasks import crash_points, db, metrics, redis_counts, topology
+from farloom_tasks.batching import Batch, Batcher
+from farloom_tasks.clicks import Click, Rejection
+from farloom_tasks.dead_letters import DeadLetterPublisher
+from farloom_tasks.durable_write import DurableWriter, drain_outbox
+from farloom_tasks.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    DatabaseUnavailable,
+    FarloomError,
+    RedisUnavailable,
+    TransientError,
+)
+from farloom_tasks.messages import DeadLetter, decode_message
+from farloom_tasks.raw_store import RawStore
+from farloom_tasks.settings import Settings
+
+log = logging.getLogger("farloom.ingest")
+T = TypeVar("T")
+
+INITIAL_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 10.0
+POLL_SECONDS = 0.5  # s an idle worker waits on the socket before looking at its flags
+RETRIES_AFTER_STOP = 3  # attempts a stopping worker still makes to write its last batch
+# A bad deploy (a producer or a validation change) would dead-letter everything;
+# such a batch is reported loudly, at most once per ALARM_SECONDS.
+INVALID_SHARE_ALARM = 0.9
+INVALID_ALARM_MIN_ITEMS = 100
+ALARM_SECONDS = 60.0
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.description = (
+        "Consume click messages from the queue farloom.clicks.ingest into raw.ad_clicks "
+        "and the per-minute Redis sets, exactly once: every click id is stored and counted "
+        "once however often it is delivered. Invalid clicks go to farloom.clicks.dead with "
+        "their reason. Safe to run several side by side. SIGTERM flushes, acks and exits 0."
+    )
+    parser.add_argument("--burst", action="store_true",
+                        help="drain the queue, then exit and print a JSON summary line "
+                             "(messages, clicks, duplicates, dead letters, late clicks, "
+                             "clicks_per_s, publish-to-durable latency, peak RSS)")
+    parser.add_argument("--idle-seconds", type=float, default=1.0, metavar="S",
+                        help="with --burst: exit after S seconds without a delivery once the "
+                             "queue is empty (default: 1.0)")
+    parser.add_argument("--stats-file", type=Path, default=None, metavar="PATH",
+                        help="on exit, also write the JSON summary to PATH")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        crash_points.arm(settings.failpoints)
+    except ValueError as exc:
+        raise ConfigError(f"FARLOOM_FAILPOINTS: {exc}") from None
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: flushing the current batch, then exiting", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        metrics.serve(settings.metrics_port)
+    except OSError as exc:
+        log.warning("metrics are off: port %d: %s", settings.metrics_port, exc)
+    worker = IngestWorker(settings, stop, burst=bool(args.burst),
+                          idle_seconds=float(args.idle_seconds))
+    try:
+        code = worker.run()
+    finally:
+        worker.close()
+    line = orjson.dumps(worker.stats.summary(time.time())).decode("utf-8")
+    if args.burst:
+        print(line, flush=True)
+    if args.stats_file is not None:
+        args.stats_file.write_text(line + "\n", encoding="utf-8")
+    return code
+
+
+def backoff_delay(attempt: int) -> float:
+    """Capped exponential backoff with jitter, so that restarted workers do not stampede."""
+    ceiling = min(MAX_BACKOFF_SECONDS, INITIAL_BACKOFF_SECONDS * 2.0 ** min(attempt, 20))
+    return float(ceiling * random.uniform(0.5, 1.0))
+
+
+class Abandoned(FarloomError):
+    """A stopping worker gave up on a store that stayed unavailable; nothing was acked."""
+
+
+def _service(exc: TransientError) -> str:
+    if isinstance(exc, DatabaseUnavailable):
+        return "postgresql"
+    if isinstance(exc, RedisUnavailable):
+        return "redis"
+    return "rabbitmq" if isinstance(exc, BrokerUnavailable) else "other"
+
+
+@dataclasses.dataclass
+class Written:
+    new_clicks: int = 0
+    duplicates: int = 0
+    late_clicks: int = 0
+    refused: list[DeadLetter] = dataclasses.field(default_factory=list)
+
+
+class DurableSink:
+    """The writer thread's side: PostgreSQL and Redis, retried until they answer."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        self.stop = stop
+        self.engine = db.make_engine(settings.database_url, pool_size=1)
+        self.raw = RawStore(self.engine, settings.shard_count)
+        self.counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
+                                               settings.redis_retention_seconds)
+        self.writer = DurableWriter(self.raw, self.counts)
+        self.cleanup_due = False  # outbox rows applied to Redis but not yet deleted
+        self._must_drain = True
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                if self._must_drain:
+                    # Whatever a crash or the last failure left in the outbox reaches
+                    # Redis before anything else is acked.
+                    drained = drain_outbox(self.raw, self.counts)
+                    if drained:
+                        log.info("applied %d pending outbox rows to Redis", drained)
+                    self._must_drain = False
+                return work()
+            except TransientError as exc:
+                self._must_drain = True
+                metrics.TRANSIENT_ERRORS.labels(_service(exc)).inc()
+                if self.stop.is_set() and attempt >= RETRIES_AFTER_STOP:
+                    raise Abandoned(f"stopping while {exc}") from exc
+                delay = backoff_delay(attempt)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    def recover(self) -> None:
+        self._must_drain = True
+        self._retrying(lambda: None)
+
+    def write(self, clicks: Sequence[Click]) -> Written:
+        def attempt() -> Written:
+            crash_points.reach("before_commit")
+            batch = self.writer.write(clicks)
+            return Written(batch.new_clicks, batch.duplicates, batch.late_clicks)
+
+        written = self._retrying(attempt)
+        self.cleanup_due = True
+        return written
+
+    def write_one_by_one(self, clicks: Sequence[Click]) -> Written:
+        """Isolate the clicks PostgreSQL refuses as data; store every other one."""
+        total = Written()
+        for click in clicks:
+            try:
+                one = self.write([click])
+            except (TransientError, Abandoned):
+                raise
+            except Exception as exc:  # refused as data: dead-letter it, never retry it
+                body = orjson.dumps(dataclasses.asdict(click))
+                total.refused.append(DeadLetter(body, Rejection("unstorable", str(exc)[:500])))
+                continue
+            total.new_clicks += one.new_clicks
+            total.duplicates += one.duplicates
+            total.late_clicks += one.late_clicks
+        return total
+
+    def cleanup(self) -> None:
+        self._retrying(self.writer.flush_cleanup)
+        self.cleanup_due = False
+
+    def close(self) -> None:
+        self.raw.close()
+        self.engine.dispose()
+        self.counts.client.close()
+
+
+def _noop() -> None:
+    return None
+
+
+class IngestWorker:
+    """One consumer of ``farloom.clicks.ingest``; run it as many times as you like."""
+
+    def __init__(self, settings: Settings, stop: threading.Event, *, burst: bool = False,
+                 idle_seconds: float = 1.0) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.burst = burst
+        self.idle_seconds = idle_seconds
+        self.stats = metrics.IngestStats(started_at=time.time())
+        self.batcher = Batcher(settings.batch_size, settings.flush_interval_seconds)
+        self.sink = DurableSink(settings, stop)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._last_delivery_at = time.time()
+        self._last_alarm_at = 0.0
+
+    def run(self) -> int:
+        """Consume until stopped (or, with ``burst``, until the queue is empty)."""
+        attempt = 0
+        while True:
+            connection: Any = None
+            try:
+                connection = topology.connect(self.settings.amqp_url)
+                return self._consume(connection)
+            except BrokerUnavailable as exc:
+                dropped = self.batcher.discard()
+                metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
+                if self.stop.is_set():
+                    log.warning("stopping without a broker: %s; %d unacked messages will be "
+                                "redelivered", exc, dropped)
+                    return 1
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("%s; %d unacked messages will be redelivered; reconnecting in "
+                            "%.1f s", exc, dropped, delay)
+                self.stop.wait(delay)
+            except Abandoned as exc:
+                log.error("%s; the unacked messages will be redelivered", exc)
+                return 1
+            finally:
+                if connection is not None and connection.is_open:
+                    with contextlib.suppress(Exception):
+                        connection.close()
+
+    def close(self) -> None:
+        try:
+            if self.sink.cleanup_due:
+                self.executor.submit(self.sink.cleanup).result(timeout=60)
+        except Exception as exc:  # the rows stay; any drain deletes them later
+            log.warning("could not delete applied outbox rows: %s", exc)
+        finally:
+            self.executor.shutdown(wait=True)
+            self.sink.close()
+
+    def _consume(self, connection: Any) -> int:
+        with topology.translated_errors():
+            channel = connection.channel()
+        topology.declare(channel)
+        with topology.translated_errors():
+            channel.basic_qos(prefetch_count=self.settings.prefetch_count)
+        dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
+        self._await(connection, self.executor.submit(self.sink.recover))
+        with topology.translated_errors():
+            consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
+        log.info("consuming %s (batch %d clicks or %.2f s, prefetch %d)", topology.INGEST_QUEUE,
+                 self.settings.batch_size, self.settings.flush_interval_seconds,
+                 self.settings.prefetch_count)
+        self._last_delivery_at = time.time()
+        while True:
+            if self.stop.is_set():
+                with topology.translated_errors():
+                    channel.basic_cancel(consumer_tag)
+                self._flush(connection, channel, dead)
+                return 0
+            now = time.time()
+            if self.batcher.should_flush(now):
+                self._flush(connection, channel, dead)
+                continue
+            due = self.batcher.seconds_until_due(now)
+            with topology.translated_errors():
+                connection.process_data_events(time_limit=POLL_SECONDS if due is None else due)
+            if len(self.batcher) == 0 and time.time() - self._last_delivery_at >= self._idle_after:
+                if self.sink.cleanup_due:
+                    self._await(connection, self.executor.submit(self.sink.cleanup))
+                if self.burst and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
+                    return 0
+                self._last_delivery_at = time.time()
+
+    @property
+    def _idle_after(self) -> float:
+        return self.idle_seconds if self.burst else max(1.0, self.idle_seconds)
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        now = time.time()
+        decoded = decode_message(body, now=now, max_skew=self.settings.max_clock_skew_seconds,
+                                 max_bytes=self.settings.max_message_bytes)
+        headers = properties.headers
+        stamp = headers.get(topology.PUBLISHED_AT_HEADER) if headers else None
+        published_at = (float(stamp) if isinstance(stamp, int | float | Decimal)
+                        and not isinstance(stamp, bool) else None)
+        self.batcher.add(method.delivery_tag, decoded, published_at, now)
+        self._last_delivery_at = now
+        if self.stats.first_delivery_at is None:
+            self.stats.first_delivery_at = now
+
+    def _await(self, connection: Any, future: Future[T]) -> T:
+        """Wait for the writer thread while serving the broker connection."""
+
+        def wake(_: Future[T]) -> None:
+            # Ends the main thread's process_data_events early; if the connection is
+            # gone, nobody is waiting on it.
+            with contextlib.suppress(Exception):
+                connection.add_callback_threadsafe(_noop)
+
+        future.add_done_callback(wake)
+        while not future.done():
+            with topology.translated_errors():
+                connection.process_data_events(time_limit=POLL_SECONDS)
+        return future.result()
+
+    def _flush(self, connection: Any, channel: Any, dead: DeadLetterPublisher) -> None:
+        batch = self.batcher.take()
+        if batch.messages == 0:
+            return
+        started = time.time()
+        clicks = batch.clicks
+        future = self.executor.submit(self.sink.write, clicks) if clicks else None
+        if batch.dead_letters:
+            dead.publish(batch.dead_letters)  # while the write runs
+        written = Written()
+        if future is not None:
+            try:
+                written = self._await(connection, future)
+            except (TransientError, Abandoned):
+                raise
+            except Exception:
+                log.exception("PostgreSQL refused a batch of %d clicks as data; writing them "
+                              "one by one to dead-letter only the refused ones", len(clicks))
+                written = self._await(connection,
+                                      self.executor.submit(self.sink.write_one_by_one, clicks))
+                dead.publish(written.refused)
+        crash_points.reach("after_redis")
+        with topology.translated_errors():
+            channel.basic_ack(delivery_tag=batch.last_delivery_tag, multiple=True)
+        crash_points.reach("after_ack")
+        self._record(batch, written, started, time.time())
+
+    def _record(self, batch: Batch, written: Written, started: float, acked: float) -> None:
+        stats = self.stats
+        stats.messages += batch.messages
+        stats.clicks_received += batch.clicks_received
+        stats.clicks_stored += written.new_clicks
+        duplicates = batch.duplicates_in_batch + written.duplicates
+        stats.duplicates += duplicates
+        dead_letters = batch.dead_letters + written.refused
+        stats.dead_letters += len(dead_letters)
+        stats.late_clicks += written.late_clicks
+        stats.last_ack_at = acked
+        metrics.MESSAGES.inc(batch.messages)
+        metrics.CLICKS_STORED.inc(written.new_clicks)
+        metrics.DUPLICATES.inc(duplicates)
+        metrics.LATE_CLICKS.inc(written.late_clicks)
+        metrics.BATCH_CLICKS.observe(batch.distinct_clicks)
+        metrics.FLUSH_SECONDS.observe(acked - started)
+        for code, n in collections.Counter(d.rejection.code for d in dead_letters).items():
+            metrics.DEAD_LETTERS.labels(code).inc(n)
+        observe = metrics.PUBLISH_TO_DURABLE_SECONDS.observe
+        for stamp in batch.published_at:
+            stats.latency.observe(acked - stamp)
+            observe(acked - stamp)
+        items = batch.clicks_received + len(batch.dead_letters)
+        if (items >= INVALID_ALARM_MIN_ITEMS
+                and len(batch.dead_letters) >= INVALID_SHARE_ALARM * items
+                and acked - self._last_alarm_at >= ALARM_SECONDS):
+            self._last_alarm_at = acked
+            top = collections.Counter(d.rejection.code for d in batch.dead_letters)
+            log.error("%d of %d clicks in one batch were invalid (%s): is a producer or a "
+                      "validation rule broken?", len(batch.dead_letters), items,
+                      ", ".join(f"{c}={n}" for c, n in top.most_common(3)))
