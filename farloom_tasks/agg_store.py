@@ -5,11 +5,15 @@ One call to ``write_part`` is one transaction that
    while writers on other minutes run side by side,
 2. skips the part if the minute already holds this revision or a newer one
    finalised (a duplicate, or an older revision arriving late),
-3. upserts the part's per-ad counts, never over a row of a newer revision,
-4. records the part in ``agg.minute_parts`` (idempotent on its key), and
-5. when that makes the revision complete, finalises it: replaces the minute's
-   top ads, upserts its totals, deletes per-ad rows of older revisions (ads a
-   replay dropped) and the revision's part bookkeeping.
+3. replaces the minute's top ads if they are of an older revision: every part
+   carries the revision's whole (exact) top k, so the ranking is published by
+   whichever part arrives first, without waiting for all the per-ad counts,
+4. upserts the part's per-ad counts, never over a row of a newer revision,
+5. records the part in ``agg.minute_parts`` (idempotent on its key), and
+6. when that makes the revision complete, finalises it: upserts the minute's
+   totals (``agg.minute_totals.revision`` is the minute's finalised revision),
+   deletes per-ad rows of older revisions (ads a replay dropped) and the
+   revision's part bookkeeping.
 A crash anywhere leaves all of it or none of it, and a redelivered part is
 either re-upserted with the same values or skipped, so the writer may ack
 after the commit and be redelivered anything at any time.
@@ -54,6 +58,8 @@ VALUES (to_timestamp(%s), %s, %s, %s)
 ON CONFLICT (minute, revision, part) DO NOTHING;
 SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s
 """
+
+_TOP_REVISION = "SELECT max(revision) FROM agg.top_ads WHERE minute = to_timestamp(%s)"
 
 _REPLACE_TOP = """
 DELETE FROM agg.top_ads WHERE minute = to_timestamp(%s);
@@ -179,6 +185,12 @@ class AggStore:
         row = cursor.fetchone()
         if row is not None and row[0] >= rev:
             return Outcome.STALE
+        cursor.execute(_TOP_REVISION, (m,))
+        (top_revision,) = cursor.fetchone()
+        if top_revision is None or top_revision < rev:
+            top = ranked_top(part)
+            cursor.execute(_REPLACE_TOP, (m, m, rev, [r for r, _, _ in top],
+                                          [a for _, a, _ in top], [c for _, _, c in top]))
         if part.ads:
             cursor.execute(_UPSERT_ADS, (m, rev, [a for a, _ in part.ads],
                                          [c for _, c in part.ads]))
@@ -186,9 +198,6 @@ class AggStore:
         (received,) = cursor.fetchone()
         if received < part.parts:
             return Outcome.WRITTEN
-        top = ranked_top(part)
-        cursor.execute(_REPLACE_TOP, (m, m, rev, [r for r, _, _ in top],
-                                      [a for _, a, _ in top], [c for _, _, c in top]))
         cursor.execute(_UPSERT_TOTALS, (m, part.clicks, part.distinct_ads, rev,
                                         part.computed_at))
         cursor.execute(_DROP_OLDER, (m, rev, m, rev))

@@ -90,13 +90,24 @@ def test_a_revision_is_final_only_when_its_last_part_arrives_in_any_order(
     assert _snapshot(stack) == _expected(1, ADS_R1)
 
 
-def test_nothing_is_final_before_the_last_part(stack: Stack, store: AggStore) -> None:
+def test_the_top_is_published_by_the_first_part_but_totals_wait_for_the_last(
+        stack: Stack, store: AggStore) -> None:
     parts = _parts(MINUTE, 1, ADS_R1)
     store.write_part(parts[2])
     store.write_part(parts[0])
 
     seen = _snapshot(stack)
-    assert (seen["top"], seen["totals"], seen["parts"]) == ([], [], [(1, 0), (1, 2)])
+    assert (seen["top"], seen["totals"], seen["parts"]) == (
+        _expected(1, ADS_R1)["top"], [], [(1, 0), (1, 2)])
+
+
+def test_a_newer_revision_replaces_the_top_even_before_it_is_final(
+        stack: Stack, store: AggStore) -> None:
+    older, newer = _parts(MINUTE, 1, ADS_R1), _parts(MINUTE, 2, ADS_R2)
+    for part in [*older, newer[1]]:
+        store.write_part(part)
+    assert _snapshot(stack)["top"] == _expected(2, ADS_R2)["top"]
+    assert _snapshot(stack)["totals"] == _expected(1, ADS_R1)["totals"]
 
 
 def test_a_newer_revision_that_drops_an_ad_leaves_no_stale_row(
