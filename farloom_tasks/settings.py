@@ -53,6 +53,12 @@ class Settings:
     reconcile_interval_seconds: float = 300.0  # s between periodic reconciliations
     reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
 
+    # Publishers (generate, watch, import).
+    publish_window_messages: int = 10_000  # messages awaiting a broker confirm, per publisher
+    publish_channels: int = 2  # channels per publisher connection (broker-side parallelism)
+    reconnect_max_backoff_seconds: float = 30.0  # s, cap of the reconnect backoff
+    watch_state_dir: str = "~/.local/state/farloom"  # directory of `farloom watch` state files
+
     # Operations.
     metrics_port: int = 0  # TCP port for a worker's Prometheus metrics; 0 = off
     log_level: str = "INFO"
@@ -110,6 +116,9 @@ class Settings:
             "aggregate_max_message_bytes": self.aggregate_max_message_bytes,
             "flush_interval_seconds": self.flush_interval_seconds,
             "close_tick_seconds": self.close_tick_seconds,
+            "publish_window_messages": self.publish_window_messages,
+            "publish_channels": self.publish_channels,
+            "reconnect_max_backoff_seconds": self.reconnect_max_backoff_seconds,
             "reconcile_interval_seconds": self.reconcile_interval_seconds,
             "reconcile_lookback_minutes": self.reconcile_lookback_minutes,
         }
