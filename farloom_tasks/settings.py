@@ -52,6 +52,10 @@ class Settings:
     close_tick_seconds: float = 1.0  # s between close_due_minutes ticks
     reconcile_interval_seconds: float = 300.0  # s between periodic reconciliations
     reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
+    close_retry_seconds: float = 300.0  # s an unpublished aggregation may run before a retry
+    close_max_in_flight: int = 32  # minutes aggregated at once; bounds a catch-up burst
+    # Test seam: "task:n,..." makes the first n calls of a task fail (counted in Redis).
+    failpoints: str = ""
 
     # Publishers (generate, watch, import).
     publish_window_messages: int = 10_000  # messages awaiting a broker confirm, per publisher

@@ -1,0 +1,180 @@
+"""The Celery tasks: thin wrappers over closing, minute_aggregation, replay and reconcile.
+
+Arguments are small JSON values: minutes as epoch seconds (``replay_*`` and
+``reconcile`` also take the text ``windows.parse_minute`` reads). Every task
+is safe to run twice; see each plain module for why.
+
+Failure rules: I/O errors (TransientError) are retried with exponential
+backoff. A shard task that still fails fails its chord; the chord's error
+callback ``aggregation_failed`` then lets the next tick retry the minute with
+a new revision. Anything that goes unnoticed (a worker lost mid-chord) is
+retried by the tick once the attempt is older than ``close_retry_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import chord
+
+from farloom_tasks import closing, minute_aggregation, replay, windows
+from farloom_tasks import reconcile as reconciliation
+from farloom_tasks.aggregates import encode
+from farloom_tasks.aggregates_publisher import publish_with_one_reconnect
+from farloom_tasks.celery import app, settings_of
+from farloom_tasks.durable_write import drain_outbox
+from farloom_tasks.errors import TransientError
+from farloom_tasks.task_resources import TaskResources, current
+from farloom_tasks.transactions import transaction
+from farloom_tasks.windows import MINUTE, iso, minute_of, parse_minute
+
+log = logging.getLogger(__name__)
+
+RETRYING: dict[str, Any] = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 1,  # s, doubled per retry
+    "retry_backoff_max": 30,  # s
+    "retry_jitter": True,
+    "max_retries": 3,
+}
+
+
+def _resources() -> TaskResources:
+    return current(settings_of(app))
+
+
+def _minute(value: int | str) -> int:
+    return minute_of(value) if isinstance(value, int) else parse_minute(value)
+
+
+def start_aggregation(attempt: closing.Attempt) -> None:
+    """Start the chord of shard tasks and the merge for one claimed attempt."""
+    settings = settings_of(app)
+    body = merge_minute.s(attempt.minute, attempt.revision, attempt.mark_seq)
+    body.link_error(aggregation_failed.s(attempt.minute, attempt.revision))
+    chord(topk_shard.s(attempt.minute, shard, settings.top_k, attempt.revision)
+          for shard in range(settings.shard_count))(body)
+
+
+@app.task(name="farloom.close_due_minutes", **RETRYING)
+def close_due_minutes() -> list[dict[str, int | None]]:
+    """One beat tick: close due minutes, re-aggregate late ones (closing.py)."""
+    res = _resources()
+    settings, now = res.settings, time.time()
+    with transaction(res.engine) as cursor:
+        closed_through = closing.read_watermark(cursor)
+    if windows.due_minutes(closed_through, now, settings.grace_seconds):
+        with transaction(res.engine) as cursor:
+            due = closing.advance_watermark(cursor, now, settings.grace_seconds)
+        if due:
+            log.info("closed %s..%s for ingest", iso(due[0]), iso(due[-1]))
+    with transaction(res.engine) as cursor:
+        attempts = closing.claim_attempts(cursor, retry_seconds=settings.close_retry_seconds,
+                                          max_in_flight=settings.close_max_in_flight)
+    if not attempts:
+        return []
+    drain_outbox(res.raw, res.counts)
+    for attempt in attempts:
+        if not closing.redis_is_complete(attempt.minute, now, settings.max_clock_skew_seconds,
+                                         settings.redis_retention_seconds):
+            replay.rebuild_from_raw(res.engine, res.raw, res.counts, attempt.minute,
+                                    settings.shard_count)
+        start_aggregation(attempt)
+    return [attempt.to_json() for attempt in attempts]
+
+
+@app.task(name="farloom.topk_shard", **RETRYING)
+def topk_shard(minute: int, shard: int, k: int, revision: int) -> dict[str, Any]:
+    """One shard's top k, clicks and distinct ads of ``minute`` for ``revision``."""
+    res = _resources()
+    res.failpoint("topk_shard")
+    summary = minute_aggregation.snapshot_shard(res.redis, minute=minute, shard=shard,
+                                                revision=revision, k=k)
+    return summary.to_json()
+
+
+@app.task(name="farloom.merge_minute", soft_time_limit=600, time_limit=660, **RETRYING)
+def merge_minute(shard_results: list[dict[str, Any]], minute: int, revision: int,
+                 mark_seq: int | None = None) -> dict[str, int]:
+    """Merge, publish every part with confirms, then record the minute as closed.
+
+    The record happens only after the broker confirmed every part, so a crash
+    in between leaves the minute unpublished and the tick retries it.
+    """
+    res = _resources()
+    settings = res.settings
+    summaries = [minute_aggregation.ShardSummary.from_json(doc) for doc in shard_results]
+    computed_at = time.time()
+
+    def bodies() -> Any:
+        return (encode(part) for part in minute_aggregation.result_parts(
+            res.redis, minute=minute, revision=revision, computed_at=computed_at,
+            k=settings.top_k, chunk_ads=settings.aggregate_chunk_ads,
+            shard_count=settings.shard_count, summaries=summaries))
+
+    parts = publish_with_one_reconnect(res.publisher, bodies)
+    attempt = closing.Attempt(minute, revision, mark_seq)
+    with transaction(res.engine) as cursor:
+        closing.record_published(cursor, attempt)
+    minute_aggregation.drop_snapshots(res.redis, minute, revision, settings.shard_count)
+    return {"minute": minute, "revision": revision, "parts": parts}
+
+
+@app.task(name="farloom.aggregation_failed", **RETRYING)
+def aggregation_failed(request: Any, exc: Any, traceback: Any, minute: int,
+                       revision: int) -> None:
+    """Error callback of a chord: let the next tick retry ``minute`` at once."""
+    log.warning("aggregation of %s revision %s failed: %r", iso(minute), revision, exc)
+    res = _resources()
+    with transaction(res.engine) as cursor:
+        closing.record_failed(cursor, minute, revision)
+
+
+@app.task(name="farloom.replay_minute", **RETRYING)
+def replay_minute(minute: int | str, source: str = "auto") -> dict[str, Any]:
+    """Recompute one closed minute as a new revision (replay.py). Returns its revision."""
+    res = _resources()
+    settings = res.settings
+    attempt, chosen = replay.prepare(
+        res.engine, res.raw, res.counts, minute=_minute(minute), source=source,
+        shard_count=settings.shard_count, now=time.time(),
+        max_clock_skew_seconds=settings.max_clock_skew_seconds)
+    start_aggregation(attempt)
+    return {"minute": attempt.minute, "revision": attempt.revision, "source": chosen}
+
+
+@app.task(name="farloom.replay_range", **RETRYING)
+def replay_range(start: int | str, end: int | str, source: str = "auto") -> int:
+    """Start ``replay_minute`` for every minute of [start, end]; returns how many."""
+    first, last = _minute(start), _minute(end)
+    replay.choose_source(source, present_in_redis=False, redis_complete=False)  # validate
+    for minute in range(first, last + 1, MINUTE):
+        replay_minute.delay(minute, source)
+    return max(0, (last - first) // MINUTE + 1)
+
+
+@app.task(name="farloom.reconcile", soft_time_limit=600, time_limit=660, **RETRYING)
+def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[str, Any]:
+    """Compare raw with agg over [start, end] and replay every differing minute from raw."""
+    res = _resources()
+    summary = reconciliation.reconcile(
+        res.engine, start=_minute(start), end=_minute(end), trigger=trigger,
+        retry_seconds=res.settings.close_retry_seconds,
+        replay=lambda minute: replay_minute.delay(minute, "raw") and None)
+    return {"run_id": summary.run_id, "minutes_checked": summary.minutes_checked,
+            "minutes_differing": len(summary.findings), "minutes_fixed": summary.minutes_fixed}
+
+
+@app.task(name="farloom.reconcile_recent", **RETRYING)
+def reconcile_recent() -> dict[str, Any] | None:
+    """The periodic reconciliation: the last ``reconcile_lookback_minutes`` closed minutes."""
+    res = _resources()
+    with transaction(res.engine) as cursor:
+        closed_through = closing.read_watermark(cursor)
+    if closed_through is None:
+        return None
+    start = closed_through - (res.settings.reconcile_lookback_minutes - 1) * MINUTE
+    result: dict[str, Any] = reconcile(start, closed_through, "periodic")
+    return result
