@@ -1,0 +1,1 @@
+"""The query API and dashboard served by ``farloom serve``."""

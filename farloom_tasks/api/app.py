@@ -1,0 +1,222 @@
+"""The query API and the dashboard (FastAPI). OpenAPI docs at /docs.
+
+Reads schema agg through the read-only role only (queries.read_only_url), so a
+bug here can never change a billed number. Times accept RFC 3339 or
+'YYYY-MM-DD HH:MM' (UTC); bad parameters get a 400 with a sentence saying what
+to send instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from farloom_tasks import db, status
+from farloom_tasks.api import queries
+from farloom_tasks.settings import Settings
+from farloom_tasks.windows import MINUTE, iso, parse_minute
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_WINDOW_MINUTES = 1440  # GET /v1/ads/top: a day at most
+MAX_RANGE_MINUTES = 10_080  # per-ad and per-minute listings: a week at most
+MAX_TREND_MINUTES = 120
+MAX_TOP_N = 1000
+STATUS_CACHE_SECONDS = 2.0  # the dashboard polls; several tabs share one check
+
+# Module level: FastAPI resolves these annotations from the module's globals.
+From = Annotated[str | None, Query(alias="from", description="first minute (inclusive)")]
+To = Annotated[str | None, Query(alias="to", description="last minute (inclusive)")]
+
+
+class BadRequest(HTTPException):
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=400, detail=message)
+
+
+def _minute_param(text: str | None, name: str) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return parse_minute(text)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+
+
+class _StatusCache:
+    """The last status report, and the dead-letter count before it (growth check)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.report: dict[str, Any] | None = None
+        self.at = 0.0
+        self.dead_letters: int | None = None
+
+
+def create_app(settings: Settings) -> FastAPI:
+    engine = db.make_engine(
+        queries.read_only_url(settings.database_url, settings.api_database_url), pool_size=4)
+    registry = CollectorRegistry()
+    requests = Counter("farloom_api_requests", "HTTP requests answered",
+                       ["route", "status"], registry=registry)
+    latency = Histogram("farloom_api_request_seconds", "Time to answer a request",
+                        ["route"], registry=registry,
+                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5))
+    cache = _StatusCache()
+
+    app = FastAPI(
+        title="Farloom query API",
+        version="1",
+        description="Exact per-minute ad-click counts and top ads, read from schema agg. "
+                    "Times: RFC 3339 (2026-11-29T14:03:00Z) or 'YYYY-MM-DD HH:MM' (UTC).",
+    )
+    app.state.engine = engine
+
+    @app.middleware("http")
+    async def measure(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(route, str(response.status_code)).inc()
+        latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def readable_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
+            messages.append(f"{where}: {error.get('msg', 'invalid')}")
+        return JSONResponse({"detail": "; ".join(messages)}, status_code=400)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    async def database_down(_: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        return JSONResponse({"detail": "the database is unreachable; try again shortly"},
+                            status_code=503)
+
+    def closed_or_404(conn: sa.Connection, at: int | None) -> int:
+        if at is not None:
+            return at
+        last = queries.last_closed_minute(conn)
+        if last is None:
+            raise HTTPException(404, "no minute has been closed yet")
+        return last
+
+    def bounded_range(conn: sa.Connection, first_text: str | None,
+                      last_text: str | None) -> tuple[int, int]:
+        """Both ends default to the last closed hour; the range is bounded."""
+        last = _minute_param(last_text, "to")
+        first = _minute_param(first_text, "from")
+        if last is None:
+            last = closed_or_404(conn, None) if first is None else first + 59 * MINUTE
+        if first is None:
+            first = last - 59 * MINUTE
+        if first > last:
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+        if (last - first) // MINUTE + 1 > MAX_RANGE_MINUTES:
+            raise BadRequest(f"the range spans more than {MAX_RANGE_MINUTES} minutes; "
+                             "ask for a shorter one")
+        return first, last
+
+    @app.get("/v1/ads/top", summary="Exact top N ads over the M minutes ending at `at`")
+    def top(n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 100,
+            minutes: Annotated[int, Query(ge=1, le=MAX_WINDOW_MINUTES)] = 60,
+            at: Annotated[str | None, Query(description="last minute; default: last closed")]
+            = None,
+            trend: Annotated[int, Query(ge=0, le=MAX_TREND_MINUTES,
+                                        description="minutes of per-ad trend to include")]
+            = 0) -> dict[str, Any]:
+        with engine.connect() as conn:
+            last = closed_or_404(conn, _minute_param(at, "at"))
+            first = last - (minutes - 1) * MINUTE
+            ranked = queries.top_ads(conn, first=first, last=last, n=n)
+            series = (queries.trends(conn, [ad.ad_id for ad in ranked],
+                                     first=last - (trend - 1) * MINUTE, last=last)
+                      if trend else {})
+        ads: list[dict[str, Any]] = []
+        for ad in ranked:
+            doc: dict[str, Any] = {"rank": ad.rank, "ad_id": ad.ad_id, "clicks": ad.clicks}
+            if trend:
+                doc["trend"] = series[ad.ad_id]
+            ads.append(doc)
+        return {"from": iso(first), "to": iso(last), "minutes": minutes, "n": n, "ads": ads}
+
+    @app.get("/v1/ads/{ad_id}/clicks", summary="One ad's clicks per closed minute and total")
+    def ad_clicks(ad_id: Annotated[str, PathParam(min_length=1, max_length=64)],
+                  first_text: From = None, last_text: To = None) -> dict[str, Any]:
+        with engine.connect() as conn:
+            first, last = bounded_range(conn, first_text, last_text)
+            per_minute = queries.ad_clicks(conn, ad_id, first=first, last=last)
+        return {"ad_id": ad_id, "from": iso(first), "to": iso(last),
+                "total": sum(m["clicks"] for m in per_minute), "minutes": per_minute}
+
+    @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision")
+    def one_minute(minute: str) -> dict[str, Any]:
+        at = _minute_param(minute, "minute")
+        assert at is not None
+        with engine.connect() as conn:
+            found = queries.minute(conn, at)
+        if found is None:
+            raise HTTPException(404, f"minute {iso(at)} has no result (not closed yet?)")
+        return found
+
+    @app.get("/v1/minutes", summary="Totals of every closed minute in a range")
+    def minute_range(first_text: From = None, last_text: To = None) -> dict[str, Any]:
+        with engine.connect() as conn:
+            first, last = bounded_range(conn, first_text, last_text)
+            found = queries.minutes(conn, first=first, last=last)
+        return {"from": iso(first), "to": iso(last), "minutes": found}
+
+    @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues")
+    def pipeline_status() -> dict[str, Any]:
+        with cache.lock:
+            now = time.time()
+            if cache.report is None or now - cache.at >= STATUS_CACHE_SECONDS:
+                snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
+                                          redis_url=settings.redis_url, now=now,
+                                          ask_celery=False)
+                verdict = status.assess(snapshot, now=now,
+                                        max_lag_seconds=settings.status_max_lag_seconds,
+                                        previous_dead_letters=cache.dead_letters)
+                cache.report = status.report(snapshot, verdict)
+                cache.at = now
+                if snapshot.dead_letters is not None:
+                    cache.dead_letters = snapshot.dead_letters
+            return cache.report
+
+    @app.get("/healthz", summary="Liveness: the API answers and can read agg")
+    def healthz() -> JSONResponse:
+        try:
+            with engine.connect() as conn:
+                queries.ping(conn)
+        except sa.exc.SQLAlchemyError:
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

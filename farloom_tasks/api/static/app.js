@@ -1,0 +1,197 @@
+// Farloom dashboard: plain JS, no dependencies, polls the query API.
+"use strict";
+
+const REFRESH_MS = 5000; // the pipeline closes a minute every 60 s; 5 s keeps the lag live
+const TREND_MINUTES = 30;
+const numberFormat = new Intl.NumberFormat("en-US");
+
+async function getJSON(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(body.detail || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function text(id, value) {
+  document.getElementById(id).textContent = value;
+}
+
+function shortMinute(iso) {
+  return iso ? iso.slice(0, 16).replace("T", " ") + " UTC" : "none yet";
+}
+
+// A bar chart of [{label, value}] on a <canvas>, scaled to the largest value.
+function drawBars(canvas, points) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const pad = { left: 60, right: 10, top: 10, bottom: 24 };
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.fillStyle = "#6b7280";
+  if (points.length === 0) {
+    ctx.fillText("no closed minutes in this range yet", pad.left, height / 2);
+    return;
+  }
+  const max = Math.max(1, ...points.map((p) => p.value));
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const step = plotW / points.length;
+  ctx.strokeStyle = "#dde1e7";
+  for (const fraction of [0, 0.5, 1]) {
+    const y = pad.top + plotH * (1 - fraction);
+    ctx.beginPath();
+    ctx.moveTo(pad.left, y);
+    ctx.lineTo(width - pad.right, y);
+    ctx.stroke();
+    ctx.fillText(numberFormat.format(Math.round(max * fraction)), 4, y + 4);
+  }
+  ctx.fillStyle = "#3b6fd8";
+  points.forEach((p, i) => {
+    const h = (p.value / max) * plotH;
+    ctx.fillRect(pad.left + i * step + 1, pad.top + plotH - h, Math.max(1, step - 2), h);
+  });
+  ctx.fillStyle = "#6b7280";
+  ctx.fillText(points[0].label, pad.left, height - 6);
+  const last = points[points.length - 1].label;
+  ctx.fillText(last, width - pad.right - ctx.measureText(last).width, height - 6);
+}
+
+// An inline SVG sparkline of a list of counts.
+function sparkline(values) {
+  const w = 120, h = 24;
+  const max = Math.max(1, ...values);
+  const stepX = values.length > 1 ? w / (values.length - 1) : w;
+  const coords = values.map((v, i) => `${(i * stepX).toFixed(1)},${(h - 1 - (v / max) * (h - 2)).toFixed(1)}`);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", coords.join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "#3b6fd8");
+  line.setAttribute("stroke-width", "1.5");
+  svg.appendChild(line);
+  return svg;
+}
+
+function minuteLabel(iso) {
+  return iso.slice(11, 16);
+}
+
+async function refreshHealth() {
+  const s = await getJSON("/v1/status");
+  text("last-closed", shortMinute(s.closed_minute));
+  text("lag", s.lag_seconds === null ? "–" : `${s.lag_seconds} s`);
+  text("dead-letters", s.dead_letters === null ? "unknown" : numberFormat.format(s.dead_letters));
+  text("late-minutes", s.late_minutes_pending === null ? "unknown" : s.late_minutes_pending);
+  const badge = document.getElementById("health-badge");
+  badge.textContent = s.healthy ? "healthy" : "unhealthy";
+  badge.className = "badge " + (s.healthy ? "ok" : "bad");
+  const queues = document.querySelector("#queues tbody");
+  queues.replaceChildren(...Object.entries(s.queues).map(([name, depth]) => {
+    const row = document.createElement("tr");
+    row.dataset.queue = name;
+    row.innerHTML = "<td></td><td class='num'></td>";
+    row.cells[0].textContent = name;
+    row.cells[1].textContent = numberFormat.format(depth);
+    return row;
+  }));
+  const problems = document.getElementById("problems");
+  problems.replaceChildren(...s.problems.map((p) => {
+    const li = document.createElement("li");
+    li.textContent = p;
+    return li;
+  }));
+}
+
+async function refreshMinutes() {
+  let body;
+  try {
+    body = await getJSON("/v1/minutes");
+  } catch (error) {
+    if (error.status === 404) { // nothing closed yet
+      drawBars(document.getElementById("minute-chart"), []);
+      return;
+    }
+    throw error;
+  }
+  const minutes = body.minutes;
+  drawBars(document.getElementById("minute-chart"),
+    minutes.map((m) => ({ label: minuteLabel(m.minute), value: m.clicks })));
+  const last = minutes[minutes.length - 1];
+  if (last) {
+    text("last-minute", shortMinute(last.minute));
+    text("last-minute-total", numberFormat.format(last.clicks));
+    text("last-minute-ads", numberFormat.format(last.distinct_ads));
+    document.getElementById("last-minute-total").dataset.clicks = last.clicks;
+  }
+}
+
+async function refreshTop() {
+  let body;
+  try {
+    body = await getJSON(`/v1/ads/top?n=100&minutes=1&trend=${TREND_MINUTES}`);
+  } catch (error) {
+    if (error.status === 404) return;
+    throw error;
+  }
+  const rows = body.ads.map((ad) => {
+    const row = document.createElement("tr");
+    row.dataset.adId = ad.ad_id;
+    row.innerHTML = "<td class='num'></td><td><a href='#'></a></td><td class='num'></td><td></td>";
+    row.cells[0].textContent = ad.rank;
+    row.cells[1].firstChild.textContent = ad.ad_id;
+    row.cells[1].firstChild.addEventListener("click", (event) => {
+      event.preventDefault();
+      showAd(ad.ad_id);
+    });
+    row.cells[2].textContent = numberFormat.format(ad.clicks);
+    row.cells[2].dataset.clicks = ad.clicks;
+    row.cells[3].appendChild(sparkline(ad.trend));
+    return row;
+  });
+  document.querySelector("#top-table tbody").replaceChildren(...rows);
+}
+
+async function showAd(adId) {
+  document.getElementById("search-ad").value = adId;
+  const error = document.getElementById("search-error");
+  try {
+    const body = await getJSON(`/v1/ads/${encodeURIComponent(adId)}/clicks`);
+    error.hidden = true;
+    document.getElementById("ad-detail").hidden = false;
+    text("ad-detail-id", body.ad_id);
+    text("ad-detail-total", numberFormat.format(body.total));
+    document.getElementById("ad-detail-total").dataset.clicks = body.total;
+    drawBars(document.getElementById("ad-chart"),
+      body.minutes.map((m) => ({ label: minuteLabel(m.minute), value: m.clicks })));
+  } catch (e) {
+    document.getElementById("ad-detail").hidden = true;
+    error.hidden = false;
+    error.textContent = e.message;
+  }
+}
+
+async function refresh() {
+  const results = await Promise.allSettled([refreshHealth(), refreshMinutes(), refreshTop()]);
+  const failed = results.filter((r) => r.status === "rejected");
+  text("updated", failed.length
+    ? `update failed: ${failed[0].reason.message}`
+    : `updated ${new Date().toISOString().slice(11, 19)} UTC`);
+  document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
+}
+
+document.getElementById("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const adId = document.getElementById("search-ad").value.trim();
+  if (adId) showAd(adId);
+});
+
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,84 @@
+"""``farloom status``: pipeline health for people and healthchecks (exit 1 = unhealthy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from farloom_tasks import db, status
+from farloom_tasks.settings import Settings
+
+DEFAULT_STATE = "~/.local/state/farloom/status.json"
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--no-celery", action="store_true",
+                        help="do not ping the Celery workers")
+    parser.add_argument("--state", default=DEFAULT_STATE,
+                        help="file remembering the last dead-letter count, so that a growing "
+                             f"count is noticed between runs (default: {DEFAULT_STATE})")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    now = time.time()
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
+                                  redis_url=settings.redis_url, now=now,
+                                  ask_celery=not args.no_celery)
+    finally:
+        engine.dispose()
+    state = Path(args.state).expanduser()
+    verdict = status.assess(snapshot, now=now, max_lag_seconds=settings.status_max_lag_seconds,
+                            previous_dead_letters=_previous_dead(state))
+    _remember_dead(state, snapshot.dead_letters)
+    doc = status.report(snapshot, verdict)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_text(doc)
+    return 0 if verdict.healthy else 1
+
+
+def _print_text(doc: dict[str, object]) -> None:
+    def show(value: object, unit: str = "") -> str:
+        return "unknown" if value is None else f"{value}{unit}"
+
+    print(f"healthy:              {'yes' if doc['healthy'] else 'NO'}")
+    print(f"last closed minute:   {show(doc['closed_minute'])} "
+          f"(lag {show(doc['lag_seconds'], ' s')})")
+    print(f"last written minute:  {show(doc['written_minute'])}")
+    print(f"late minutes pending: {show(doc['late_minutes_pending'])}")
+    queues = doc["queues"]
+    assert isinstance(queues, dict)
+    for queue, depth in queues.items():
+        print(f"queue {queue + ':':<27} {depth}")
+    workers = doc["celery_workers"]
+    print(f"celery workers:       "
+          f"{'no Celery app' if workers is None else (', '.join(workers) or 'none')}")  # type: ignore[arg-type]
+    memory = doc["redis_used_memory_bytes"]
+    print(f"redis memory:         "
+          f"{'unknown' if memory is None else f'{int(memory) / 1_048_576:.1f} MiB'}")  # type: ignore[call-overload]
+    for problem in doc["problems"]:  # type: ignore[attr-defined]
+        print(f"problem: {problem}")
+
+
+def _previous_dead(state: Path) -> int | None:
+    try:
+        value = json.loads(state.read_text()).get("dead_letters")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _remember_dead(state: Path, dead: int | None) -> None:
+    if dead is None:
+        return
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps({"dead_letters": dead}))
+    except OSError:
+        pass  # a read-only filesystem only costs the growth check

@@ -1,0 +1,223 @@
+"""The query API against a real database: answers are compared with the agg rows."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from farloom_tasks import topology
+from farloom_tasks.api import queries
+from farloom_tasks.api.app import create_app
+from farloom_tasks.windows import iso, minute_of, to_datetime
+from tests.stack import Stack
+
+BASE = minute_of(datetime(2026, 11, 29, 14, 0, tzinfo=UTC).timestamp())
+
+
+def put_minute(stack: Stack, minute: int, counts: Mapping[str, int], revision: int = 1,
+               k: int = 100) -> None:
+    """Write one minute's result the way the aggregated writer does (all three tables)."""
+    at = to_datetime(minute)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO agg.minute_totals VALUES (:m, :c, :d, :r, now())"),
+            {"m": at, "c": sum(counts.values()), "d": len(counts), "r": revision})
+        if counts:
+            conn.execute(sa.text(
+                "INSERT INTO agg.ad_clicks_per_minute VALUES (:m, :a, :c, :r)"),
+                [{"m": at, "a": ad, "c": n, "r": revision} for ad, n in counts.items()])
+            conn.execute(sa.text("INSERT INTO agg.top_ads VALUES (:m, :k, :a, :c, :r)"),
+                         [{"m": at, "k": i, "a": ad, "c": n, "r": revision}
+                          for i, (ad, n) in enumerate(ranked[:k], 1)])
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[TestClient]:
+    app = create_app(stack.settings)
+    with TestClient(app) as test_client:
+        yield test_client
+    app.state.engine.dispose()
+
+
+# Ties on purpose: "b" and "B" and "a" tie in minute 0; code-point order puts "B" first.
+MINUTES: dict[int, dict[str, int]] = {
+    BASE: {"a": 5, "b": 5, "B": 5, "ad-9": 1, "10": 7},
+    BASE + 60: {"a": 2, "z": 9, "10": 1},
+    BASE + 120: {"b": 4, "ü": 4, "a": 1},
+}
+
+
+def expected_top(minutes: list[int], n: int) -> list[list[object]]:
+    sums: Counter[str] = Counter()
+    for minute in minutes:
+        sums.update(MINUTES[minute])
+    ranked = sorted(sums.items(), key=lambda item: (-item[1], item[0]))[:n]
+    return [[rank, ad, clicks] for rank, (ad, clicks) in enumerate(ranked, 1)]
+
+
+def as_rows(body: dict[str, object]) -> list[list[object]]:
+    ads = body["ads"]
+    assert isinstance(ads, list)
+    return [[ad["rank"], ad["ad_id"], ad["clicks"]] for ad in ads]
+
+
+def test_the_top_ads_are_exact_window_sums_ranked_by_clicks_then_code_point_order(
+        stack: Stack, client: TestClient) -> None:
+    for minute, counts in MINUTES.items():
+        put_minute(stack, minute, counts)
+
+    whole = client.get("/v1/ads/top", params={"n": 100, "minutes": 3})
+    last_minute_only = client.get("/v1/ads/top", params={"n": 2, "minutes": 1})
+    earlier = client.get("/v1/ads/top",
+                         params={"minutes": 2, "at": "2026-11-29 14:01", "n": 4})
+
+    assert whole.status_code == 200
+    assert whole.json()["to"] == iso(BASE + 120)  # default: the last closed minute
+    assert as_rows(whole.json()) == expected_top(list(MINUTES), 100)
+    assert as_rows(last_minute_only.json()) == expected_top([BASE + 120], 2)
+    assert as_rows(earlier.json()) == expected_top([BASE, BASE + 60], 4)
+    assert [row[1] for row in expected_top([BASE], 3)] == ["10", "B", "a"]
+
+
+def test_the_top_ads_carry_each_ads_trend_over_the_last_minutes(
+        stack: Stack, client: TestClient) -> None:
+    for minute, counts in MINUTES.items():
+        put_minute(stack, minute, counts)
+
+    body = client.get("/v1/ads/top", params={"n": 3, "minutes": 3, "trend": 4}).json()
+
+    trends = {ad["ad_id"]: ad["trend"] for ad in body["ads"]}
+    assert trends["10"] == [0, 7, 1, 0]
+    assert trends["z"] == [0, 0, 9, 0]
+
+
+def test_an_ads_clicks_are_listed_per_closed_minute_with_zeros_and_a_total(
+        stack: Stack, client: TestClient) -> None:
+    for minute, counts in MINUTES.items():
+        put_minute(stack, minute, counts)
+
+    body = client.get("/v1/ads/10/clicks",
+                      params={"from": iso(BASE), "to": "2026-11-29T14:05:00Z"}).json()
+    unicode_ad = client.get("/v1/ads/%C3%BC/clicks", params={"from": iso(BASE)}).json()
+
+    assert body["minutes"] == [{"minute": iso(BASE), "clicks": 7},
+                               {"minute": iso(BASE + 60), "clicks": 1},
+                               {"minute": iso(BASE + 120), "clicks": 0}]
+    assert body["total"] == 8
+    assert (unicode_ad["ad_id"], unicode_ad["total"]) == ("ü", 4)
+
+
+def test_minutes_report_their_total_distinct_ads_and_revision(
+        stack: Stack, client: TestClient) -> None:
+    for minute, counts in MINUTES.items():
+        put_minute(stack, minute, counts, revision=minute // 60 - BASE // 60 + 10)
+
+    one = client.get(f"/v1/minutes/{iso(BASE + 60)}").json()
+    listed = client.get("/v1/minutes", params={"from": "2026-11-29 13:59",
+                                               "to": "2026-11-29 14:01"}).json()
+    default_range = client.get("/v1/minutes").json()
+
+    assert (one["clicks"], one["distinct_ads"], one["revision"]) == (12, 3, 11)
+    assert [(m["minute"], m["clicks"], m["distinct_ads"]) for m in listed["minutes"]] == [
+        (iso(BASE), 23, 5), (iso(BASE + 60), 12, 3)]
+    assert default_range["to"] == iso(BASE + 120)
+    assert len(default_range["minutes"]) == 3
+
+
+def test_before_any_minute_is_closed_the_api_says_so_with_a_404(client: TestClient) -> None:
+    for path in ("/v1/ads/top", "/v1/minutes", "/v1/ads/x/clicks",
+                 f"/v1/minutes/{iso(BASE)}"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "closed" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("path", "params", "words"), [
+    ("/v1/ads/top", {"minutes": 0}, "minutes"),
+    ("/v1/ads/top", {"minutes": 1441}, "minutes"),
+    ("/v1/ads/top", {"n": "many"}, "n: "),
+    ("/v1/ads/top", {"at": "yesterday"}, "RFC 3339"),
+    ("/v1/ads/x/clicks", {"from": "2026-11-29 14:05", "to": "2026-11-29 14:00"}, "after"),
+    ("/v1/minutes", {"from": "2026-01-01 00:00", "to": "2026-12-01 00:00"}, "shorter"),
+    ("/v1/minutes", {"from": "14:00"}, "YYYY-MM-DD HH:MM"),
+    ("/v1/minutes/not-a-minute", {}, "RFC 3339"),
+])
+def test_a_bad_parameter_gets_a_400_that_says_what_to_send(
+        client: TestClient, path: str, params: dict[str, object], words: str) -> None:
+    response = client.get(path, params=params)
+
+    assert response.status_code == 400
+    assert words in response.json()["detail"]
+
+
+def test_health_metrics_and_status_report_the_pipeline(
+        stack: Stack, client: TestClient) -> None:
+    closed = minute_of(time.time()) - 60
+    put_minute(stack, closed, {"a": 3})
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text("INSERT INTO agg.minute_closes (minute, started_revision, "
+                             "published_revision) VALUES (:m, 1, 1)"),
+                     {"m": to_datetime(closed)})
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        channel.basic_publish("", topology.DEAD_QUEUE, b"garbage")
+    finally:
+        connection.close()
+
+    health = client.get("/healthz")
+    status = client.get("/v1/status").json()
+    metrics = client.get("/metrics").text
+
+    assert health.json() == {"status": "ok", "database": "ok"}
+    assert status["closed_minute"] == iso(closed)
+    assert status["dead_letters"] == 1
+    assert status["queues"][topology.INGEST_QUEUE] == 0
+    assert status["redis_used_memory_bytes"] > 0
+    assert status["healthy"] is True, status["problems"]
+    assert 'farloom_api_requests_total{route="/healthz",status="200"} 1.0' in metrics
+
+
+def test_the_dashboard_and_the_openapi_docs_are_served(client: TestClient) -> None:
+    page = client.get("/")
+    script = client.get("/static/app.js")
+    docs = client.get("/docs")
+    spec = client.get("/openapi.json").json()
+
+    assert page.status_code == 200 and '<canvas id="minute-chart"' in page.text
+    assert script.status_code == 200 and "/v1/status" in script.text
+    assert "//" not in page.text.replace("http://www.w3.org", "")  # no CDN, no remote URL
+    assert docs.status_code == 200
+    assert {"/v1/ads/top", "/v1/ads/{ad_id}/clicks", "/v1/minutes", "/v1/minutes/{minute}",
+            "/v1/status"} <= set(spec["paths"])
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO agg.minute_totals VALUES ('2026-11-29T14:00Z', 1, 1, 1, now())",
+    "UPDATE agg.minute_totals SET clicks = clicks + 1",
+    "DELETE FROM agg.ad_clicks_per_minute",
+    "CREATE TABLE agg.sneaky (x int)",
+    "CREATE TABLE public.sneaky (x int)",
+    "SELECT count(*) FROM raw.ad_clicks",
+])
+def test_the_api_role_cannot_write_or_read_raw_even_in_a_read_write_transaction(
+        stack: Stack, statement: str) -> None:
+    engine = sa.create_engine(queries.read_only_url(stack.settings.database_url, ""))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT current_user")).scalar() == "farloom_api"
+            # Override the role's read-only default: the grants alone must stop it.
+            conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+            conn.commit()
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
