@@ -1,0 +1,107 @@
+"""`farloom status` as a person and a healthcheck see it: real services, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from farloom_tasks import topology
+from farloom_tasks.windows import iso, minute_of, to_datetime
+from tests.stack import PROJECT_ROOT, Stack
+
+
+def close_minute(stack: Stack, minute: int) -> None:
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text("INSERT INTO agg.minute_closes (minute, started_revision, "
+                             "published_revision) VALUES (:m, 1, 1)"),
+                     {"m": to_datetime(minute)})
+        conn.execute(sa.text("INSERT INTO agg.late_minutes (minute, late_clicks) "
+                             "VALUES (:m, 2)"), {"m": to_datetime(minute - 600)})
+
+
+def dead_letter(stack: Stack, count: int) -> None:
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        for _ in range(count):
+            channel.basic_publish("", topology.DEAD_QUEUE, b"not json")
+    finally:
+        connection.close()
+
+
+def farloom_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "farloom_tasks.cli", "status", "--no-celery",
+                           *args], env=env, cwd=PROJECT_ROOT, text=True, capture_output=True,
+                          timeout=60)
+
+
+def status(stack: Stack, state: Path,
+           env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    result = farloom_status(env or stack.env, "--json", "--state", str(state))
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_pipeline_that_closed_its_last_minute_is_healthy_and_reported_in_full(
+        stack: Stack, tmp_path: Path) -> None:
+    closed = minute_of(time.time()) - 60
+    close_minute(stack, closed)
+    dead_letter(stack, 2)
+
+    code, doc = status(stack, tmp_path / "state.json")
+
+    assert code == 0, doc["problems"]
+    assert doc["closed_minute"] == iso(closed)
+    assert 0 <= doc["lag_seconds"] <= 61
+    assert doc["late_minutes_pending"] == 1
+    assert doc["queues"] == {topology.INGEST_QUEUE: 0, topology.AGGREGATES_QUEUE: 0,
+                             topology.DEAD_QUEUE: 2, topology.AGGREGATES_DEAD_QUEUE: 0}
+    assert doc["dead_letters"] == 2
+    assert doc["redis_used_memory_bytes"] > 0
+
+
+def test_a_last_closed_minute_older_than_the_threshold_makes_status_fail(
+        stack: Stack, tmp_path: Path) -> None:
+    close_minute(stack, minute_of(time.time()) - 600)
+    env = dict(stack.env, FARLOOM_STATUS_MAX_LAG_SECONDS="120")
+
+    code, doc = status(stack, tmp_path / "state.json", env=env)
+
+    assert code == 1
+    assert any("more than the 120 s allowed" in p for p in doc["problems"])
+
+
+def test_growing_dead_letters_between_two_runs_make_the_second_fail(
+        stack: Stack, tmp_path: Path) -> None:
+    close_minute(stack, minute_of(time.time()) - 60)
+    state = tmp_path / "state.json"
+    first, _ = status(stack, state)
+    dead_letter(stack, 3)
+
+    second, doc = status(stack, state)
+    third, _ = status(stack, state)
+
+    assert (first, second, third) == (0, 1, 0)
+    assert "dead letters are growing: 0 -> 3" in doc["problems"]
+
+
+def test_an_unreachable_service_is_named_and_fails_the_check(
+        stack: Stack, tmp_path: Path) -> None:
+    close_minute(stack, minute_of(time.time()) - 60)
+    env = dict(stack.env, FARLOOM_REDIS_URL="redis://127.0.0.1:1/0")
+
+    code, doc = status(stack, tmp_path / "state.json", env=env)
+    text = farloom_status(env, "--state", str(tmp_path / "s2"))
+
+    assert code == 1
+    assert [p for p in doc["problems"] if p.startswith("redis is unreachable")]
+    assert doc["queues"][topology.INGEST_QUEUE] == 0  # the others were still asked
+    assert text.returncode == 1 and "healthy:              NO" in text.stdout
+    assert "Traceback" not in text.stderr
