@@ -260,8 +260,10 @@ class ConfirmingPublisher:
         self._pump_due = None  # a superseded timer just runs one harmless extra pump
         if not self._channels:
             return
+        if self._connection is None or not self._connection.is_open:
+            return  # a timer left over from before close(); closing twice raises
         if self._finished():
-            self._connection.close()  # type: ignore[union-attr]
+            self._connection.close()
             return
         budget = min(self._window - self._in_flight(), PUMP_CHUNK)
         while budget > 0 and self._resend:
@@ -285,7 +287,7 @@ class ConfirmingPublisher:
                     self._pending[seq] = _Pending(message)
                     self._send(seq, message)
         if self._finished():
-            self._connection.close()  # type: ignore[union-attr]
+            self._connection.close()
         elif self._in_flight() < self._window and (self._resend or wait is None) and not (
                 self._exhausted or self._stopping):
             self._schedule_pump(0)
