@@ -1,0 +1,134 @@
+"""The dashboard in a real browser (Debian's chromium via Playwright) against real data."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from farloom_tasks.windows import minute_of, to_datetime
+from tests.stack import PROJECT_ROOT, Stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (scripts/ensure-browser installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(stack: Stack) -> Iterator[str]:
+    port = free_port()
+    (PROJECT_ROOT / "var").mkdir(exist_ok=True)
+    with open(PROJECT_ROOT / "var" / "test-dashboard-serve.log", "w") as handle:
+        server = stack.spawn("serve", "--port", str(port), log=handle)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                        break
+                assert server.poll() is None, "farloom serve exited: var/test-dashboard-serve.log"
+                assert time.monotonic() < deadline, "farloom serve did not answer within 30 s"
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=10)
+
+
+def fill_last_hour(stack: Stack) -> int:
+    """Sixty closed minutes of 150 ads each, skewed so the ranking is interesting."""
+    last = minute_of(time.time()) - 60
+    totals, per_ad, closes = [], [], []
+    for i in range(60):
+        minute = last - (59 - i) * 60
+        counts = {f"ad-{a:03d}": 1 + (a * 7919 + i * 31) % 50 + (200 if a == 5 else 0)
+                  for a in range(150)}
+        at = to_datetime(minute)
+        totals.append({"m": at, "c": sum(counts.values()), "d": len(counts)})
+        per_ad.extend({"m": at, "a": ad, "c": n} for ad, n in counts.items())
+        closes.append({"m": at})
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text("INSERT INTO agg.minute_totals VALUES (:m, :c, :d, 1, now())"),
+                     totals)
+        conn.execute(sa.text("INSERT INTO agg.ad_clicks_per_minute VALUES (:m, :a, :c, 1)"),
+                     per_ad)
+        conn.execute(sa.text("INSERT INTO agg.minute_closes (minute, started_revision, "
+                             "published_revision) VALUES (:m, 1, 1)"), closes)
+    return last
+
+
+def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
+        stack: Stack, served: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    last = fill_last_hour(stack)
+    with stack.engine().connect() as conn:
+        last_total = conn.execute(sa.text(
+            "SELECT clicks FROM agg.minute_totals WHERE minute = :m"),
+            {"m": to_datetime(last)}).scalar_one()
+        expected_top = [(row.ad_id, int(row.clicks)) for row in conn.execute(sa.text(
+            "SELECT ad_id, clicks FROM agg.ad_clicks_per_minute WHERE minute = :m "
+            "ORDER BY clicks DESC, ad_id COLLATE \"C\" LIMIT 5"), {"m": to_datetime(last)})]
+        hour_of_ad_7 = conn.execute(sa.text(
+            "SELECT sum(clicks) FROM agg.ad_clicks_per_minute WHERE ad_id = 'ad-007'")).scalar()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1400})
+            page.goto(served + "/", timeout=15_000)
+            page.wait_for_selector("#top-table tbody tr", timeout=15_000)
+            page.wait_for_function(
+                "document.querySelector('#last-minute-total').dataset.clicks !== undefined",
+                timeout=15_000)
+            rows = page.eval_on_selector_all(
+                "#top-table tbody tr",
+                "rows => rows.slice(0, 5)"
+                ".map(r => [r.dataset.adId, Number(r.cells[2].dataset.clicks)])")
+            shown_total = page.get_attribute("#last-minute-total", "data-clicks")
+            sparklines = page.locator("#top-table tbody tr svg.spark polyline").count()
+            page.wait_for_function(
+                "document.querySelector('#health-badge').textContent !== '…'", timeout=15_000)
+            badge = page.text_content("#health-badge")
+
+            page.fill("#search-ad", "ad-007")
+            page.click("#search button")
+            page.wait_for_selector("#ad-detail:not([hidden])", timeout=15_000)
+            ad_total = page.get_attribute("#ad-detail-total", "data-clicks")
+            page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert [tuple(row) for row in rows] == expected_top
+    assert expected_top[0][0] == "ad-005"
+    assert int(shown_total or -1) == last_total
+    assert sparklines == 100
+    assert badge == "healthy"
+    assert int(ad_total or -1) == hour_of_ad_7
+    assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000
