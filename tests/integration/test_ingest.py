@@ -1,0 +1,140 @@
+"""The ingest worker as a subprocess against the real services: exact rows and counts,
+dead letters with reasons, late clicks, key expiry, unstorable clicks, the burst summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import sqlalchemy as sa
+
+from farloom_tasks import redis_counts, topology
+from farloom_tasks.windows import MINUTE, minute_of
+from tests.integration.ingest_support import (
+    assert_exact,
+    dead_letters,
+    mixed_stream,
+    one_click_stream,
+    pending_outbox,
+    publish,
+    queue_counts,
+    redis_minute_counts,
+    run_burst,
+)
+from tests.stack import Stack
+
+
+def test_duplicates_and_invalid_elements_leave_exact_rows_and_counts(stack: Stack) -> None:
+    now = time.time()
+    stream = mixed_stream(7, 1500, now, invalid_share=0.1, duplicate_share=0.25)
+    publish(stack, stream.bodies)
+
+    summary = run_burst(stack, batch_size=97)
+
+    assert_exact(stack, stream)
+    assert queue_counts(stack) == (0, 0)
+    assert pending_outbox(stack) == 0  # applied rows are deleted once the worker is idle
+    assert summary["messages"] == len(stream.bodies)
+    assert summary["clicks_stored"] == len(stream.click_ids)
+    assert summary["dead_letters"] == len(stream.invalid)
+    assert summary["clicks_received"] == summary["clicks_stored"] + summary["duplicates"]
+    assert summary["duplicates"] > 0
+    assert 0 < summary["latency_p50_s"] <= summary["latency_p99_s"]
+    assert summary["peak_rss_mb"] > 0
+
+
+def test_every_invalid_element_is_dead_lettered_with_its_reason(stack: Stack) -> None:
+    now = time.time()
+    stream = mixed_stream(11, 200, now, invalid_share=0.3)
+    whole = [
+        (b'{"click_id": "x", "ad_id": "\xff\xfe", "clicked_at": 1}', "not_utf8"),
+        (b'{"click_id": "x", ', "invalid_json"),
+        (b"[" + b" " * 1_100_000 + b"]", "oversized"),
+    ]
+    publish(stack, stream.bodies + [body for body, _ in whole])
+
+    run_burst(stack, batch_size=50)
+
+    letters = dead_letters(stack)
+    got = Counter((h[topology.REASON_CODE_HEADER], h.get(topology.ELEMENT_INDEX_HEADER))
+                  for _, h in letters)
+    assert got == Counter(stream.invalid + [(code, None) for _, code in whole])
+    for _body, headers in letters:
+        assert headers[topology.REASON_HEADER]
+        assert headers[topology.SOURCE_QUEUE_HEADER] == topology.INGEST_QUEUE
+    by_code = {h[topology.REASON_CODE_HEADER]: body for body, h in letters}
+    assert by_code["oversized"] == whole[2][0]
+    assert json.loads(by_code["future_timestamp"])["click_id"] == "future"
+    assert_exact(stack, stream)  # the valid siblings were stored all the same
+
+
+def test_a_late_click_is_stored_counted_and_its_minute_marked_late(stack: Stack) -> None:
+    now = time.time()
+    closed = minute_of(now) - 3 * MINUTE
+    engine = stack.engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE agg.watermark SET closed_through = to_timestamp(:m)"),
+                     {"m": closed})
+    late = [{"click_id": f"late-{i}", "ad_id": "ad-late", "clicked_at": closed + 1 + i}
+            for i in range(3)]
+    older = {"click_id": "older", "ad_id": "ad-late", "clicked_at": closed - 2 * MINUTE + 5}
+    on_time = {"click_id": "fresh", "ad_id": "ad-late", "clicked_at": now - 1}
+    publish(stack, [json.dumps(late).encode(), json.dumps(older).encode(),
+                    json.dumps(on_time).encode()])
+
+    summary = run_burst(stack)
+
+    expected = Counter({(closed, "ad-late"): 3, (closed - 2 * MINUTE, "ad-late"): 1,
+                        (minute_of(now - 1), "ad-late"): 1})
+    assert redis_minute_counts(stack) == expected
+    with engine.connect() as conn:
+        marks = conn.execute(sa.text(
+            "SELECT extract(epoch FROM minute)::bigint, late_clicks FROM agg.late_minutes"
+        )).all()
+        stored = conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar_one()
+    engine.dispose()
+    assert sorted((int(m), int(n)) for m, n in marks) == [(closed - 2 * MINUTE, 1), (closed, 3)]
+    assert stored == 5
+    assert summary["late_clicks"] == 4
+
+
+def test_every_redis_key_the_worker_writes_expires_after_the_retention(stack: Stack) -> None:
+    stream = one_click_stream(50, time.time())
+    publish(stack, stream.bodies)
+
+    run_burst(stack, redis_retention_seconds=3600)
+
+    client = stack.redis()
+    keys = list(client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*"))
+    assert keys
+    ttls = {key: client.ttl(key) for key in keys if key != redis_counts.EPOCH_KEY.encode()}
+    assert all(0 < ttl <= 3600 for ttl in ttls.values()), ttls
+    assert_exact(stack, stream)
+
+
+def test_a_click_postgresql_refuses_is_dead_lettered_and_its_batch_mates_stored(
+        stack: Stack) -> None:
+    # A validation gap, made real: PostgreSQL itself refuses this one ad id.
+    engine = stack.engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE raw.ad_clicks ADD CONSTRAINT refuse_poison "
+                             "CHECK (ad_id <> 'ad-poison')"))
+    try:
+        now = time.time()
+        stream = one_click_stream(40, now)
+        poison = {"click_id": "poison", "ad_id": "ad-poison", "clicked_at": now - 1}
+        publish(stack, [*stream.bodies[:20], json.dumps(poison).encode(), *stream.bodies[20:]])
+
+        summary = run_burst(stack)
+
+        assert_exact(stack, stream)
+        [(body, headers)] = dead_letters(stack)
+        assert headers[topology.REASON_CODE_HEADER] == "unstorable"
+        assert "refuse_poison" in headers[topology.REASON_HEADER]
+        assert json.loads(body)["click_id"] == "poison"
+        assert summary["dead_letters"] == 1
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE raw.ad_clicks DROP CONSTRAINT refuse_poison"))
+        engine.dispose()

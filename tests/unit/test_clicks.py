@@ -1,0 +1,101 @@
+"""The click contract, rule by rule: what is accepted, how it is normalised, what is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from farloom_tasks.clicks import Click, Rejection, parse_rfc3339, validate_click
+
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+SKEW = 300.0
+VALID: dict[str, Any] = {"click_id": "c-1", "ad_id": "ad-7", "clicked_at": NOW - 10}
+
+
+def _check(**changes: Any) -> Click | Rejection:
+    element = {**VALID, **changes}
+    for name, value in changes.items():
+        if value is _MISSING:
+            del element[name]
+    return validate_click(element, NOW, SKEW)
+
+
+_MISSING = object()
+
+
+def test_a_minimal_click_is_accepted_as_is() -> None:
+    assert _check() == Click("c-1", "ad-7", NOW - 10)
+
+
+@pytest.mark.parametrize(("changes", "field", "expected"), [
+    ({"ad_id": 42}, "ad_id", "42"),
+    ({"ad_id": 0}, "ad_id", "0"),
+    ({"clicked_at": "2027-01-15T07:59:00Z"}, "clicked_at", NOW - 60),
+    ({"clicked_at": "2027-01-15T09:59:00.500+02:00"}, "clicked_at", NOW - 59.5),
+    ({"clicked_at": int(NOW) - 5}, "clicked_at", NOW - 5),
+    ({"clicked_at": NOW + SKEW}, "clicked_at", NOW + SKEW),
+    ({"ip": "2001:DB8::1"}, "ip", "2001:db8::1"),
+    ({"ip": "10.0.0.1"}, "ip", "10.0.0.1"),
+    ({"country": "de"}, "country", "DE"),
+    ({"user_id": "u" * 64}, "user_id", "u" * 64),
+    ({"unknown_field": [1, 2]}, "click_id", "c-1"),
+])
+def test_valid_fields_are_normalised(changes: dict[str, Any], field: str,
+                                     expected: object) -> None:
+    click = _check(**changes)
+    assert isinstance(click, Click), click
+    assert getattr(click, field) == expected
+
+
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"click_id": _MISSING}, "missing_field"),
+    ({"ad_id": _MISSING}, "missing_field"),
+    ({"clicked_at": _MISSING}, "missing_field"),
+    ({"click_id": 12}, "wrong_type"),
+    ({"click_id": ""}, "bad_length"),
+    ({"click_id": "c" * 65}, "bad_length"),
+    ({"click_id": "a\x00b"}, "bad_characters"),
+    ({"click_id": "a\ud800"}, "bad_characters"),
+    ({"ad_id": True}, "wrong_type"),
+    ({"ad_id": -1}, "bad_value"),
+    ({"ad_id": 1.5}, "wrong_type"),
+    ({"ad_id": ""}, "bad_length"),
+    ({"ad_id": "a" * 65}, "bad_length"),
+    ({"ad_id": "tab\there"}, "bad_characters"),
+    ({"clicked_at": NOW + SKEW + 1}, "future_timestamp"),
+    ({"clicked_at": "2099-01-01T00:00:00Z"}, "future_timestamp"),
+    ({"clicked_at": "2027-01-15T07:59:00"}, "bad_timestamp"),
+    ({"clicked_at": "2027-02-30T00:00:00Z"}, "bad_timestamp"),
+    ({"clicked_at": "yesterday"}, "bad_timestamp"),
+    ({"clicked_at": -1}, "bad_timestamp"),
+    ({"clicked_at": "1969-12-31T23:59:59Z"}, "bad_timestamp"),
+    ({"clicked_at": False}, "wrong_type"),
+    ({"clicked_at": [NOW]}, "wrong_type"),
+    ({"user_id": 5}, "wrong_type"),
+    ({"user_id": "u" * 65}, "bad_length"),
+    ({"ip": "300.1.1.1"}, "bad_value"),
+    ({"ip": "fe80::1%eth0"}, "bad_value"),
+    ({"ip": 167772161}, "wrong_type"),
+    ({"country": "XX"}, "bad_value"),
+    ({"country": "DEU"}, "bad_value"),
+    ({"country": 49}, "wrong_type"),
+])
+def test_each_broken_rule_is_refused_with_its_code(changes: dict[str, Any], code: str) -> None:
+    result = _check(**changes)
+    assert isinstance(result, Rejection), result
+    assert result.code == code
+    assert result.detail
+
+
+@pytest.mark.parametrize("element", [None, 1, "click", [VALID], True])
+def test_an_element_that_is_not_an_object_is_refused(element: object) -> None:
+    result = validate_click(element, NOW, SKEW)
+    assert isinstance(result, Rejection) and result.code == "not_object"
+
+
+def test_rfc3339_needs_an_offset_and_keeps_fractions() -> None:
+    assert parse_rfc3339("1970-01-01T00:01:00.25Z") == 60.25
+    assert parse_rfc3339("1970-01-01t01:00:00+01:00") == 0.0
+    with pytest.raises(ValueError, match="offset"):
+        parse_rfc3339("1970-01-01T00:00:00")
