@@ -1,0 +1,291 @@
+"""``farloom bench ingest``: Farloom's ingest worker against two baseline consumers.
+
+Every consumer is a subprocess reading the same messages from the same queue of
+an isolated environment (bench_env), in two modes:
+- preloaded: N messages are published (and confirmed) first; the consumer's
+  own drain rate is reported (first delivery to last ack/exit);
+- sustained: the publisher runs at a fixed rate for ``--duration`` seconds
+  while the consumer runs; the rate reported is the steady one inside the
+  window (after a warm-up), and the queue's backlog when publishing stops
+  says whether the consumer kept up.
+The figures are only as good as the machine is quiet: the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from farloom_tasks import bench_report as report
+from farloom_tasks.bench_consumers import (
+    EXIT_TIMEOUT,
+    READY_TIMEOUT,
+    Consumer,
+    queue_depth,
+    wait_for_consumer,
+)
+from farloom_tasks.bench_env import BenchEnv, describe_machine, isolated_bench_env
+from farloom_tasks.bench_report import PRELOADED, SUSTAINED, Row
+from farloom_tasks.bench_traffic import PacedSource, Traffic, publish
+from farloom_tasks.errors import FarloomError
+from farloom_tasks.settings import Settings
+
+WARMUP_FRACTION = 0.2  # of a sustained window, left out of its steady rate
+# A consumer kept up if, when publishing stops, fewer than 1/50 of the window's
+# messages wait in the queue (those it has prefetched are not counted as waiting).
+KEPT_UP_BACKLOG = 50
+
+
+@dataclass(frozen=True)
+class Sizes:
+    messages: dict[int, int]  # preloaded messages per clicks/msg, for (a) and (c)
+    naive_messages: dict[int, int]  # the naive consumer's smaller share
+    naive_cap: float  # s the naive consumer may take for a preloaded drain
+    rates: dict[int, list[float]]  # sustained offered clicks/s per clicks/msg
+    duration: float  # s of publishing in a sustained run
+    drain_cap: float  # s a consumer may take after the window to finish the backlog
+
+
+DEFAULT = Sizes(messages={1: 30_000, 100: 3_000}, naive_messages={1: 2_000, 100: 20},
+                naive_cap=30.0, rates={1: [5_000, 12_000], 100: [60_000]}, duration=15.0,
+                drain_cap=20.0)
+QUICK = Sizes(messages={1: 300, 100: 30}, naive_messages={1: 100, 100: 5}, naive_cap=30.0,
+              rates={1: [200], 100: [1_000]}, duration=2.0, drain_cap=20.0)
+
+
+CONSUMER_KINDS = ("null", "naive", "farloom")
+DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def _clicks_at(timeline: list[list[float]], moment: float) -> int:
+    """Clicks acked by ``moment`` according to a baseline's timeline (never overstated)."""
+    done = 0
+    for at, clicks in timeline:
+        if at > moment:
+            break
+        done = int(clicks)
+    return done
+
+
+def _rss_mb(consumer: Consumer, figures: dict[str, Any]) -> float:
+    # The worker's own figure may catch a peak between two samples; take the larger.
+    return max(consumer.peak_rss / 2**20, float(figures.get("peak_rss_mb") or 0.0))
+
+
+def _consumer_args(kind: str, expect: int, cap: float, stats_file: Path | None) -> list[str]:
+    if kind != "farloom":
+        return ["--expect-messages", str(expect), "--time-cap", f"{cap:g}"]
+    return ["--burst"] if stats_file is None else ["--stats-file", str(stats_file)]
+
+
+def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
+    """(messages, clicks) the consumer processed; Farloom's clicks are the ones stored."""
+    clicks = figures.get("clicks_stored", 0) if kind == "farloom" else figures.get("clicks", 0)
+    return int(figures.get("messages", 0)), int(clicks)
+
+
+def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
+                  cap: float) -> Row:
+    env.reset()
+    cpm = traffic.clicks_per_message
+    with tqdm(total=count, desc=f"  publish {count:,} x {cpm}", unit="msg", leave=False,
+              file=sys.stderr) as bar:
+        publish(env, PacedSource(traffic.bodies(count), count, None, bar))
+    if (depth := queue_depth(env)) != count:
+        raise FarloomError(f"the queue holds {depth:,} messages after publishing {count:,}")
+    consumer = Consumer(env, kind, _consumer_args(kind, count, cap, None))
+    try:
+        finished = consumer.wait(cap + READY_TIMEOUT)
+        figures = consumer.figures()
+    finally:
+        consumer.stop()
+    messages, clicks = _done(kind, figures)
+    complete = messages == count and clicks == count * cpm
+    if kind == "farloom":
+        complete = complete and env.stored_clicks() == count * cpm
+    note = "" if complete else (f"stopped by the {cap:g} s cap" if kind != "farloom"
+                                or not finished else "incomplete")
+    return Row(PRELOADED, cpm, kind, count, messages, clicks,
+               float(figures.get("clicks_per_s", 0.0)), complete,
+               peak_rss_mb=_rss_mb(consumer, figures),
+               latency_p50_s=figures.get("latency_p50_s") if kind == "farloom" else None,
+               latency_p99_s=figures.get("latency_p99_s") if kind == "farloom" else None,
+               note=note)
+
+
+def _count_stored_at(env: BenchEnv, moments: list[float], into: list[int]) -> threading.Thread:
+    def count() -> None:
+        for moment in moments:
+            time.sleep(max(0.0, moment - time.time()))
+            into.append(env.stored_clicks())
+
+    thread = threading.Thread(target=count, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
+                  sizes: Sizes) -> Row:
+    env.reset()
+    cpm = traffic.clicks_per_message
+    per_second = rate / cpm
+    count = max(1, round(per_second * sizes.duration))
+    with tempfile.TemporaryDirectory(prefix="farloom-bench-") as scratch:
+        stats_file = Path(scratch) / "stats.json" if kind == "farloom" else None
+        cap = READY_TIMEOUT + sizes.duration + sizes.drain_cap
+        consumer = Consumer(env, kind, _consumer_args(kind, count, cap, stats_file))
+        try:
+            wait_for_consumer(env, consumer)
+            start = time.time()
+            marks = [start + max(1.0, sizes.duration * WARMUP_FRACTION), start + sizes.duration]
+            stored: list[int] = []
+            counter = _count_stored_at(env, marks, stored) if kind == "farloom" else None
+            publishing = publish(env, PacedSource(traffic.bodies(count), count, per_second))
+            backlog = queue_depth(env)
+            if counter is not None:
+                counter.join(sizes.duration + EXIT_TIMEOUT)
+                deadline = time.monotonic() + sizes.drain_cap
+                while env.stored_clicks() < count * cpm and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            else:
+                consumer.wait(sizes.drain_cap)
+            figures = consumer.figures(stats_file)
+        finally:
+            consumer.stop()
+    if kind == "farloom":
+        in_window = stored[1] - stored[0] if len(stored) == 2 else 0
+    else:
+        timeline = figures.get("timeline", [])
+        in_window = _clicks_at(timeline, marks[1]) - _clicks_at(timeline, marks[0])
+    messages, clicks = _done(kind, figures)
+    complete = messages == count and clicks == count * cpm
+    if kind == "farloom":
+        complete = complete and env.stored_clicks() == count * cpm
+    return Row(SUSTAINED, cpm, kind, count, messages, clicks,
+               in_window / (marks[1] - marks[0]), complete,
+               offered_clicks_per_s=rate,
+               published_clicks_per_s=count * cpm / max(publishing, 1e-9),
+               backlog_messages=backlog, kept_up=backlog <= max(1, count // KEPT_UP_BACKLOG),
+               peak_rss_mb=_rss_mb(consumer, figures),
+               latency_p50_s=figures.get("latency_p50_s") if kind == "farloom" else None,
+               latency_p99_s=figures.get("latency_p99_s") if kind == "farloom" else None,
+               note="" if complete else f"backlog not drained within {sizes.drain_cap:g} s")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Measure Farloom's ingest worker against a null consumer (decode + ack) and a naive "
+        "one (prefetch 1, one INSERT+commit and one ZINCRBY per click), on identical "
+        "messages, preloaded and at a sustained rate. Runs in a throw-away database, Redis db "
+        "and vhost on the configured servers. The default run takes about 5 minutes.")
+    parser.add_argument("--messages", type=int, default=None, metavar="N",
+                        help="messages to preload per scenario for (a) and (c) "
+                             "(default: 30,000 at 1 click/msg, 3,000 at 100)")
+    parser.add_argument("--naive-messages", type=int, default=None, metavar="N",
+                        help="the naive consumer's smaller preload (default: 2,000 at 1 "
+                             "click/msg, 20 at 100); it also stops at a 30 s cap")
+    parser.add_argument("--clicks-per-message", type=int, action="append", default=None,
+                        metavar="K", help="clicks in each message; repeatable "
+                                          "(default: both 1 and 100)")
+    parser.add_argument("--rate", type=float, action="append", default=None, metavar="CLICKS/S",
+                        help="sustained publishing rate, repeatable (default: 5,000 and "
+                             "12,000 clicks/s at 1 click/msg, 60,000 at 100)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="seconds of publishing in each sustained run (default 15)")
+    parser.add_argument("--mode", choices=("both", PRELOADED, SUSTAINED), default="both",
+                        help="which scenarios to run (default both)")
+    parser.add_argument("--consumers", default=",".join(CONSUMER_KINDS),
+                        help="comma-separated subset of null,naive,farloom (default all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: a smoke run of the harness, not a measurement")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the machine and ingest sections of docs/benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=DOCS_PATH, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
+                        help="also write the rows and targets as JSON to PATH")
+
+
+def _sizes(args: argparse.Namespace) -> Sizes:
+    base = QUICK if args.quick else DEFAULT
+    cpms = args.clicks_per_message or sorted(base.messages)
+    if any(cpm < 1 for cpm in cpms):
+        raise FarloomError("--clicks-per-message must be at least 1")
+    messages = {c: args.messages or base.messages.get(c, base.messages[1] // c or 1)
+                for c in cpms}
+    naive = {c: min(messages[c], args.naive_messages or base.naive_messages.get(
+        c, max(1, base.naive_messages[1] // c))) for c in cpms}
+    rates = {c: args.rate or base.rates.get(c, base.rates[1]) for c in cpms}
+    return Sizes(messages, naive, base.naive_cap, rates, args.duration or base.duration,
+                 base.drain_cap)
+
+
+def plan(sizes: Sizes, mode: str, kinds: list[str]) -> list[tuple[str, int, str, float]]:
+    """(mode, clicks/msg, consumer, offered rate or 0) for every run, in order."""
+    runs: list[tuple[str, int, str, float]] = []
+    for cpm in sizes.messages:
+        if mode in ("both", PRELOADED):
+            runs += [(PRELOADED, cpm, kind, 0.0) for kind in kinds]
+        if mode in ("both", SUSTAINED):
+            runs += [(SUSTAINED, cpm, kind, rate) for rate in sizes.rates[cpm] for kind in kinds]
+    return runs
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    kinds = [k.strip() for k in args.consumers.split(",") if k.strip()]
+    if unknown := set(kinds) - set(CONSUMER_KINDS):
+        raise FarloomError(f"unknown consumers {sorted(unknown)}; choose from null,naive,farloom")
+    if "farloom" in kinds and importlib.util.find_spec("workers.ingest") is None:
+        raise FarloomError("the ingest worker (workers/ingest.py) is not available in this "
+                           "tree; measure the baselines only with --consumers null,naive")
+    sizes = _sizes(args)
+    runs = plan(sizes, args.mode, kinds)
+    rows: list[Row] = []
+    load_before = os.getloadavg()
+    started = datetime.now(UTC)
+    with isolated_bench_env(settings) as env:
+        machine = describe_machine(env.settings)
+        traffic = {cpm: Traffic(cpm, time.time()) for cpm in sizes.messages}
+        with tqdm(runs, desc="bench ingest", unit="run", file=sys.stderr) as bar:
+            for mode, cpm, kind, rate in bar:
+                bar.set_postfix_str(f"{mode} {cpm} click/msg {kind}"
+                                    + (f" at {rate:,.0f}/s" if rate else ""))
+                if mode == PRELOADED:
+                    count = sizes.naive_messages[cpm] if kind == "naive" else sizes.messages[cpm]
+                    cap = sizes.naive_cap if kind == "naive" else 600.0
+                    rows.append(run_preloaded(env, kind, traffic[cpm], count, cap))
+                else:
+                    rows.append(run_sustained(env, kind, traffic[cpm], rate, sizes))
+    load_after = os.getloadavg()
+    found = report.targets(rows)
+    context = (f"Measured {started:%Y-%m-%d %H:%M} UTC with `farloom {' '.join(sys.argv[1:])}`"
+               f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}. "
+               f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+               f"on {os.cpu_count()} cores: figures from a shared machine are indicative only.")
+    text = report.markdown(rows, found, context)
+    print(text)
+    if args.report:
+        args.report.write_text(orjson.dumps(
+            {"rows": [asdict(r) for r in rows], "targets": [asdict(t) for t in found],
+             "machine": machine, "load_average": [load_before[0], load_after[0]]},
+            option=orjson.OPT_INDENT_2).decode())
+    if args.write_docs:
+        document = args.docs.read_text() if args.docs.exists() else ""
+        document = report.update_docs(document, report.machine_markdown(machine),
+                                      "## Ingest\n\n" + text)
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(document)
+        print(f"updated {args.docs}", file=sys.stderr)
+    return 0
