@@ -1,0 +1,186 @@
+"""The ingest worker under faults: SIGKILL at every crash point and at random moments,
+two workers at once, SIGTERM mid-stream, and connections cut by RabbitMQ, PostgreSQL
+and Redis. After each, raw rows and Redis counts equal the test's own truth."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.integration.ingest_support import (
+    WAIT_SECONDS,
+    assert_exact,
+    mixed_stream,
+    one_click_stream,
+    publish,
+    queue_counts,
+    raw_rows,
+    read_log,
+    run_burst,
+    wait_until,
+    worker,
+    worker_env,
+)
+from tests.stack import PROJECT_ROOT, Stack
+
+# Small batches and prefetch make many flushes out of a small stream, so that the
+# faults below land mid-stream without publishing much.
+SLOW = {"batch_size": 10, "prefetch_count": 40}
+
+
+@pytest.mark.parametrize("point", ["before_commit", "after_commit", "after_redis", "after_ack"])
+def test_a_worker_killed_at_a_crash_point_and_restarted_leaves_exact_results(
+        stack: Stack, point: str) -> None:
+    stream = mixed_stream(3, 600, time.time(), duplicate_share=0.3)
+    publish(stack, stream.bodies)
+
+    with worker(stack, "--burst", failpoints=f"{point}:3", **SLOW) as crashing:
+        crashing.wait(timeout=WAIT_SECONDS)
+    assert crashing.returncode == -signal.SIGKILL  # it really died at the third pass
+    assert raw_rows(stack) < len(stream.click_ids)
+
+    run_burst(stack)
+
+    assert_exact(stack, stream)
+    assert queue_counts(stack) == (0, 0)
+
+
+def test_a_worker_killed_at_random_moments_and_restarted_leaves_exact_results(
+        stack: Stack) -> None:
+    rng = random.Random(20261129)
+    stream = mixed_stream(5, 3000, time.time(), duplicate_share=0.2, invalid_share=0.05)
+    publish(stack, stream.bodies)
+
+    for _ in range(3):
+        before = raw_rows(stack)
+        with worker(stack, **SLOW):
+            wait_until(lambda before=before: raw_rows(stack) > before, "the worker to store")
+            time.sleep(rng.uniform(0.0, 0.3))
+        # worker() SIGKILLs it on the way out.
+    run_burst(stack)
+
+    assert_exact(stack, stream)
+
+
+def test_two_workers_side_by_side_give_exact_results(stack: Stack) -> None:
+    stream = mixed_stream(9, 3000, time.time(), duplicate_share=0.3, invalid_share=0.05)
+    bodies = stream.bodies * 2  # every message twice: both workers meet the same click ids
+    random.Random(9).shuffle(bodies)
+    publish(stack, bodies)
+
+    command = [sys.executable, "-m", "farloom_tasks.cli", "ingest", "--burst"]
+    env = worker_env(stack, batch_size=200)
+    workers = [subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        codes = [process.wait(timeout=WAIT_SECONDS) for process in workers]
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=WAIT_SECONDS)
+    assert codes == [0, 0]
+
+    assert_exact(stack, stream)
+    assert queue_counts(stack) == (0, 0)
+
+
+def test_sigterm_mid_stream_flushes_and_acks_before_exiting(stack: Stack,
+                                                            tmp_path: Path) -> None:
+    stream = one_click_stream(3000, time.time())
+    publish(stack, stream.bodies)
+    stats = tmp_path / "stats.json"
+
+    with worker(stack, "--stats-file", str(stats), **SLOW) as process:
+        wait_until(lambda: raw_rows(stack) > 0, "the worker to store")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_SECONDS) == 0
+
+    # Every message is either stored (and acked: it is not back in the queue) or
+    # back in the queue (and not stored): nothing was stored without its ack.
+    ready, unacked = queue_counts(stack)
+    assert unacked == 0
+    assert raw_rows(stack) + ready == len(stream.bodies)
+    assert stats.exists() and '"clicks_stored"' in stats.read_text()
+
+    run_burst(stack)
+    assert_exact(stack, stream)
+
+
+def _close_vhost_connections(stack: Stack) -> int:
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "--no-table-headers",
+                             "vhost", "pid"], capture_output=True, text=True, timeout=60,
+                            check=True)
+    closed = 0
+    for line in listed.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == stack.vhost:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", parts[1],
+                            "farloom test: broker-side close"],
+                           capture_output=True, timeout=60, check=True)
+            closed += 1
+    return closed
+
+
+def test_a_broker_side_connection_close_is_survived_with_exact_results(
+        stack: Stack, tmp_path: Path) -> None:
+    stream = one_click_stream(3000, time.time())
+    publish(stack, stream.bodies)
+    log_path = tmp_path / "worker.log"
+
+    with log_path.open("w") as log, worker(stack, log=log, **SLOW) as process:
+        wait_until(lambda: raw_rows(stack) > 0, "the worker to store")
+        assert _close_vhost_connections(stack) >= 1
+        wait_until(lambda: queue_counts(stack) == (0, 0) and raw_rows(stack) == 3000,
+                   "the worker to reconnect and finish")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_SECONDS) == 0
+
+    assert "reconnecting" in read_log(log_path)
+    assert_exact(stack, stream)
+
+
+def _cut_store_connections(stack: Stack) -> int:
+    """Terminate the worker's PostgreSQL sessions and Redis clients (this test's only)."""
+    engine = stack.engine()
+    try:
+        with engine.begin() as conn:
+            cut = len(conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all())
+    finally:
+        engine.dispose()
+    client = stack.redis()
+    me = client.client_id()
+    for info in client.client_list():
+        if int(info["db"]) == stack.redis_db and int(info["id"]) != me:
+            client.client_kill_filter(_id=info["id"])
+            cut += 1
+    return cut
+
+
+def test_lost_postgresql_and_redis_connections_are_retried_with_exact_results(
+        stack: Stack, tmp_path: Path) -> None:
+    stream = mixed_stream(13, 3000, time.time(), duplicate_share=0.2)
+    publish(stack, stream.bodies)
+    log_path = tmp_path / "worker.log"
+
+    with log_path.open("w") as log, worker(stack, log=log, **SLOW) as process:
+        for _ in range(3):
+            before = raw_rows(stack)
+            wait_until(lambda before=before: raw_rows(stack) > before, "the worker to store")
+            assert _cut_store_connections(stack) >= 1
+        wait_until(lambda: queue_counts(stack) == (0, 0), "the worker to finish")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_SECONDS) == 0
+
+    assert "retrying" in read_log(log_path)
+    assert_exact(stack, stream)
