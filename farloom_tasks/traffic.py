@@ -9,9 +9,10 @@ Ad popularity follows a Zipf-like law: the ad of rank r is clicked with weight
 - ``invalid``: a contract violation (a rotating variety), which ingest
   dead-letters.
 
-The mix is exact rather than sampled: after n clicks each special kind has
-been emitted floor(rate * n) times, give or take one slot while two kinds are
-due together, so a test can check the queue against the requested rates.
+The mix is scheduled rather than sampled: after n clicks each special kind
+has been emitted floor(rate * n) times, give or take one click while two kinds
+fall due together, and ``counts`` records exactly what was emitted, so a test
+can check the queue against both.
 """
 
 from __future__ import annotations

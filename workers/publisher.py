@@ -40,23 +40,33 @@ logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate ev
 
 
 def _allow_float_headers() -> None:
-    """Let pika encode float header values as AMQP doubles (field type 'd').
+    """Let pika carry float header values as AMQP doubles (field type 'd').
 
     The publish-time header is epoch seconds as a float (topology.PUBLISHED_AT_HEADER).
-    pika 1.x decodes 'd' but refuses to encode floats, and RabbitMQ accepts them.
+    pika 1.x refuses to encode floats, and decodes doubles cast to int
+    (pika/pika#599), which would cut the latency to whole seconds. RabbitMQ
+    itself carries doubles unchanged. Importing this module fixes both
+    directions in this process.
     """
-    original = pika.data.encode_value
-    if getattr(original, "farloom_floats", False):
+    original_encode, original_decode = pika.data.encode_value, pika.data.decode_value
+    if getattr(original_encode, "farloom_floats", False):
         return
 
     def encode_value(pieces: list[bytes], value: Any) -> int:
         if isinstance(value, float):
             pieces.append(struct.pack(">cd", b"d", value))
             return 9
-        return int(original(pieces, value))
+        return int(original_encode(pieces, value))
+
+    def decode_value(encoded: bytes, offset: int) -> tuple[Any, int]:
+        if encoded[offset:offset + 1] == b"d":
+            return struct.unpack_from(">d", encoded, offset + 1)[0], offset + 9
+        value, end = original_decode(encoded, offset)
+        return value, int(end)
 
     encode_value.farloom_floats = True  # type: ignore[attr-defined]
     pika.data.encode_value = encode_value
+    pika.data.decode_value = decode_value
 
 
 _allow_float_headers()

@@ -1,0 +1,101 @@
+"""``farloom generate`` against the real RabbitMQ of the test stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from farloom_tasks import topology
+from farloom_tasks.windows import MINUTE
+from tests.integration.click_queue import click_ids, drain
+from workers import publisher  # noqa: F401  (reads the float header without pika's cast to int)
+from tests.stack import PROJECT_ROOT, Stack
+
+
+def test_generate_publishes_exactly_the_requested_clicks_and_mix(stack: Stack) -> None:
+    started = time.time()
+    result = stack.farloom("generate", "--count", "3000", "--clicks-per-message", "7",
+                           "--duplicate-rate", "0.1", "--invalid-rate", "0.05",
+                           "--late-rate", "0.05", "--seed", "7", "--no-progress", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "all confirmed" in result.stdout
+
+    delivered = drain(stack)
+    decoded = [message.decoded() for message in delivered]
+    clicks = [click for message in decoded for click in message.clicks]
+    dead = [letter for message in decoded for letter in message.dead_letters]
+    assert len(delivered) == -(-3000 // 7)  # ceil: the last message holds the remainder
+    assert len(clicks) + len(dead) == 3000
+    mix = _reported_mix(result.stdout)
+    # The mix is exact up to one slot per kind (two kinds may fall due together).
+    assert abs(mix["duplicates"] - 300) <= 1
+    assert abs(mix["invalid"] - 150) <= 1
+    assert abs(mix["late"] - 150) <= 1
+    assert len(dead) == mix["invalid"]
+    assert len({letter.rejection.code for letter in dead}) >= 4  # a variety, not one bug
+    ids = Counter(click.click_id for click in clicks)
+    assert sum(ids.values()) - len(ids) == mix["duplicates"]
+    late = [c for c in clicks if c.clicked_at < started - MINUTE - stack.settings.grace_seconds]
+    assert len({c.click_id for c in late}) == mix["late"]
+    for message in delivered:
+        assert message.properties.delivery_mode == 2
+        assert isinstance(message.properties.headers[topology.PUBLISHED_AT_HEADER], float)
+
+
+def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> None:
+    env = {**stack.env, "FARLOOM_PUBLISH_WINDOW_MESSAGES": "2000"}
+    count = 40_000
+    process = subprocess.Popen(
+        [sys.executable, "-m", "farloom_tasks.cli", "generate", "--count", str(count),
+         "--rate", "8000", "--run-prefix", "survivor", "--no-progress"],
+        env=env, cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for_depth(stack, 8000, timeout=60)
+        closed = _close_vhost_connections(stack)
+        assert closed >= 1
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "republished after 1 reconnects" in stdout, stdout + stderr
+
+    ids = Counter(click_ids(drain(stack)))
+    assert set(ids) == {f"survivor-{n}" for n in range(1, count + 1)}
+    republished = int(stdout.split("; ")[1].split()[0].replace(",", ""))
+    resent = sum(ids.values()) - len(ids)
+    # Only messages that were in flight (at most the window) may arrive twice.
+    assert resent <= republished <= 2000
+
+
+def _reported_mix(stdout: str) -> dict[str, int]:
+    line = next(line for line in stdout.splitlines() if line.startswith("mix: "))
+    return {part.split()[1].rstrip(","): int(part.split()[0].replace(",", ""))
+            for part in line.removeprefix("mix: ").split(", ")}
+
+
+def _wait_for_depth(stack: Stack, depth: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        while topology.queue_depth(channel, topology.INGEST_QUEUE) < depth:
+            assert time.monotonic() < deadline, "the publisher did not get going"
+            time.sleep(0.05)
+    finally:
+        connection.close()
+
+
+def _close_vhost_connections(stack: Stack) -> int:
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
+        check=True, capture_output=True, text=True, timeout=60).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines()
+            if line.endswith("\t" + stack.vhost)]
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test: broker-side close"],
+                       check=True, capture_output=True, timeout=60)
+    return len(pids)
