@@ -44,9 +44,11 @@ def last_closed_minute(conn: sa.Connection) -> int | None:
 # Exact: sums every ad's counts over the window, then ranks (clicks desc, ad_id
 # asc in code-point order, as DESIGN.md's ranking contract says). The covering
 # index ad_clicks_per_minute_window_idx makes the scan index-only; the role's
-# work_mem keeps the hash in memory. Measured by `farloom bench api`.
+# work_mem keeps the hash in memory. Summing int4 (one ad's clicks in one minute
+# is far below 2^31; a larger value fails loudly) accumulates in int8 instead of
+# numeric, ~20% faster. Measured by `farloom bench api`.
 _TOP_SQL = sa.text("""
-    SELECT ad_id, sum(clicks)::bigint AS clicks
+    SELECT ad_id, sum(clicks::int4) AS clicks
     FROM agg.ad_clicks_per_minute
     WHERE minute BETWEEN :first AND :last
     GROUP BY ad_id
