@@ -11,6 +11,10 @@ from farloom_tasks import topology
 from farloom_tasks.messages import DecodedMessage, decode_message
 from tests.stack import Stack
 
+# Imported for its side effect: pika then decodes the float publish-time header
+# as a float instead of casting it to int (pika/pika#599).
+from workers import publisher  # noqa: F401
+
 
 @dataclass
 class Delivered:

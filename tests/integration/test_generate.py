@@ -10,7 +10,6 @@ from collections import Counter
 from farloom_tasks import topology
 from farloom_tasks.windows import MINUTE
 from tests.integration.click_queue import click_ids, drain
-from workers import publisher  # noqa: F401  (reads the float header without pika's cast to int)
 from tests.stack import PROJECT_ROOT, Stack
 
 
