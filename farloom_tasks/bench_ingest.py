@@ -56,13 +56,15 @@ class Sizes:
     rates: dict[int, list[float]]  # sustained offered clicks/s per clicks/msg
     duration: float  # s of publishing in a sustained run
     drain_cap: float  # s a consumer may take after the window to finish the backlog
+    idle_seconds: float  # s the burst-mode ingest worker waits on an empty queue before exiting
 
 
 DEFAULT = Sizes(messages={1: 30_000, 100: 3_000}, naive_messages={1: 2_000, 100: 20},
                 naive_cap=30.0, rates={1: [5_000, 12_000], 100: [60_000]}, duration=15.0,
-                drain_cap=20.0)
+                drain_cap=20.0, idle_seconds=1.0)
 QUICK = Sizes(messages={1: 300, 100: 30}, naive_messages={1: 100, 100: 5}, naive_cap=30.0,
-              rates={1: [200], 100: [1_000]}, duration=2.0, drain_cap=20.0)
+              rates={1: [200], 100: [1_000]}, duration=2.0, drain_cap=20.0,
+              idle_seconds=0.3)
 
 
 CONSUMER_KINDS = ("null", "naive", "farloom")
@@ -84,10 +86,13 @@ def _rss_mb(consumer: Consumer, figures: dict[str, Any]) -> float:
     return max(consumer.peak_rss / 2**20, float(figures.get("peak_rss_mb") or 0.0))
 
 
-def _consumer_args(kind: str, expect: int, cap: float, stats_file: Path | None) -> list[str]:
+def _consumer_args(kind: str, expect: int, cap: float, stats_file: Path | None,
+                   idle_seconds: float) -> list[str]:
     if kind != "farloom":
         return ["--expect-messages", str(expect), "--time-cap", f"{cap:g}"]
-    return ["--burst"] if stats_file is None else ["--stats-file", str(stats_file)]
+    if stats_file is None:
+        return ["--burst", "--idle-seconds", f"{idle_seconds:g}"]
+    return ["--stats-file", str(stats_file)]
 
 
 def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
@@ -97,7 +102,7 @@ def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
 
 
 def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
-                  cap: float) -> Row:
+                  cap: float, idle_seconds: float) -> Row:
     env.reset()
     cpm = traffic.clicks_per_message
     with tqdm(total=count, desc=f"  publish {count:,} x {cpm}", unit="msg", leave=False,
@@ -105,7 +110,7 @@ def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
         publish(env, PacedSource(traffic.bodies(count), count, None, bar))
     if (depth := queue_depth(env)) != count:
         raise FarloomError(f"the queue holds {depth:,} messages after publishing {count:,}")
-    consumer = Consumer(env, kind, _consumer_args(kind, count, cap, None))
+    consumer = Consumer(env, kind, _consumer_args(kind, count, cap, None, idle_seconds))
     try:
         finished = consumer.wait(cap + READY_TIMEOUT)
         figures = consumer.figures()
@@ -145,7 +150,8 @@ def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
     with tempfile.TemporaryDirectory(prefix="farloom-bench-") as scratch:
         stats_file = Path(scratch) / "stats.json" if kind == "farloom" else None
         cap = READY_TIMEOUT + sizes.duration + sizes.drain_cap
-        consumer = Consumer(env, kind, _consumer_args(kind, count, cap, stats_file))
+        consumer = Consumer(env, kind, _consumer_args(kind, count, cap, stats_file,
+                                                     sizes.idle_seconds))
         try:
             wait_for_consumer(env, consumer)
             start = time.time()
@@ -229,7 +235,7 @@ def _sizes(args: argparse.Namespace) -> Sizes:
         c, max(1, base.naive_messages[1] // c))) for c in cpms}
     rates = {c: args.rate or base.rates.get(c, base.rates[1]) for c in cpms}
     return Sizes(messages, naive, base.naive_cap, rates, args.duration or base.duration,
-                 base.drain_cap)
+                 base.drain_cap, base.idle_seconds)
 
 
 def plan(sizes: Sizes, mode: str, kinds: list[str]) -> list[tuple[str, int, str, float]]:
@@ -265,7 +271,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 if mode == PRELOADED:
                     count = sizes.naive_messages[cpm] if kind == "naive" else sizes.messages[cpm]
                     cap = sizes.naive_cap if kind == "naive" else 600.0
-                    rows.append(run_preloaded(env, kind, traffic[cpm], count, cap))
+                    rows.append(run_preloaded(env, kind, traffic[cpm], count, cap,
+                                              sizes.idle_seconds))
                 else:
                     rows.append(run_sustained(env, kind, traffic[cpm], rate, sizes))
     load_after = os.getloadavg()

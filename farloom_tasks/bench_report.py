@@ -6,6 +6,7 @@ is "not met", never rounded up.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,12 @@ class Target:
     met: bool
 
 
+def _down(value: float, digits: int = 0) -> float:
+    """Truncate for display, so that 9,999.9 never reads as 10,000."""
+    scale = 10.0**digits
+    return math.floor(value * scale) / scale
+
+
 def _find(rows: Sequence[Row], mode: str, cpm: int, consumer: str) -> list[Row]:
     return [r for r in rows if r.mode == mode and r.clicks_per_message == cpm
             and r.consumer == consumer]
@@ -65,29 +72,30 @@ def targets(rows: Sequence[Row]) -> list[Target]:
         best = sustained[-1]
         found.append(Target(
             "1 click/msg: >= 10,000 clicks/s sustained (Farloom, highest offered rate)",
-            f"{best.clicks_per_s:,.0f} clicks/s at {best.offered_clicks_per_s or 0:,.0f} "
+            f"{_down(best.clicks_per_s):,.0f} clicks/s at {best.offered_clicks_per_s or 0:,.0f} "
             f"offered, {'kept up' if best.kept_up else 'fell behind'}",
             best.clicks_per_s >= 10_000 and bool(best.kept_up)))
     for over, floor, label in (("null", 0.70, "70% of (a)"), ("naive", 10.0, "10x (b)")):
         value = ratio(rows, 1, over)
         if value is not None:
             found.append(Target(f"1 click/msg: >= {label} (preloaded drain)",
-                                f"{value:.2f}x", value >= floor))
+                                f"{_down(value, 2):.2f}x", value >= floor))
     drained = _find(rows, PRELOADED, 100, "farloom")
     if drained:
         found.append(Target("100 clicks/msg: >= 50,000 clicks/s (preloaded drain)",
-                            f"{drained[0].clicks_per_s:,.0f} clicks/s",
+                            f"{_down(drained[0].clicks_per_s):,.0f} clicks/s",
                             drained[0].clicks_per_s >= 50_000))
     rss = [r.peak_rss_mb for r in rows if r.consumer == "farloom" and r.peak_rss_mb is not None]
     if rss:
-        found.append(Target("Farloom worker peak RSS <= 200 MB", f"{max(rss):.1f} MB",
+        found.append(Target("Farloom worker peak RSS <= 200 MB",
+                            f"{math.ceil(max(rss) * 10) / 10:.1f} MB",
                             max(rss) <= 200))
     at_5k = [r for r in sustained if r.offered_clicks_per_s == 5_000
              and r.latency_p99_s is not None]
     if at_5k:
         p99 = at_5k[0].latency_p99_s or 0.0
         found.append(Target("p99 publish -> durable <= 1 s at 5,000 clicks/s (1 click/msg)",
-                            f"{p99:.3f} s", p99 <= 1.0))
+                            f"{math.ceil(p99 * 1000) / 1000:.3f} s", p99 <= 1.0))
     return found
 
 
@@ -107,14 +115,15 @@ def markdown(rows: Sequence[Row], found: Sequence[Target], context: str) -> str:
         lines.append(
             f"| {r.mode} | {r.clicks_per_message} | {CONSUMER_LABELS[r.consumer]} "
             f"| {_num(r.offered_clicks_per_s, ',.0f')} "
-            f"| {r.messages_done:,}/{r.messages_expected:,} | {r.clicks_per_s:,.0f} "
+            f"| {r.messages_done:,}/{r.messages_expected:,} | {_down(r.clicks_per_s):,.0f} "
             f"| {'yes' if r.complete else 'no'} | {backlog} | {_num(r.peak_rss_mb, '.1f')} "
             f"| {_num(r.latency_p50_s, '.3f')} | {_num(r.latency_p99_s, '.3f')} | {r.note} |")
     cpms = sorted({r.clicks_per_message for r in rows})
     lines += ["", "| clicks/msg | (c)/(a) | (c)/(b) |", "|---:|---:|---:|"]
     for cpm in cpms:
         a, b = ratio(rows, cpm, "null"), ratio(rows, cpm, "naive")
-        lines.append(f"| {cpm} | {_num(a, '.2f')} | {_num(b, '.1f')} |")
+        lines.append(f"| {cpm} | {_num(a and _down(a, 2), '.2f')} "
+                     f"| {_num(b and _down(b, 1), '.1f')} |")
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t.name} | {t.measured} | {'met' if t.met else '**not met**'} |"
               for t in found]
