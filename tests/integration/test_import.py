@@ -1,0 +1,78 @@
+"""``farloom import`` of CSV and NDJSON files into the test stack's broker."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from farloom_tasks.windows import minute_of
+from tests.integration.click_queue import drain
+from tests.stack import PROJECT_ROOT, Stack
+from workers.import_file import timestamp_for_contract
+
+SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "talkingdata_train_sample.csv"
+SAMPLE_ARGS = ("import", str(SAMPLE), "--ad-column", "channel", "--time-column", "click_time",
+               "--no-progress")
+
+
+def _counts_from_the_csv() -> Counter[tuple[int, str]]:
+    counts: Counter[tuple[int, str]] = Counter()
+    with SAMPLE.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            moment = datetime.strptime(row["click_time"], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+            counts[(minute_of(moment.timestamp()), row["channel"])] += 1
+    return counts
+
+
+def test_naive_timestamps_are_read_as_utc_and_sent_as_rfc3339() -> None:
+    assert timestamp_for_contract("2017-11-07 9:30") == "2017-11-07T09:30:00Z"
+    assert timestamp_for_contract("2017-11-07 13:40:05.25") == "2017-11-07T13:40:05.25Z"
+    assert timestamp_for_contract("2017-11-07T09:30:00+02:00") == "2017-11-07T09:30:00+02:00"
+    assert timestamp_for_contract("1510047000") == 1510047000.0
+    assert timestamp_for_contract("2017-13-07 9:30") is None
+    assert timestamp_for_contract("soon") is None
+
+
+def test_importing_the_talkingdata_sample_publishes_its_exact_minute_channel_counts(
+        stack: Stack) -> None:
+    result = stack.farloom(*SAMPLE_ARGS, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "100,000 clicks" in result.stdout
+
+    clicks = [click for message in drain(stack) for click in message.decoded().clicks]
+    assert len(clicks) == 100_000
+    assert {click.click_id for click in clicks} == {str(n) for n in range(1, 100_001)}
+    published = Counter((minute_of(click.clicked_at), click.ad_id) for click in clicks)
+    assert published == _counts_from_the_csv()
+
+
+def test_an_unmappable_row_is_reported_with_its_line_number_and_still_published(
+        stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "clicks.csv"
+    source.write_text("when,ad\n2026-11-01 10:00,a1\nnot a time,a2\n2026-11-01 10:01,\n")
+    result = stack.farloom("import", str(source), "--ad-column", "ad", "--time-column", "when",
+                           "--id-prefix", "f-", "--no-progress", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "line 3: when 'not a time' is not a timestamp" in result.stderr
+    assert "line 4: no ad" in result.stderr
+    assert "2 could not be mapped" in result.stdout
+
+    decoded = [message.decoded() for message in drain(stack)]
+    assert [click.click_id for message in decoded for click in message.clicks] == ["f-1"]
+    codes = sorted(letter.rejection.code for message in decoded
+                   for letter in message.dead_letters)
+    assert codes == ["bad_timestamp", "missing_field"]
+
+
+def test_importing_the_talkingdata_sample_stores_exactly_100000_raw_rows(stack: Stack) -> None:
+    result = stack.farloom(*SAMPLE_ARGS, timeout=180)
+    assert result.returncode == 0, result.stderr
+
+    ingest = stack.farloom("ingest", "--burst", timeout=300)
+    assert ingest.returncode == 0, ingest.stderr
+    with stack.engine().connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar() == 100_000
