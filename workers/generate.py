@@ -60,6 +60,12 @@ class GeneratedTraffic:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.description = (
+        "Publish synthetic clicks (Zipf ad popularity, optional duplicate/late/invalid mix) "
+        "to farloom.clicks with asynchronous publisher confirms, then print the confirmed "
+        "messages/s.")
+    parser.epilog = ("example: farloom generate --rate 2000 --duration 60 "
+                     "--duplicate-rate 0.01 --invalid-rate 0.001")
     parser.add_argument("--count", type=int, default=None,
                         help="clicks to publish (default: unlimited unless --duration)")
     parser.add_argument("--duration", type=float, default=None,

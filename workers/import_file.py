@@ -190,12 +190,20 @@ def _count_lines(path: Path) -> int:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.description = (
+        "Load a CSV or NDJSON click file once into farloom.clicks, with confirms and a "
+        "progress bar. Rows that cannot be mapped are listed with their line number and "
+        "still published, so ingest dead-letters them with a reason.")
+    parser.epilog = ("example: farloom import talkingdata_train_sample.csv "
+                     "--ad-column channel --time-column click_time")
     parser.add_argument("file", type=Path, metavar="FILE", help="a .csv or .ndjson/.jsonl file")
     parser.add_argument("--format", choices=("auto", "csv", "ndjson"), default="auto",
                         help="file format (default: from the extension; .csv is CSV)")
-    parser.add_argument("--ad-column", default="ad_id", help="column holding the ad id")
+    parser.add_argument("--ad-column", default="ad_id",
+                        help="column holding the ad id (default ad_id)")
     parser.add_argument("--time-column", default="clicked_at",
-                        help="column holding the click time (naive times are UTC)")
+                        help="column holding the click time; naive times are UTC "
+                        "(default clicked_at)")
     parser.add_argument("--id-column", default=None,
                         help="column holding the click id (default: the 1-based row number)")
     parser.add_argument("--id-prefix", default="",

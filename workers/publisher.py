@@ -193,9 +193,15 @@ class ConfirmingPublisher:
     def stop(self) -> None:
         """Take no more from the source; finish once what was taken is confirmed.
 
-        Safe to call from a signal handler: it only sets a flag the pump reads.
+        Safe to call from a signal handler: it only sets a flag the pump reads. A
+        second call (a second Ctrl-C, e.g. while the broker is down) gives up
+        on the outstanding confirms by raising KeyboardInterrupt.
         """
+        if self._stopping:
+            raise KeyboardInterrupt
         self._stopping = True
+        log.warning("stopping: waiting for %d unconfirmed messages (again to abandon them)",
+                    len(self._pending))
 
     # -- connection lifecycle ------------------------------------------------
     def _declare(self) -> None:

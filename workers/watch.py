@@ -273,11 +273,18 @@ def default_state_file(settings: Settings, paths: list[str]) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.description = (
+        "Follow NDJSON click logs like `tail -F` (rename rotation, copytruncate, files that "
+        "appear later) and publish every line to farloom.clicks with publisher confirms. "
+        "Positions are saved only once the broker confirmed the lines, so a restart "
+        "neither skips nor re-sends a confirmed line.")
+    parser.epilog = "example: farloom watch /var/log/adserver/clicks.log --clicks-per-message 200"
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="NDJSON log files to follow (they may not exist yet)")
     parser.add_argument("--state-file", type=Path, default=None,
-                        help="where positions are kept (default: FARLOOM_WATCH_STATE_DIR, "
-                        "~/.local/state/farloom, /watch-<hash of the paths>.json)")
+                        help="JSON file of confirmed positions (default: "
+                        "$FARLOOM_WATCH_STATE_DIR/watch-<hash of the paths>.json; the "
+                        "directory defaults to ~/.local/state/farloom)")
     parser.add_argument("--clicks-per-message", type=int, default=100,
                         help="JSON-object lines batched into one message (default 100)")
     parser.add_argument("--poll-interval", type=float, default=0.2,
