@@ -227,9 +227,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     fmt = args.format
     if fmt == "auto":
         fmt = "csv" if path.suffix.lower() in (".csv", ".tsv") else "ndjson"
-    optional = {name: column for name, column in (
+    # NDJSON in the click contract's own shape keeps its optional fields by default.
+    same_name = fmt == "ndjson"
+    optional = {name: column or (name if same_name else None) for name, column in (
         ("user_id", args.user_column), ("ip", args.ip_column),
-        ("country", args.country_column)) if column}
+        ("country", args.country_column))}
+    optional = {name: column for name, column in optional.items() if column}
     columns = ColumnMap(args.ad_column, args.time_column, args.id_column, args.id_prefix,
                         optional)
     if fmt == "csv":

@@ -76,3 +76,25 @@ def test_importing_the_talkingdata_sample_stores_exactly_100000_raw_rows(stack: 
     assert ingest.returncode == 0, ingest.stderr
     with stack.engine().connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar() == 100_000
+
+
+def test_an_ndjson_file_keeps_its_fields_and_publishes_a_broken_line_as_it_is(
+        stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "clicks.ndjson"
+    source.write_text(
+        '{"click_id": "n1", "ad_id": 5, "clicked_at": "2026-11-01T10:00:00Z", "country": "fr"}\n'
+        "\n"
+        "{broken\n"
+        '{"ad_id": "a", "clicked_at": 1700000000}\n')
+    result = stack.farloom("import", str(source), "--id-column", "click_id", "--no-progress",
+                           timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "line 3: not JSON" in result.stderr
+    assert "line 4: no click_id; used the row number" in result.stderr
+
+    decoded = [message.decoded() for message in drain(stack)]
+    clicks = {click.click_id: click for message in decoded for click in message.clicks}
+    assert set(clicks) == {"n1", "4"}
+    assert (clicks["n1"].ad_id, clicks["n1"].country) == ("5", "FR")
+    codes = [letter.rejection.code for message in decoded for letter in message.dead_letters]
+    assert codes == ["invalid_json"]

@@ -149,3 +149,28 @@ def test_a_restarted_watcher_neither_skips_nor_resends_lines(
     ids = Counter(click_ids(drain(stack)))
     assert set(ids) == {f"r{n}" for n in range(1000)}
     assert max(ids.values()) == 1
+
+
+def test_a_file_rotated_while_the_watcher_was_down_is_finished_after_the_restart(
+        stack: Stack, tmp_path: Path, watchers: list[Watcher]) -> None:
+    log_file = tmp_path / "clicks.log"
+    _append(log_file, [f"s{n}" for n in range(100)])
+    watcher = Watcher(stack, tmp_path, log_file)
+    watchers.append(watcher)
+    watcher.start()
+    size = log_file.stat().st_size
+    _wait_for(lambda: watcher.confirmed_offset(log_file) == size, "the state to reach the end")
+    watcher.stop(signal.SIGKILL)
+
+    _append(log_file, [f"s{n}" for n in range(100, 150)])  # still in the old file...
+    log_file.rename(tmp_path / "clicks.log.1")  # ...which is rotated away while it is down
+    _append(log_file, [f"t{n}" for n in range(80)])
+    watcher.start()
+    expected = {f"s{n}" for n in range(150)} | {f"t{n}" for n in range(80)}
+    seen: list[Delivered] = []
+    _collect_until(stack, seen, expected)
+    watcher.stop()
+
+    ids = Counter(click_ids(seen))
+    assert set(ids) == expected
+    assert max(ids.values()) == 1
