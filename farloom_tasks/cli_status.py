@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 
 from farloom_tasks import db, status
+from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable, RedisUnavailable
 from farloom_tasks.settings import Settings
 
 DEFAULT_STATE = "~/.local/state/farloom/status.json"
@@ -15,6 +18,9 @@ DEFAULT_STATE = "~/.local/state/farloom/status.json"
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--preflight", action="store_true",
+                        help="only check that PostgreSQL, Redis and RabbitMQ answer, and say "
+                             "how to start any that does not (used before `make run`)")
     parser.add_argument("--no-celery", action="store_true",
                         help="do not ping the Celery workers")
     parser.add_argument("--state", default=DEFAULT_STATE,
@@ -23,14 +29,18 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # pika narrates every connection at INFO; a health report is not the place.
+    logging.getLogger("pika").setLevel(logging.WARNING)
     now = time.time()
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
                                   redis_url=settings.redis_url, now=now,
-                                  ask_celery=not args.no_celery)
+                                  ask_celery=not (args.no_celery or args.preflight))
     finally:
         engine.dispose()
+    if args.preflight:
+        return _preflight(snapshot)
     state = Path(args.state).expanduser()
     verdict = status.assess(snapshot, now=now, max_lag_seconds=settings.status_max_lag_seconds,
                             previous_dead_letters=_previous_dead(state))
@@ -41,6 +51,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         _print_text(doc)
     return 0 if verdict.healthy else 1
+
+
+def _preflight(snapshot: status.Snapshot) -> int:
+    from farloom_tasks.cli import HINTS  # the same advice the CLI gives on these errors
+
+    kinds = {"postgresql": DatabaseUnavailable, "redis": RedisUnavailable,
+             "rabbitmq": BrokerUnavailable}
+    for service, error in sorted(snapshot.unreachable.items()):
+        print(f"{service} is unreachable: {error}", file=sys.stderr)
+        if service == "postgresql" and "does not exist" in error:
+            print("  The database or its tables are missing: run `farloom migrate`.",
+                  file=sys.stderr)
+        else:
+            print(f"  {HINTS[kinds[service]]}", file=sys.stderr)
+    return 1 if snapshot.unreachable else 0
 
 
 def _print_text(doc: dict[str, object]) -> None:

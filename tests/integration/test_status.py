@@ -105,3 +105,16 @@ def test_an_unreachable_service_is_named_and_fails_the_check(
     assert doc["queues"][topology.INGEST_QUEUE] == 0  # the others were still asked
     assert text.returncode == 1 and "healthy:              NO" in text.stdout
     assert "Traceback" not in text.stderr
+
+
+def test_the_preflight_names_the_unreachable_service_and_how_to_start_it(
+        stack: Stack) -> None:
+    fine = farloom_status(stack.env, "--preflight")
+    down = farloom_status(dict(stack.env, FARLOOM_AMQP_URL="amqp://guest:guest@127.0.0.1:1/x"),
+                          "--preflight")
+
+    assert fine.returncode == 0, fine.stderr
+    assert down.returncode == 1
+    assert "rabbitmq is unreachable" in down.stderr
+    assert "rabbitmq-server -detached" in down.stderr
+    assert "Traceback" not in down.stderr
