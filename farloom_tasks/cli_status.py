@@ -29,8 +29,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    # pika narrates every connection at INFO; a health report is not the place.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika narrates every connection at INFO and logs a refused one as an ERROR with
+    # a traceback; this command reports unreachable services itself, in a sentence.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     now = time.time()
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
