@@ -66,13 +66,19 @@ class AggregatesPublisher:
                         properties=pika.BasicProperties(
                             content_type="application/json",
                             delivery_mode=topology.PERSISTENT,
-                            headers={topology.PUBLISHED_AT_HEADER: time.time()}),
+                            headers={topology.PUBLISHED_AT_HEADER: _stamp()}),
                         mandatory=True)
                     count += 1
         except BrokerUnavailable:
             self.close()
             raise
         return count
+
+
+def _stamp() -> int:
+    # pika cannot encode a float in a header table, and its decimals hold only
+    # 32 bits, too few for epoch milliseconds: whole seconds it is.
+    return int(time.time())
 
 
 def publish_with_one_reconnect(publisher: AggregatesPublisher,

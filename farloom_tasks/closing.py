@@ -146,11 +146,24 @@ def record_published(cursor: Any, attempt: Attempt) -> None:
                        "AND mark_seq = %s", (attempt.minute, attempt.mark_seq))
 
 
-def record_failed(cursor: Any, minute: int, revision: int) -> None:
-    """``revision`` of ``minute`` failed for good: let the next tick retry it now.
+def already_published(cursor: Any, minute: int, revision: int) -> bool:
+    """Whether ``revision`` (or a newer one) of ``minute`` is published: a duplicate merge."""
+    cursor.execute("SELECT published_revision >= %s FROM agg.minute_closes "
+                   "WHERE minute = to_timestamp(%s)", (revision, minute))
+    row = cursor.fetchone()
+    return bool(row and row[0])
 
-    Only if it is still the newest attempt; a newer one is left alone.
+
+def record_failed(cursor: Any, minute: int, revision: int, retry_seconds: float) -> None:
+    """``revision`` of ``minute`` failed for good: let a tick retry it soon.
+
+    Soon means 5 s per attempt so far (at most ``retry_seconds``), so a minute
+    that keeps failing does not spin. Only if it is still the newest attempt;
+    a newer one is left alone.
     """
-    cursor.execute("UPDATE agg.minute_closes SET requested_at = '-infinity' "
-                   "WHERE minute = to_timestamp(%s) AND started_revision = %s",
-                   (minute, revision))
+    cursor.execute("""
+        UPDATE agg.minute_closes
+        SET requested_at = now() - make_interval(secs => %(retry)s)
+                           + make_interval(secs => least(%(retry)s, 5 * attempts))
+        WHERE minute = to_timestamp(%(m)s) AND started_revision = %(r)s
+    """, {"m": minute, "r": revision, "retry": retry_seconds})

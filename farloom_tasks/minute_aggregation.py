@@ -23,6 +23,7 @@ from farloom_tasks.redis_counts import KEY_PREFIX, clicks_key, total_key, transl
 from farloom_tasks.topk import AdCount
 
 SNAPSHOT_KEY = KEY_PREFIX + ":{{shard-{shard}}}:snapshot:{minute}:{revision}"
+SNAPSHOT_TOTAL_KEY = KEY_PREFIX + ":{{shard-{shard}}}:snapshot-total:{minute}:{revision}"
 # A snapshot outlives any retry of its revision; merge deletes it when done.
 SNAPSHOT_TTL_SECONDS = 3600
 PAGE_ADS = 5000  # members read per ZRANGE call while streaming
@@ -54,18 +55,30 @@ def snapshot_key(shard: int, minute: int, revision: int) -> str:
     return SNAPSHOT_KEY.format(shard=shard, minute=minute, revision=revision)
 
 
+def snapshot_total_key(shard: int, minute: int, revision: int) -> str:
+    return SNAPSHOT_TOTAL_KEY.format(shard=shard, minute=minute, revision=revision)
+
+
 def snapshot_shard(client: Any, *, minute: int, shard: int, revision: int,
                    k: int) -> ShardSummary:
-    """Freeze one shard of ``minute`` for ``revision`` and rank it. Safe to repeat."""
-    snap = snapshot_key(shard, minute, revision)
+    """Freeze one shard of ``minute`` for ``revision`` and rank it. Safe to repeat.
+
+    The snapshot is taken once per revision: COPY without REPLACE leaves an
+    existing snapshot alone, so a retried or duplicated shard task ranks the
+    very data its first run froze, and merge_minute streams that same data.
+    The set and its total are copied in one MULTI, so they always agree.
+    """
+    snap, snap_total = snapshot_key(shard, minute, revision), snapshot_total_key(
+        shard, minute, revision)
     with translated_errors():
         pipe = client.pipeline(transaction=True)
-        pipe.delete(snap)
         pipe.copy(clicks_key(shard, minute), snap)
-        pipe.get(total_key(shard, minute))
+        pipe.copy(total_key(shard, minute), snap_total)
         pipe.expire(snap, SNAPSHOT_TTL_SECONDS)
+        pipe.expire(snap_total, SNAPSHOT_TTL_SECONDS)
+        pipe.get(snap_total)
         pipe.zcard(snap)
-        _, _, total, _, distinct = pipe.execute()
+        *_, total, distinct = pipe.execute()
         top = _ranked_head(client, snap, k)
     return ShardSummary(shard=shard, clicks=int(total or 0), distinct_ads=int(distinct),
                         top=tuple(top))
@@ -168,5 +181,6 @@ def drop_snapshots(client: Any, minute: int, revision: int, shard_count: int) ->
     with translated_errors():
         pipe = client.pipeline(transaction=False)
         for shard in range(shard_count):
-            pipe.delete(snapshot_key(shard, minute, revision))
+            pipe.delete(snapshot_key(shard, minute, revision),
+                        snapshot_total_key(shard, minute, revision))
         pipe.execute()

@@ -61,10 +61,10 @@ class TaskResources:
             self._publisher = AggregatesPublisher(self.settings.amqp_url)
         return self._publisher
 
-    def failpoint(self, name: str) -> None:
+    def failpoint(self, name: str, instance: str) -> None:
         if self._failpoints is None:
             self._failpoints = failpoints.parse(self.settings.failpoints)
-        failpoints.hit(self._failpoints, name, self.redis)
+        failpoints.hit(self._failpoints, name, instance, self.redis)
 
 
 _current: TaskResources | None = None

@@ -89,7 +89,7 @@ def close_due_minutes() -> list[dict[str, int | None]]:
 def topk_shard(minute: int, shard: int, k: int, revision: int) -> dict[str, Any]:
     """One shard's top k, clicks and distinct ads of ``minute`` for ``revision``."""
     res = _resources()
-    res.failpoint("topk_shard")
+    res.failpoint("topk_shard", f"{minute}.{shard}")
     summary = minute_aggregation.snapshot_shard(res.redis, minute=minute, shard=shard,
                                                 revision=revision, k=k)
     return summary.to_json()
@@ -105,6 +105,9 @@ def merge_minute(shard_results: list[dict[str, Any]], minute: int, revision: int
     """
     res = _resources()
     settings = res.settings
+    with transaction(res.engine) as cursor:
+        if closing.already_published(cursor, minute, revision):
+            return {"minute": minute, "revision": revision, "parts": 0}
     summaries = [minute_aggregation.ShardSummary.from_json(doc) for doc in shard_results]
     computed_at = time.time()
 
@@ -125,11 +128,11 @@ def merge_minute(shard_results: list[dict[str, Any]], minute: int, revision: int
 @app.task(name="farloom.aggregation_failed", **RETRYING)
 def aggregation_failed(request: Any, exc: Any, traceback: Any, minute: int,
                        revision: int) -> None:
-    """Error callback of a chord: let the next tick retry ``minute`` at once."""
+    """Error callback of a chord: let a tick retry ``minute`` soon (closing.record_failed)."""
     log.warning("aggregation of %s revision %s failed: %r", iso(minute), revision, exc)
     res = _resources()
     with transaction(res.engine) as cursor:
-        closing.record_failed(cursor, minute, revision)
+        closing.record_failed(cursor, minute, revision, res.settings.close_retry_seconds)
 
 
 @app.task(name="farloom.replay_minute", **RETRYING)
