@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from farloom_tasks.errors import RedisUnavailable
@@ -71,12 +72,22 @@ def connect(url: str) -> redis.Redis:
                                 health_check_interval=30)
 
 
+# Error replies that mean "not now" rather than "never": out of memory, a replica,
+# a busy script, a cluster in flux. Retrying them is right; acking past them is not.
+_NOT_NOW = (OutOfMemoryError, ReadOnlyError, TryAgainError)
+_NOT_NOW_CODES = frozenset({"MASTERDOWN", "BUSY", "CLUSTERDOWN"})
+
+
 @contextmanager
 def translated_errors() -> Iterator[None]:
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise RedisUnavailable(f"Redis: {exc}") from exc
+    except ResponseError as exc:
+        if isinstance(exc, _NOT_NOW) or str(exc).split(" ", 1)[0] in _NOT_NOW_CODES:
+            raise RedisUnavailable(f"Redis: {exc}") from exc
+        raise
 
 
 class RedisCounts:

@@ -16,8 +16,9 @@ Ack rules:
 - A lost broker connection discards the unflushed batch (the broker redelivers
   it; click ids deduplicate it) and reconnects with backoff.
 - Invalid input is dead-lettered element by element and never retried; a batch
-  PostgreSQL refuses as data is written click by click so that only the refused
-  clicks are dead-lettered ("unstorable").
+  PostgreSQL refuses as data (a gap in validation) is written click by click so
+  that only the refused clicks are dead-lettered ("unstorable"). Any other
+  unexpected error ends the worker without acking: a bug must not ack data.
 - SIGTERM or SIGINT flushes and acks the current batch, then exits 0.
 
 Threads: pika's connection is not thread-safe, so the main thread owns it and
@@ -45,6 +46,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import orjson
+import psycopg2
 
 from farloom_tasks import crash_points, db, metrics, redis_counts, topology
 from farloom_tasks.batching import Batch, Batcher
@@ -64,6 +66,7 @@ from farloom_tasks.raw_store import RawStore
 from farloom_tasks.settings import Settings
 
 log = logging.getLogger("farloom.ingest")
+logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect
 T = TypeVar("T")
 
 INITIAL_BACKOFF_SECONDS = 0.1
@@ -186,6 +189,10 @@ class DurableSink:
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 time.sleep(delay)
                 attempt += 1
+            except BaseException:
+                # A commit may have succeeded before Redis failed: drain before the next write.
+                self._must_drain = True
+                raise
 
     def recover(self) -> None:
         self._must_drain = True
@@ -207,9 +214,7 @@ class DurableSink:
         for click in clicks:
             try:
                 one = self.write([click])
-            except (TransientError, Abandoned):
-                raise
-            except Exception as exc:  # refused as data: dead-letter it, never retry it
+            except psycopg2.Error as exc:  # refused as data: dead-letter it, never retry it
                 body = orjson.dumps(dataclasses.asdict(click))
                 total.refused.append(DeadLetter(body, Rejection("unstorable", str(exc)[:500])))
                 continue
@@ -365,9 +370,7 @@ class IngestWorker:
         if future is not None:
             try:
                 written = self._await(connection, future)
-            except (TransientError, Abandoned):
-                raise
-            except Exception:
+            except psycopg2.Error:
                 log.exception("PostgreSQL refused a batch of %d clicks as data; writing them "
                               "one by one to dead-letter only the refused ones", len(clicks))
                 written = self._await(connection,
