@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -15,7 +16,7 @@ from farloom_tasks import topology
 from farloom_tasks.api import queries
 from farloom_tasks.api.app import create_app
 from farloom_tasks.windows import iso, minute_of, to_datetime
-from tests.stack import Stack
+from tests.stack import PROJECT_ROOT, Stack
 
 BASE = minute_of(datetime(2026, 11, 29, 14, 0, tzinfo=UTC).timestamp())
 
@@ -221,3 +222,25 @@ def test_the_api_role_cannot_write_or_read_raw_even_in_a_read_write_transaction(
                 conn.exec_driver_sql(statement)
     finally:
         engine.dispose()
+
+
+def test_every_grafana_panel_query_runs_under_the_read_only_role(stack: Stack) -> None:
+    put_minute(stack, BASE, MINUTES[BASE])
+    dashboard = json.loads((PROJECT_ROOT / "deploy/grafana/dashboards/farloom.json").read_text())
+    queries_run = 0
+    engine = sa.create_engine(queries.read_only_url(stack.settings.database_url, ""))
+    try:
+        with engine.connect() as conn:
+            for panel in dashboard["panels"]:
+                for target in panel.get("targets", []):
+                    # Grafana's macros, expanded as its PostgreSQL data source does.
+                    sql = (target["rawSql"]
+                           .replace("$__timeFilter(minute)",
+                                    "minute BETWEEN '2026-11-29T13:00Z' AND '2026-11-29T15:00Z'")
+                           .replace("${ad}", "a"))
+                    rows = conn.exec_driver_sql(sql).all()
+                    assert rows, panel["title"]
+                    queries_run += 1
+    finally:
+        engine.dispose()
+    assert queries_run >= 5
