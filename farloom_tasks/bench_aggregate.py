@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import os
 import random
 import signal
@@ -77,6 +78,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "to start (default 20)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for each result before giving up (default 300)")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="directory for the workers' logs (default: a temporary one, "
+                             "removed at the end)")
     parser.add_argument("--write-docs", action="store_true",
                         help=f"write the results into {DOCS_PATH.relative_to(PROJECT_ROOT)}")
 
@@ -326,7 +330,7 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
                 engine, "SELECT 1 FROM agg.minute_totals WHERE minute = to_timestamp(:m)",
                 args.timeout, "every per-ad count", processes, logs, m=m)
             first_revision = check_exact(engine, workload, settings.top_k)
-            stop_process(processes["beat"])  # no reconciliation may replay behind our back
+            stop_process(processes.pop("beat"))  # no reconciliation may replay behind our back
 
             raw = RawStore(engine, settings.shard_count)
             counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
@@ -392,13 +396,15 @@ def report(figures: Figures, workload: Workload, settings: Settings) -> str:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines drown the progress
     with isolated_bench_env(settings) as env, tempfile.TemporaryDirectory(
             prefix="farloom-bench-aggregate-") as tmp:
+        logs = Path(args.logs or tmp)
+        logs.mkdir(parents=True, exist_ok=True)
         machine = describe_machine(env.settings)
         minute = minute_of(time.time()) - MINUTE
         workload = make_workload(minute, args.clicks, args.ads, args.zipf, args.seed)
         load(env, workload, args.seed)
-        logs = Path(tmp)
         try:
             figures = measure(env, workload, args, logs)
         except BenchFailed:

@@ -176,6 +176,15 @@ def test_top_ads_rank_by_clicks_desc_then_ad_id_in_code_point_order(
     assert ranked == ["Z", "B-1", "a-2", "b-3", "e"] == list(in_sql)
 
 
+def test_ad_ids_with_quotes_backslashes_braces_and_commas_are_stored_as_they_are(
+        stack: Stack, store: AggStore) -> None:
+    ads = [('a"b', 3), ("c\\d", 2), ("{e,f}", 4), (" g ", 1), ("NULL", 5), ("ü\\\"", 6)]
+    for part in _parts(MINUTE, 1, ads):
+        store.write_part(part)
+
+    assert _snapshot(stack) == _expected(1, ads)
+
+
 # --- the worker as a subprocess, fed through RabbitMQ -------------------------------
 
 
