@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from farloom_tasks import db, status
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable, RedisUnavailable
@@ -69,26 +70,24 @@ def _preflight(snapshot: status.Snapshot) -> int:
     return 1 if snapshot.unreachable else 0
 
 
-def _print_text(doc: dict[str, object]) -> None:
+def _print_text(doc: dict[str, Any]) -> None:
     def show(value: object, unit: str = "") -> str:
         return "unknown" if value is None else f"{value}{unit}"
 
+    workers: list[str] | None = doc["celery_workers"]
+    memory: int | None = doc["redis_used_memory_bytes"]
     print(f"healthy:              {'yes' if doc['healthy'] else 'NO'}")
     print(f"last closed minute:   {show(doc['closed_minute'])} "
           f"(lag {show(doc['lag_seconds'], ' s')})")
     print(f"last written minute:  {show(doc['written_minute'])}")
     print(f"late minutes pending: {show(doc['late_minutes_pending'])}")
-    queues = doc["queues"]
-    assert isinstance(queues, dict)
-    for queue, depth in queues.items():
+    for queue, depth in doc["queues"].items():
         print(f"queue {queue + ':':<27} {depth}")
-    workers = doc["celery_workers"]
-    print(f"celery workers:       "
-          f"{'no Celery app' if workers is None else (', '.join(workers) or 'none')}")  # type: ignore[arg-type]
-    memory = doc["redis_used_memory_bytes"]
-    print(f"redis memory:         "
-          f"{'unknown' if memory is None else f'{int(memory) / 1_048_576:.1f} MiB'}")  # type: ignore[call-overload]
-    for problem in doc["problems"]:  # type: ignore[attr-defined]
+    print("celery workers:       "
+          + ("no Celery app" if workers is None else ", ".join(workers) or "none answered"))
+    print("redis memory:         "
+          + ("unknown" if memory is None else f"{memory / 1_048_576:.1f} MiB"))
+    for problem in doc["problems"]:
         print(f"problem: {problem}")
 
 
