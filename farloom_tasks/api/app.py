@@ -158,7 +158,9 @@ def create_app(settings: Settings) -> FastAPI:
             ads.append(doc)
         return {"from": iso(first), "to": iso(last), "minutes": minutes, "n": n, "ads": ads}
 
-    @app.get("/v1/ads/{ad_id}/clicks", summary="One ad's clicks per closed minute and total")
+    # `:path` because an ad id may contain '/' (any printable character, DESIGN.md).
+    @app.get("/v1/ads/{ad_id:path}/clicks",
+             summary="One ad's clicks per closed minute and total")
     def ad_clicks(ad_id: Annotated[str, PathParam(min_length=1, max_length=64)],
                   first_text: From = None, last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:

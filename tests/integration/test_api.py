@@ -51,7 +51,7 @@ def client(stack: Stack) -> Iterator[TestClient]:
 MINUTES: dict[int, dict[str, int]] = {
     BASE: {"a": 5, "b": 5, "B": 5, "ad-9": 1, "10": 7},
     BASE + 60: {"a": 2, "z": 9, "10": 1},
-    BASE + 120: {"b": 4, "ü": 4, "a": 1},
+    BASE + 120: {"b": 4, "ü": 4, "a": 1, "x/y": 2},
 }
 
 
@@ -107,12 +107,14 @@ def test_an_ads_clicks_are_listed_per_closed_minute_with_zeros_and_a_total(
     body = client.get("/v1/ads/10/clicks",
                       params={"from": iso(BASE), "to": "2026-11-29T14:05:00Z"}).json()
     unicode_ad = client.get("/v1/ads/%C3%BC/clicks", params={"from": iso(BASE)}).json()
+    slashed_ad = client.get("/v1/ads/x%2Fy/clicks", params={"from": iso(BASE)}).json()
 
     assert body["minutes"] == [{"minute": iso(BASE), "clicks": 7},
                                {"minute": iso(BASE + 60), "clicks": 1},
                                {"minute": iso(BASE + 120), "clicks": 0}]
     assert body["total"] == 8
     assert (unicode_ad["ad_id"], unicode_ad["total"]) == ("ü", 4)
+    assert (slashed_ad["ad_id"], slashed_ad["total"]) == ("x/y", 2)
 
 
 def test_minutes_report_their_total_distinct_ads_and_revision(
