@@ -60,7 +60,9 @@ def served(stack: Stack) -> Iterator[str]:
 def fill_last_hour(stack: Stack) -> int:
     """Sixty closed minutes of 150 ads each, skewed so the ranking is interesting."""
     last = minute_of(time.time()) - 60
-    totals, per_ad, closes = [], [], []
+    totals: list[dict[str, object]] = []
+    per_ad: list[dict[str, object]] = []
+    closes: list[dict[str, object]] = []
     for i in range(60):
         minute = last - (59 - i) * 60
         counts = {f"ad-{a:03d}": 1 + (a * 7919 + i * 31) % 50 + (200 if a == 5 else 0)
