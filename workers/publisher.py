@@ -71,6 +71,37 @@ def _allow_float_headers() -> None:
 
 _allow_float_headers()
 
+
+def _coalesce_socket_writes() -> None:
+    """Send pika's queued frames in one ``send`` instead of one per frame.
+
+    Every message is three frames (method, header, body), and pika's plain-TCP
+    transport makes a system call for each: at 15,000 messages/s that is the
+    publisher's largest cost. Joining the queued frames first keeps the bytes
+    and their order unchanged. Only the plain-TCP transport is touched (TLS
+    transports have their own ``_produce``).
+    """
+    from pika.adapters.utils import io_services_utils
+
+    transport = getattr(io_services_utils, "_AsyncPlaintextTransport", None)
+    original = getattr(transport, "_produce", None)
+    if transport is None or original is None or getattr(original, "farloom_joined", False):
+        return
+
+    def produce(self: Any) -> None:
+        buffers = self._tx_buffers
+        if len(buffers) > 1:
+            joined = b"".join(buffers)
+            buffers.clear()
+            buffers.append(joined)
+        original(self)
+
+    produce.farloom_joined = True  # type: ignore[attr-defined]
+    transport._produce = produce
+
+
+_coalesce_socket_writes()
+
 PUMP_CHUNK = 2000  # messages published per ioloop turn, so acks are read in between
 IDLE_RECHECK = 0.1  # s before asking an idle source again when it gave no hint
 
