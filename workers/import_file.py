@@ -229,10 +229,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         fmt = "csv" if path.suffix.lower() in (".csv", ".tsv") else "ndjson"
     # NDJSON in the click contract's own shape keeps its optional fields by default.
     same_name = fmt == "ndjson"
-    optional = {name: column or (name if same_name else None) for name, column in (
-        ("user_id", args.user_column), ("ip", args.ip_column),
-        ("country", args.country_column))}
-    optional = {name: column for name, column in optional.items() if column}
+    chosen: dict[str, str | None] = {"user_id": args.user_column, "ip": args.ip_column,
+                                     "country": args.country_column}
+    optional = {name: column or name for name, column in chosen.items()
+                if column or same_name}
     columns = ColumnMap(args.ad_column, args.time_column, args.id_column, args.id_prefix,
                         optional)
     if fmt == "csv":
