@@ -36,6 +36,7 @@ import dataclasses
 import logging
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +47,9 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import orjson
+import pika.exceptions
 import psycopg2
+import psycopg2.errors
 
 from farloom_tasks import crash_points, db, metrics, redis_counts, topology
 from farloom_tasks.batching import Batch, Batcher
@@ -66,7 +69,9 @@ from farloom_tasks.raw_store import RawStore
 from farloom_tasks.settings import Settings
 
 log = logging.getLogger("farloom.ingest")
-logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect
+# pika logs every failed connect at ERROR with a traceback; the worker's own warning
+# already names the error and the retry.
+logging.getLogger("pika").setLevel(logging.CRITICAL)
 T = TypeVar("T")
 
 INITIAL_BACKOFF_SECONDS = 0.1
@@ -78,6 +83,12 @@ RETRIES_AFTER_STOP = 3  # attempts a stopping worker still makes to write its la
 INVALID_SHARE_ALARM = 0.9
 INVALID_ALARM_MIN_ITEMS = 100
 ALARM_SECONDS = 60.0
+# What PostgreSQL says about a value it will not store. A missing table or a lost
+# permission is not the data's fault: the worker stops instead (nothing acked).
+REFUSED_AS_DATA = (psycopg2.DataError, psycopg2.IntegrityError)
+# The broker will not let this user in: retrying cannot help.
+_REFUSED = (pika.exceptions.ProbableAccessDeniedError,
+            pika.exceptions.ProbableAuthenticationError)
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -119,6 +130,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                           idle_seconds=float(args.idle_seconds))
     try:
         code = worker.run()
+    except psycopg2.errors.UndefinedTable as exc:
+        print(f"farloom ingest: {str(exc).splitlines()[0]}; is the database migrated? "
+              "Run: farloom migrate", file=sys.stderr)
+        return 2
     finally:
         worker.close()
     line = orjson.dumps(worker.stats.summary(time.time())).decode("utf-8")
@@ -214,7 +229,7 @@ class DurableSink:
         for click in clicks:
             try:
                 one = self.write([click])
-            except psycopg2.Error as exc:  # refused as data: dead-letter it, never retry it
+            except REFUSED_AS_DATA as exc:  # dead-letter it, never retry it
                 body = orjson.dumps(dataclasses.asdict(click))
                 total.refused.append(DeadLetter(body, Rejection("unstorable", str(exc)[:500])))
                 continue
@@ -262,6 +277,9 @@ class IngestWorker:
                 connection = topology.connect(self.settings.amqp_url)
                 return self._consume(connection)
             except BrokerUnavailable as exc:
+                if isinstance(exc.__cause__, _REFUSED):
+                    raise ConfigError(f"{exc}; check the user, password and vhost in "
+                                      "FARLOOM_AMQP_URL") from exc
                 dropped = self.batcher.discard()
                 metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
                 if self.stop.is_set():
@@ -370,7 +388,7 @@ class IngestWorker:
         if future is not None:
             try:
                 written = self._await(connection, future)
-            except psycopg2.Error:
+            except REFUSED_AS_DATA:
                 log.exception("PostgreSQL refused a batch of %d clicks as data; writing them "
                               "one by one to dead-letter only the refused ones", len(clicks))
                 written = self._await(connection,

@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -136,16 +138,40 @@ def test_a_broker_side_connection_close_is_survived_with_exact_results(
     publish(stack, stream.bodies)
     log_path = tmp_path / "worker.log"
 
-    with log_path.open("w") as log, worker(stack, log=log, **SLOW) as process:
+    port = _free_port()
+
+    with log_path.open("w") as log, worker(stack, log=log, metrics_port=port,
+                                           **SLOW) as process:
         wait_until(lambda: raw_rows(stack) > 0, "the worker to store")
         assert _close_vhost_connections(stack) >= 1
         wait_until(lambda: queue_counts(stack) == (0, 0) and raw_rows(stack) == 3000,
                    "the worker to reconnect and finish")
+        scraped = _scrape(port)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_SECONDS) == 0
 
     assert "reconnecting" in read_log(log_path)
     assert_exact(stack, stream)
+    # Redelivered clicks are duplicates, never stored twice, in the metrics too.
+    assert scraped["farloom_ingest_clicks_stored_total"] == 3000
+    assert scraped['farloom_ingest_transient_errors_total{service="rabbitmq"}'] >= 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
 
 
 def _cut_store_connections(stack: Stack) -> int:
