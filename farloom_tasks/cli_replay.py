@@ -16,7 +16,7 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 from tqdm import tqdm
 
-from farloom_tasks import db
+from farloom_tasks import closing, db
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 from farloom_tasks.transactions import transaction
@@ -66,6 +66,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "reconcile":
         return _reconcile(args, settings, start, end, tasks)
+    closed_through = _closed_through(settings)
+    if closed_through is None or end > closed_through:
+        print(f"farloom replay: {iso(end)} is not closed yet (closed through "
+              f"{iso(closed_through) if closed_through is not None else 'nothing'}); "
+              "open minutes are aggregated when they close", file=sys.stderr)
+        return 2
     minutes = list(range(start, end + MINUTE, MINUTE))
     pending = {}
     for minute in tqdm(minutes, desc="queueing replays", unit="min", file=sys.stderr):
@@ -132,6 +138,15 @@ def _wait(settings: Settings, pending: dict[int, Any], deadline: float) -> None:
                         f"{len(missing)} replayed minute(s) are not in agg.minute_totals yet, "
                         f"first {iso(min(missing))}; is `farloom write-aggregates` running?")
                 time.sleep(POLL_SECONDS)
+    finally:
+        engine.dispose()
+
+
+def _closed_through(settings: Settings) -> int | None:
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        with transaction(engine) as cursor:
+            return closing.read_watermark(cursor)
     finally:
         engine.dispose()
 

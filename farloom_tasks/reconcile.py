@@ -9,8 +9,9 @@ are recorded in ``agg.reconciliation_runs`` / ``agg.reconciliation_findings``.
 
 Minutes whose aggregation is under way are skipped, because their agg rows
 are expected to lag raw: not yet closed, marked late, or with a newer revision
-started than agg holds and younger than ``close_retry_seconds`` (the closer
-retries those itself). A second run over the same range finds nothing new
+started than agg holds that was started or published less than
+``close_retry_seconds`` ago (the closer retries those itself, and the writer
+may still be working through its queue). A second run over the same range finds nothing new
 once the replays are written, so running it twice is harmless.
 """
 
@@ -57,7 +58,7 @@ WHERE j.m <= (SELECT closed_through FROM agg.watermark WHERE id = 1)
       SELECT 1 FROM agg.minute_closes c
       WHERE c.minute = j.m
         AND c.started_revision > coalesce(j.agg_revision, 0)
-        AND c.requested_at > now() - make_interval(secs => %(retry)s))
+        AND greatest(c.requested_at, c.published_at) > now() - make_interval(secs => %(retry)s))
 ORDER BY 1
 """
 

@@ -128,13 +128,14 @@ def raw_counts(stack: Stack, minutes: Sequence[int]) -> Counts:
 def assert_agg_is(stack: Stack, expected: Counts, minutes: Sequence[int]) -> None:
     """agg equals ``expected`` and raw, per ad, in totals and in the top k."""
     found = agg_counts(stack, minutes)
-    assert found == expected, f"agg - expected {found - expected}, expected - agg {expected - found}"
+    assert found == expected, f"agg has extra {found - expected}, lacks {expected - found}"
     assert raw_counts(stack, minutes) == expected
     for minute in minutes:
         ads = [(ad, n) for (m, ad), n in expected.items() if m == minute]
         totals = sql(stack, "SELECT clicks, distinct_ads FROM agg.minute_totals "
                      "WHERE minute = :m", m=to_datetime(minute))
-        assert [tuple(row) for row in totals] == [(sum(n for _, n in ads), len(ads))]
+        assert [tuple(row) for row in totals] == [(sum(n for _, n in ads), len(ads))], (
+            minute, totals)
         top = sql(stack, "SELECT ad_id, clicks FROM agg.top_ads WHERE minute = :m "
                   "ORDER BY rank", m=to_datetime(minute))
         assert [tuple(row) for row in top] == topk.top_k(ads, TEST_K)

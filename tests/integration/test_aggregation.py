@@ -24,6 +24,8 @@ from tests.minute_checks import (
 )
 from tests.stack import Stack
 
+pytestmark = pytest.mark.usefixtures("celery_worker")
+
 # Ties straddle the top-5 boundary, and "Z" < "a" < "é" in code-point order.
 FIRST = {"a": 9, "b": 7, "c": 7, "é": 7, "Z": 7, "d": 7, "e": 3, **{f"x{i}": 1 for i in range(20)}}
 SECOND = {"b": 4, "c": 5, **{f"y{i}": 2 for i in range(9)}}
@@ -42,7 +44,7 @@ def _past_minutes(count: int) -> list[int]:
 
 
 def test_every_minute_is_exact_through_duplicates_outbox_leftovers_and_late_clicks(
-        stack: Stack, celery_worker: Path) -> None:
+        stack: Stack) -> None:
     m0, m1 = _past_minutes(2)
     set_watermark(stack, m0 - MINUTE)
     writer, raw = durable_writer(stack)
@@ -69,7 +71,7 @@ def test_every_minute_is_exact_through_duplicates_outbox_leftovers_and_late_clic
 
 
 def test_a_duplicate_close_of_the_same_minute_changes_nothing(
-        stack: Stack, celery_worker: Path) -> None:
+        stack: Stack) -> None:
     from farloom_tasks import tasks
 
     (m0,) = _past_minutes(1)
@@ -105,7 +107,7 @@ def test_a_duplicate_close_of_the_same_minute_changes_nothing(
 
 
 def test_a_shard_task_that_fails_once_is_retried_and_the_minute_completes(
-        stack: Stack, celery_worker: Path) -> None:
+        stack: Stack) -> None:
     (m0,) = _past_minutes(1)
     set_watermark(stack, m0 - MINUTE)
     writer, _ = durable_writer(stack)
@@ -123,7 +125,7 @@ def test_a_shard_task_that_fails_once_is_retried_and_the_minute_completes(
 
 
 def test_a_shard_task_that_keeps_failing_fails_its_chord_and_the_next_tick_retries(
-        stack: Stack, celery_worker: Path) -> None:
+        stack: Stack) -> None:
     (m0,) = _past_minutes(1)
     set_watermark(stack, m0 - MINUTE)
     writer, _ = durable_writer(stack)
@@ -142,7 +144,7 @@ def test_a_shard_task_that_keeps_failing_fails_its_chord_and_the_next_tick_retri
 
 @pytest.mark.parametrize("missed", [4])
 def test_minutes_missed_while_beat_was_down_are_each_closed_once_oldest_first(
-        stack: Stack, celery_worker: Path, tmp_path: Path, missed: int) -> None:
+        stack: Stack, tmp_path: Path, missed: int) -> None:
     from tests.celery_worker import running_beat
 
     minutes = _past_minutes(missed)

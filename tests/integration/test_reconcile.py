@@ -1,0 +1,93 @@
+"""Reconciliation against the real worker: corruption is found, recorded and repaired."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
+from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
+from tests.minute_checks import (
+    assert_agg_is,
+    clicks_for,
+    counted,
+    durable_writer,
+    set_watermark,
+    sql,
+    wait_published,
+    write_aggregates,
+)
+from tests.stack import Stack
+
+pytestmark = pytest.mark.usefixtures("celery_worker")
+
+ADS = {"a": 5, "b": 3, "c": 3, **{f"q{i}": 1 for i in range(9)}}
+
+
+def _tick() -> None:
+    from farloom_tasks import tasks
+
+    tasks.close_due_minutes.delay().get(timeout=60)
+
+
+@pytest.fixture
+def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
+    with open(tmp_path / "writer.log", "w") as log:
+        process = stack.spawn("write-aggregates", log=log)
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except Exception:
+                process.kill()
+                process.wait(timeout=20)
+
+
+@pytest.mark.usefixtures("aggregate_writer")
+def test_reconciliation_finds_records_and_fixes_minutes_corrupted_on_purpose(
+        stack: Stack) -> None:
+    newest = last_due_minute(time.time(), 5.0) - MINUTE
+    minutes = [newest - 2 * MINUTE, newest - MINUTE, newest]
+    set_watermark(stack, minutes[0] - MINUTE)
+    writer, _ = durable_writer(stack)
+    clicks = clicks_for(minutes[0], "k0", ADS) + clicks_for(minutes[1], "k1", ADS)
+    writer.write(clicks)
+    wait_published(stack, minutes, tick=_tick)
+    write_aggregates(stack)
+    assert_agg_is(stack, counted(clicks), minutes[:2])
+
+    # One ad miscounted, one minute's totals gone, and phantom clicks where raw has none.
+    sql(stack, "UPDATE agg.ad_clicks_per_minute SET clicks = clicks + 1 "
+        "WHERE minute = :m AND ad_id = 'b'", m=to_datetime(minutes[0]))
+    sql(stack, "DELETE FROM agg.minute_totals WHERE minute = :m", m=to_datetime(minutes[1]))
+    # ...long after it was closed: a fresh close could still be on its way to agg.
+    sql(stack, "UPDATE agg.minute_closes SET requested_at = now() - interval '1 hour', "
+        "published_at = now() - interval '1 hour' WHERE minute = :m", m=to_datetime(minutes[1]))
+    sql(stack, "INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision) "
+        "VALUES (:m, 'ghost', 7, 1)", m=to_datetime(minutes[2]))
+
+    done = stack.farloom("reconcile", iso(minutes[0]), iso(minutes[2]), "--wait",
+                         "--timeout", "90")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_agg_is(stack, counted(clicks), minutes)
+    runs = sql(stack, "SELECT minutes_checked, minutes_differing, minutes_fixed "
+               "FROM agg.reconciliation_runs")
+    assert [tuple(r) for r in runs] == [(3, 3, 3)]
+    findings = sql(stack, "SELECT extract(epoch FROM minute)::bigint, raw_clicks, agg_clicks, "
+                   "differing_ads, fixed FROM agg.reconciliation_findings ORDER BY minute")
+    total = sum(ADS.values())
+    assert [tuple(f) for f in findings] == [
+        (minutes[0], total, total, 1, True),
+        (minutes[1], total, None, 0, True),
+        (minutes[2], 0, 0, 1, True),
+    ]
+
+    again = stack.farloom("reconcile", iso(minutes[0]), iso(minutes[2]))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 differed" in again.stdout

@@ -1,0 +1,126 @@
+"""Replaying minutes through the real worker and the `farloom replay` command."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
+from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
+from tests.minute_checks import (
+    assert_agg_is,
+    clicks_for,
+    counted,
+    durable_writer,
+    set_watermark,
+    sql,
+    wait_published,
+    write_aggregates,
+)
+from tests.stack import Stack
+
+pytestmark = pytest.mark.usefixtures("celery_worker")
+
+ADS = {"a": 6, "b": 4, "c": 4, "ü": 4, **{f"z{i}": 1 for i in range(12)}}
+
+
+def _tick() -> None:
+    from farloom_tasks import tasks
+
+    tasks.close_due_minutes.delay().get(timeout=60)
+
+
+@pytest.fixture
+def closed_minutes(stack: Stack) -> Iterator[tuple[list[int], list]]:  # type: ignore[type-arg]
+    """Two closed, written minutes and the clicks in them."""
+    newest = last_due_minute(time.time(), 5.0) - MINUTE
+    minutes = [newest - MINUTE, newest]
+    set_watermark(stack, minutes[0] - MINUTE)
+    writer, _ = durable_writer(stack)
+    clicks = clicks_for(minutes[0], "r0", ADS) + clicks_for(minutes[1], "r1", ADS)
+    writer.write(clicks)
+    wait_published(stack, minutes, tick=_tick)
+    write_aggregates(stack)
+    assert_agg_is(stack, counted(clicks), minutes)
+    yield minutes, clicks
+
+
+@pytest.fixture
+def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
+    """`farloom write-aggregates` running, for `--wait` to have something to wait for."""
+    with open(tmp_path / "writer.log", "w") as log:
+        process = stack.spawn("write-aggregates", log=log)
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except Exception:
+                process.kill()
+                process.wait(timeout=20)
+
+
+def _revision(stack: Stack, minute: int) -> int:
+    rows = sql(stack, "SELECT revision FROM agg.minute_totals WHERE minute = :m",
+               m=to_datetime(minute))
+    return int(rows[0][0])
+
+
+@pytest.mark.usefixtures("aggregate_writer")
+def test_replay_from_raw_after_redis_is_flushed_gives_exact_results(
+        stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
+    minutes, clicks = closed_minutes
+    before = {m: _revision(stack, m) for m in minutes}
+    stack.redis().flushdb()
+
+    done = stack.farloom("replay", iso(minutes[0]), iso(minutes[1]), "--wait",
+                         "--timeout", "90")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_agg_is(stack, counted(clicks), minutes)
+    assert all(_revision(stack, m) > before[m] for m in minutes)
+
+
+@pytest.mark.usefixtures("aggregate_writer")
+def test_replay_from_raw_after_raw_rows_are_deleted_removes_those_clicks(
+        stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
+    minutes, clicks = closed_minutes
+    gone = {c.click_id for c in clicks if c.ad_id in ("a", "z3")
+            and c.clicked_at < minutes[1]}
+    sql(stack, "DELETE FROM raw.ad_clicks WHERE click_id = ANY(:ids)", ids=list(gone))
+
+    done = stack.farloom("replay", time.strftime("%Y-%m-%d %H:%M", time.gmtime(minutes[0])),
+                         "--source", "raw", "--wait", "--timeout", "90")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_agg_is(stack, counted(c for c in clicks if c.click_id not in gone), minutes)
+
+
+def test_replay_of_a_minute_that_is_not_closed_is_refused_with_a_reason(
+        stack: Stack) -> None:
+    set_watermark(stack, last_due_minute(time.time(), 5.0) - 10 * MINUTE)
+    open_minute = last_due_minute(time.time(), 5.0)
+
+    done = stack.farloom("replay", iso(open_minute), "--wait", "--timeout", "60")
+
+    assert done.returncode != 0
+    assert "not closed yet" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_replay_task_started_with_delay_from_redis_republishes_the_same_numbers(
+        stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
+    from farloom_tasks import tasks
+
+    minutes, clicks = closed_minutes
+    result = tasks.replay_minute.delay(minutes[1], "auto").get(timeout=60)
+    assert result["source"] == "redis"
+    wait_published(stack, [minutes[1]], after=result["revision"] - 1)
+    write_aggregates(stack)
+
+    assert _revision(stack, minutes[1]) == result["revision"]
+    assert_agg_is(stack, counted(clicks), minutes)
