@@ -61,7 +61,7 @@ class PacedSource:
         if self.per_second is not None:
             due = int((now - self.started) * self.per_second) + 1 - self.sent
             if due <= 0:
-                return (self.sent + 1) / self.per_second - (now - self.started)
+                return self.sent / self.per_second - (now - self.started)  # next one is due
             wanted = min(wanted, due)
         taken = [next(self.bodies) for _ in range(wanted)]
         self.left -= wanted
