@@ -185,6 +185,20 @@ def test_ad_ids_with_quotes_backslashes_braces_and_commas_are_stored_as_they_are
     assert _snapshot(stack) == _expected(1, ads)
 
 
+def test_parts_that_overlap_end_as_the_later_part_says(stack: Stack, store: AggStore) -> None:
+    first, second = _parts(MINUTE, 1, ADS_R1, chunk_ads=3)
+    overlapping = MinuteResultPart(**{**_fields(second), "ads": (("ad-a", 40), *second.ads)})
+
+    store.write_part(first)
+    assert store.write_part(overlapping) is Outcome.FINALISED
+
+    assert ("ad-a", 40, 1) in _snapshot(stack)["ads"]
+
+
+def _fields(part: MinuteResultPart) -> dict[str, Any]:
+    return {name: getattr(part, name) for name in MinuteResultPart.__slots__}
+
+
 # --- the worker as a subprocess, fed through RabbitMQ -------------------------------
 
 
