@@ -1,0 +1,52 @@
+"""The burst summary's latency quantiles: constant memory, a few percent of error."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from farloom_tasks.metrics import IngestStats, LatencyHistogram
+
+
+def test_quantiles_are_within_a_few_percent_of_the_exact_ones() -> None:
+    rng = random.Random(4)
+    samples = [rng.lognormvariate(-2, 1.5) for _ in range(20_000)]
+    histogram = LatencyHistogram()
+    for sample in samples:
+        histogram.observe(sample)
+    ordered = sorted(samples)
+    for q in (0.5, 0.9, 0.99):
+        exact = ordered[int(q * len(ordered)) - 1]
+        assert histogram.quantile(q) == pytest.approx(exact, rel=0.04)
+
+
+def test_memory_does_not_grow_with_the_number_of_samples() -> None:
+    histogram = LatencyHistogram()
+    buckets = len(histogram._counts)
+    for i in range(100_000):
+        histogram.observe(i * 0.001)
+    assert len(histogram._counts) == buckets
+    assert histogram.count == 100_000
+
+
+def test_out_of_range_and_negative_latencies_are_clamped_not_lost() -> None:
+    histogram = LatencyHistogram()
+    for value in (-0.5, 0.0, 1e-9, 10 * LatencyHistogram.LARGEST):
+        histogram.observe(value)
+    assert histogram.count == 4
+    assert histogram.quantile(1.0) == 10 * LatencyHistogram.LARGEST
+    assert histogram.quantile(0.25) == LatencyHistogram.SMALLEST  # "at most 0.1 ms"
+
+
+def test_an_empty_run_summarises_to_zeros_and_no_latency() -> None:
+    summary = IngestStats(started_at=100.0).summary(now=101.0)
+    assert summary["clicks_per_s"] == 0.0
+    assert summary["latency_p50_s"] is None and summary["latency_p99_s"] is None
+    assert summary["run_s"] == 1.0
+
+
+def test_throughput_is_clicks_over_the_span_from_first_delivery_to_last_ack() -> None:
+    stats = IngestStats(started_at=0.0, clicks_received=5000, first_delivery_at=10.0,
+                        last_ack_at=12.0)
+    assert stats.summary(now=20.0)["clicks_per_s"] == 2500.0
