@@ -21,7 +21,6 @@ Confirm and failure rules:
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -29,78 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pika
-import pika.data
 from pika.spec import Basic
 
 from farloom_tasks import topology
 from farloom_tasks.errors import BrokerUnavailable
+from workers import pika_fixes
+
+pika_fixes.install()
 
 log = logging.getLogger(__name__)
 logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect
 
 
-def _allow_float_headers() -> None:
-    """Let pika carry float header values as AMQP doubles (field type 'd').
-
-    The publish-time header is epoch seconds as a float (topology.PUBLISHED_AT_HEADER).
-    pika 1.x refuses to encode floats, and decodes doubles cast to int
-    (pika/pika#599), which would cut the latency to whole seconds. RabbitMQ
-    itself carries doubles unchanged. Importing this module fixes both
-    directions in this process.
-    """
-    original_encode, original_decode = pika.data.encode_value, pika.data.decode_value
-    if getattr(original_encode, "farloom_floats", False):
-        return
-
-    def encode_value(pieces: list[bytes], value: Any) -> int:
-        if isinstance(value, float):
-            pieces.append(struct.pack(">cd", b"d", value))
-            return 9
-        return int(original_encode(pieces, value))
-
-    def decode_value(encoded: bytes, offset: int) -> tuple[Any, int]:
-        if encoded[offset:offset + 1] == b"d":
-            return struct.unpack_from(">d", encoded, offset + 1)[0], offset + 9
-        value, end = original_decode(encoded, offset)
-        return value, int(end)
-
-    encode_value.farloom_floats = True  # type: ignore[attr-defined]
-    pika.data.encode_value = encode_value
-    pika.data.decode_value = decode_value
-
-
-_allow_float_headers()
-
-
-def _coalesce_socket_writes() -> None:
-    """Send pika's queued frames in one ``send`` instead of one per frame.
-
-    Every message is three frames (method, header, body), and pika's plain-TCP
-    transport makes a system call for each: at 15,000 messages/s that is the
-    publisher's largest cost. Joining the queued frames first keeps the bytes
-    and their order unchanged. Only the plain-TCP transport is touched (TLS
-    transports have their own ``_produce``).
-    """
-    from pika.adapters.utils import io_services_utils
-
-    transport = getattr(io_services_utils, "_AsyncPlaintextTransport", None)
-    original = getattr(transport, "_produce", None)
-    if transport is None or original is None or getattr(original, "farloom_joined", False):
-        return
-
-    def produce(self: Any) -> None:
-        buffers = self._tx_buffers
-        if len(buffers) > 1:
-            joined = b"".join(buffers)
-            buffers.clear()
-            buffers.append(joined)
-        original(self)
-
-    produce.farloom_joined = True  # type: ignore[attr-defined]
-    transport._produce = produce
-
-
-_coalesce_socket_writes()
 
 PUMP_CHUNK = 2000  # messages published per ioloop turn, so acks are read in between
 IDLE_RECHECK = 0.1  # s before asking an idle source again when it gave no hint
