@@ -80,15 +80,17 @@ class AggregateWriter:
         self.settings = settings
         self.store = store
         self.stop = stop
+        self._connected = False  # since the last broker failure
 
     def run(self, *, burst: bool) -> int:
         delay = INITIAL_BACKOFF_SECONDS
         while not self.stop.is_set():
             try:
-                if self._consume(burst=burst):
-                    return 0
-                delay = INITIAL_BACKOFF_SECONDS
+                self._consume(burst=burst)
+                return 0
             except BrokerUnavailable as exc:
+                if self._connected:  # it worked for a while: start the backoff afresh
+                    delay, self._connected = INITIAL_BACKOFF_SECONDS, False
                 writer_metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
                 log.warning("%s; unacked messages return to the queue; reconnecting in %.1f s",
                             exc, delay)
@@ -96,8 +98,8 @@ class AggregateWriter:
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         return 0
 
-    def _consume(self, *, burst: bool) -> bool:
-        """Consume until stopped or (burst) drained: True. False if it must reconnect."""
+    def _consume(self, *, burst: bool) -> None:
+        """Consume until stopped or (burst) drained; BrokerUnavailable means reconnect."""
         connection = topology.connect(self.settings.amqp_url)
         try:
             with topology.translated_errors():
@@ -106,6 +108,7 @@ class AggregateWriter:
                 channel.basic_qos(prefetch_count=self.settings.aggregate_prefetch_count)
                 dead = connection.channel()
                 dead.confirm_delivery()
+                self._connected = True
                 log.info("consuming %s", topology.AGGREGATES_QUEUE)
                 for method, properties, body in channel.consume(
                         topology.AGGREGATES_QUEUE, inactivity_timeout=POLL_SECONDS):
@@ -121,7 +124,6 @@ class AggregateWriter:
                     if self.stop.is_set():
                         break
                 channel.cancel()
-            return True
         finally:
             try:
                 with topology.translated_errors():

@@ -320,3 +320,37 @@ def test_sigterm_finishes_the_current_message_and_exits_cleanly(
 
     _finish(processes[-1], timeout=30)
     assert _snapshot(stack) == _expected(1, ADS_R1)
+
+
+def _close_broker_connections(stack: Stack) -> int:
+    """Close every connection of this test run's vhost, as a broker restart would."""
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "-p", stack.vhost, "pid"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    pids = [line.strip() for line in listed.stdout.splitlines() if line.strip().startswith("<")]
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test: connection lost"],
+                       capture_output=True, timeout=60, check=True)
+    return len(pids)
+
+
+def _wait_for(stack: Stack, check: str, expected: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _snapshot(stack)[check] != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_writer_that_loses_its_broker_connection_reconnects_and_finishes_the_minute(
+        stack: Stack, processes: list[subprocess.Popen[str]]) -> None:
+    parts = [aggregates.encode(p) for p in _parts(MINUTE, 1, ADS_R1)]
+    processes.append(_writer(stack))
+    _publish(stack, parts[:1])
+    _wait_for(stack, "parts", [(1, 0)])
+
+    assert _close_broker_connections(stack) >= 1
+    _publish(stack, parts[1:])
+    _wait_for(stack, "totals", _expected(1, ADS_R1)["totals"])
+
+    assert processes[-1].poll() is None
+    assert _snapshot(stack) == _expected(1, ADS_R1)
+    os.kill(processes[-1].pid, signal.SIGTERM)
+    _finish(processes[-1], timeout=30)
