@@ -52,9 +52,9 @@ class Settings:
     close_tick_seconds: float = 1.0  # s between close_due_minutes ticks
     reconcile_interval_seconds: float = 300.0  # s between periodic reconciliations
     reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
-    close_retry_seconds: float = 300.0  # s an unpublished aggregation may run before a retry
+    close_retry_seconds: float = 120.0  # s an unpublished aggregation may run before a retry
     close_max_in_flight: int = 32  # minutes aggregated at once; bounds a catch-up burst
-    # Test seam: "task:n,..." makes the first n calls of a task fail (counted in Redis).
+    # Test seam (failpoints.py): "name[:n],..." arms points; the first n calls fail.
     failpoints: str = ""
 
     # Publishers (generate, watch, import).
@@ -120,6 +120,8 @@ class Settings:
             "aggregate_max_message_bytes": self.aggregate_max_message_bytes,
             "flush_interval_seconds": self.flush_interval_seconds,
             "close_tick_seconds": self.close_tick_seconds,
+            "close_retry_seconds": self.close_retry_seconds,
+            "close_max_in_flight": self.close_max_in_flight,
             "publish_window_messages": self.publish_window_messages,
             "publish_channels": self.publish_channels,
             "reconnect_max_backoff_seconds": self.reconnect_max_backoff_seconds,
