@@ -1,23 +1,31 @@
 """The aggregated side of PostgreSQL (adapter): minute results into ``agg.*``.
 
-One call to ``write_part`` runs two transactions. Each first takes the
-minute's advisory lock, so writers on the same minute queue up while writers
-on other minutes run side by side, and skips the part if the minute already
-holds this revision or a newer one finalised (a duplicate, or an older
-revision arriving late). Then
-1. the first replaces the minute's top ads if they are of an older revision:
-   every part carries the revision's whole (exact) top k, so the ranking is
+``write_part`` runs up to three short transactions, each of which first
+skips the part if the minute already holds this revision or a newer one
+finalised (a duplicate, or an older revision arriving late):
+1. *top*: replaces the minute's top ads if they are of an older revision.
+   Every part carries its revision's whole (exact) top k, so the ranking is
    published by whichever part arrives first, in milliseconds, without
-   waiting for the per-ad counts;
-2. the second upserts the part's per-ad counts, never over a row of a newer
-   revision, records the part in ``agg.minute_parts`` (idempotent on its key)
-   and, when that makes the revision complete, finalises it: upserts the
-   minute's totals (``agg.minute_totals.revision`` is the minute's finalised
-   revision), deletes per-ad rows of older revisions (ads a replay dropped)
-   and the revision's part bookkeeping.
-A crash anywhere leaves each transaction all done or not done, and both are
-idempotent, so the writer may ack after the second commit and be
-redelivered anything at any time.
+   waiting for the per-ad counts.
+2. *part*: upserts the part's per-ad counts, never over a row of a newer
+   revision, and records the part in ``agg.minute_parts`` (idempotent on its
+   key); if that makes the revision complete, step 3 follows.
+3. *finalise*: upserts the minute's totals (``agg.minute_totals.revision`` is
+   the minute's finalised revision), deletes per-ad rows of older revisions
+   (ads a replay dropped) and the revision's part bookkeeping.
+
+Concurrency, per minute, with two advisory locks (any number of writers):
+- the *rows* lock is held shared by step 2, so parts of one minute are
+  upserted in parallel, and exclusively by step 3, which therefore waits for
+  every upsert in flight, and after which any upsert of an older revision
+  sees the newer totals and is skipped: no stale row can outlive a finalise;
+- the *book* lock serialises steps 1 and the bookkeeping end of step 2, so the
+  top is replaced by one writer at a time, and of the parts committing side by
+  side exactly the last one counts them all (each count is a fresh snapshot
+  taken after the previous holder committed).
+Locks are always taken rows-then-book, so writers cannot deadlock on them.
+Each step is idempotent, so a crash between or inside steps is repaired by
+the redelivery: the writer acks only after ``write_part`` returned.
 """
 
 from __future__ import annotations
@@ -37,11 +45,13 @@ from farloom_tasks.topk import top_k
 
 # The two-key advisory lock space (classid, objid) never meets the one-key
 # watermark lock: PostgreSQL tells them apart by objsubid.
-MINUTE_LOCK_CLASS = 0x46_4C_41  # "FLA"
+ROWS_LOCK_CLASS = 0x46_4C_41  # "FLA": a minute's per-ad rows
+BOOK_LOCK_CLASS = 0x46_4C_42  # "FLB": a minute's top and part bookkeeping
 _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
 
-_LOCK_MINUTE = "SELECT pg_advisory_xact_lock(%s, %s)"
+_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, %s)"
 
 _FINALISED_REVISION = (
     "SELECT revision FROM agg.minute_totals WHERE minute = to_timestamp(%s)"
@@ -93,6 +103,10 @@ SET clicks = excluded.clicks, distinct_ads = excluded.distinct_ads,
 WHERE t.revision <= excluded.revision
 """
 
+_COUNT_PARTS = (
+    "SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s"
+)
+
 _DROP_OLDER = """
 DELETE FROM agg.ad_clicks_per_minute WHERE minute = to_timestamp(%s) AND revision < %s;
 DELETE FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision <= %s
@@ -103,6 +117,7 @@ class Outcome(enum.Enum):
     WRITTEN = "written"  # the part is stored; its revision still misses parts
     FINALISED = "finalised"  # this part completed its revision, now the minute's result
     STALE = "stale"  # the minute already holds this revision or a newer one: nothing changed
+    COMPLETE = "complete"  # (internal) every part is stored; the revision awaits its finalise
 
 
 def check_writable(part: MinuteResultPart) -> None:
@@ -151,9 +166,9 @@ def int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def minute_lock_key(minute: int) -> tuple[int, int]:
+def minute_lock_key(minute: int, lock_class: int = ROWS_LOCK_CLASS) -> tuple[int, int]:
     # Two minutes sharing a key (every 4,000 years) merely queue behind each other.
-    return MINUTE_LOCK_CLASS, (minute // 60) % (_INT4_MAX + 1)
+    return lock_class, (minute // 60) % (_INT4_MAX + 1)
 
 
 class AggStore:
@@ -177,20 +192,18 @@ class AggStore:
             self._conn = None
 
     def write_part(self, part: MinuteResultPart) -> Outcome:
-        """Store one part (see the module docstring).
+        """Store one part (see the module docstring); never returns COMPLETE.
 
-        The top k goes first in a transaction of its own, which holds the
-        minute's lock for milliseconds, so the ranking is readable without
-        waiting for the part's per-ad upsert. Either transaction may be
-        repeated alone after a crash: both are idempotent.
-
-        Raises DatabaseUnavailable on a lost connection (retry the same part),
-        and InvalidAggregate when PostgreSQL refuses the part's data
-        (dead-letter it: it would fail again).
+        Raises DatabaseUnavailable on a lost connection (retry the same part:
+        every step is idempotent), and InvalidAggregate when PostgreSQL refuses
+        the part's data (dead-letter it: it would fail again).
         """
         if self._run(part, self._write_top) is Outcome.STALE:
             return Outcome.STALE
-        return self._run(part, self._write)
+        outcome = self._run(part, self._write_part)
+        if outcome is Outcome.COMPLETE:
+            return self._run(part, self._finalise)
+        return outcome
 
     def _run(self, part: MinuteResultPart, work: Callable[[Any, MinuteResultPart], Outcome]
              ) -> Outcome:
@@ -217,20 +230,23 @@ class AggStore:
             raise
 
     @staticmethod
-    def _lock_and_check(cursor: Any, part: MinuteResultPart) -> int | None:
-        """Take the minute's lock; return its finalised revision, if any."""
-        cursor.execute(_LOCK_MINUTE, minute_lock_key(part.minute))
+    def _lock_and_check(cursor: Any, part: MinuteResultPart, statement: str,
+                        lock_class: int) -> bool:
+        """Take one of the minute's locks; True if the part is stale."""
+        cursor.execute(statement, minute_lock_key(part.minute, lock_class))
         cursor.execute(_FINALISED_REVISION, (part.minute,))
         row = cursor.fetchone()
-        return None if row is None else int(row[0])
+        return row is not None and int(row[0]) >= part.revision
 
     @staticmethod
-    def _store_ads(cursor: Any, part: MinuteResultPart, finalised: int | None) -> None:
-        # Sorted, the index insertions walk each B-tree in order.
+    def _store_ads(cursor: Any, part: MinuteResultPart) -> None:
+        # Sorted, the index insertions walk each B-tree in order, and writers
+        # upserting the same ads side by side lock them in the same order.
         ads = sorted(part.ads)
         params = (part.minute, part.revision, text_array(a for a, _ in ads),
                   int_array(c for _, c in ads))
-        if finalised is None:
+        cursor.execute(_FINALISED_REVISION, (part.minute,))
+        if cursor.fetchone() is None:
             cursor.execute(_OTHER_PARTS, (part.minute, part.revision, part.part))
             if not cursor.fetchone()[0]:
                 cursor.execute("SAVEPOINT plain_insert")
@@ -239,14 +255,14 @@ class AggStore:
                     cursor.execute("RELEASE SAVEPOINT plain_insert")
                     return
                 except psycopg2.errors.UniqueViolation:
-                    # Parts that overlap (a producer bug) still end as an upsert would.
+                    # A writer of another revision, a redelivered duplicate, or parts
+                    # that overlap (a producer bug): the upsert settles it.
                     cursor.execute("ROLLBACK TO SAVEPOINT plain_insert")
         cursor.execute(_UPSERT_ADS, params)
 
     def _write_top(self, cursor: Any, part: MinuteResultPart) -> Outcome:
         m, rev = part.minute, part.revision
-        finalised = self._lock_and_check(cursor, part)
-        if finalised is not None and finalised >= rev:
+        if self._lock_and_check(cursor, part, _LOCK, BOOK_LOCK_CLASS):
             return Outcome.STALE
         cursor.execute(_TOP_REVISION, (m,))
         (top_revision,) = cursor.fetchone()
@@ -257,17 +273,24 @@ class AggStore:
                                           int_array(c for _, _, c in top)))
         return Outcome.WRITTEN
 
-    def _write(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+    def _write_part(self, cursor: Any, part: MinuteResultPart) -> Outcome:
         m, rev = part.minute, part.revision
-        finalised = self._lock_and_check(cursor, part)
-        if finalised is not None and finalised >= rev:
+        if self._lock_and_check(cursor, part, _LOCK_SHARED, ROWS_LOCK_CLASS):
             return Outcome.STALE
         if part.ads:
-            self._store_ads(cursor, part, finalised)
+            self._store_ads(cursor, part)
+        cursor.execute(_LOCK, minute_lock_key(m, BOOK_LOCK_CLASS))
         cursor.execute(_RECORD_PART, (m, rev, part.part, part.parts, m, rev))
         (received,) = cursor.fetchone()
-        if received < part.parts:
-            return Outcome.WRITTEN
+        return Outcome.COMPLETE if received >= part.parts else Outcome.WRITTEN
+
+    def _finalise(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+        m, rev = part.minute, part.revision
+        if self._lock_and_check(cursor, part, _LOCK, ROWS_LOCK_CLASS):
+            return Outcome.STALE  # a duplicate of this part finalised it meanwhile
+        cursor.execute(_COUNT_PARTS, (m, rev))
+        if cursor.fetchone()[0] < part.parts:
+            return Outcome.WRITTEN  # unreachable: parts rows go only with a finalise
         cursor.execute(_UPSERT_TOTALS, (m, part.clicks, part.distinct_ads, rev,
                                         part.computed_at))
         cursor.execute(_DROP_OLDER, (m, rev, m, rev))

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from farloom_tasks import aggregates
-from farloom_tasks.agg_store import check_writable, minute_lock_key, ranked_top
+from farloom_tasks.agg_store import (
+    BOOK_LOCK_CLASS,
+    ROWS_LOCK_CLASS,
+    check_writable,
+    minute_lock_key,
+    ranked_top,
+)
 from farloom_tasks.aggregates import InvalidAggregate, MinuteResultPart
 from farloom_tasks.topk import top_k
 
@@ -92,8 +98,9 @@ def test_the_top_is_re_ranked_by_clicks_then_code_point_order_and_cut_at_k() -> 
     assert ranked_top(part) == [(1, "z", 9), (2, "B", 5), (3, "a", 5)]
 
 
-def test_neighbouring_minutes_take_different_locks() -> None:
+def test_neighbouring_minutes_and_the_two_lock_kinds_take_different_locks() -> None:
     assert minute_lock_key(MINUTE) != minute_lock_key(MINUTE + 60)
+    assert minute_lock_key(MINUTE, ROWS_LOCK_CLASS) != minute_lock_key(MINUTE, BOOK_LOCK_CLASS)
     assert all(0 <= key < 2**31 for key in minute_lock_key(253402300740))
 
 
