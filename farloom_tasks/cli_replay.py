@@ -30,6 +30,19 @@ class WaitTimedOut(FarloomError):
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if name == "replay":
+        parser.description = (
+            "Recompute closed minutes as new revisions through the Celery workers, from\n"
+            "Redis or rebuilt from raw.ad_clicks. Needs `celery -A farloom_tasks worker`\n"
+            "and `farloom write-aggregates` running.\n\n"
+            "example: farloom replay '2026-11-29 14:00' '2026-11-29 14:59' --source raw --wait")
+    else:
+        parser.description = (
+            "Compare raw.ad_clicks with agg.* per minute and per ad over a range, record\n"
+            "the run in agg.reconciliation_runs/_findings, and replay every differing\n"
+            "minute from raw through the Celery workers.\n\n"
+            "example: farloom reconcile 2026-11-29T14:00:00Z 2026-11-29T16:00:00Z --wait")
     when = "RFC 3339 (2026-11-29T14:03:00Z) or 'YYYY-MM-DD HH:MM' (UTC)"
     parser.add_argument("start", metavar="START", help=f"first minute, {when}")
     if name == "replay":

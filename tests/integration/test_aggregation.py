@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -140,6 +141,39 @@ def test_a_shard_task_that_keeps_failing_fails_its_chord_and_the_next_tick_retri
     assert_agg_is(stack, counted(clicks), [m0])
     attempts, started, published = state[m0]
     assert attempts == 2 and started == published
+
+
+def _close_vhost_connections(stack: Stack) -> int:
+    """Close every broker connection of this stack's vhost, as a broker-side loss would."""
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
+                            capture_output=True, text=True, check=True, timeout=60).stdout
+    closed = 0
+    for line in listed.splitlines():
+        pid, _, vhost = line.partition("\t")
+        if vhost.strip() == stack.vhost:
+            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid.strip(), "test"],
+                           capture_output=True, check=False, timeout=60)
+            closed += 1
+    return closed
+
+
+def test_a_late_minute_is_still_published_after_the_broker_dropped_every_connection(
+        stack: Stack) -> None:
+    (m0,) = _past_minutes(1)
+    set_watermark(stack, m0 - MINUTE)
+    writer, _ = durable_writer(stack)
+    clicks = clicks_for(m0, "c0", SECOND)
+    writer.write(clicks)
+    state = wait_published(stack, [m0], tick=_tick)
+    write_aggregates(stack)
+
+    assert _close_vhost_connections(stack) >= 2  # the worker's consumer and its publisher
+    late = clicks_for(m0, "c1", {"b": 2, "late": 1})
+    writer.write(late)
+    wait_published(stack, [m0], after=state[m0][2] or 0, tick=_tick)
+    write_aggregates(stack)
+
+    assert_agg_is(stack, counted(clicks + late), [m0])
 
 
 @pytest.mark.parametrize("missed", [4])

@@ -112,7 +112,7 @@ def test_replay_of_a_minute_that_is_not_closed_is_refused_with_a_reason(
     assert "Traceback" not in done.stderr
 
 
-def test_a_replay_task_started_with_delay_from_redis_republishes_the_same_numbers(
+def test_replay_tasks_started_with_delay_republish_the_same_numbers(
         stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
     from farloom_tasks import tasks
 
@@ -123,4 +123,11 @@ def test_a_replay_task_started_with_delay_from_redis_republishes_the_same_number
     write_aggregates(stack)
 
     assert _revision(stack, minutes[1]) == result["revision"]
+    assert_agg_is(stack, counted(clicks), minutes)
+
+    before = {m: _revision(stack, m) for m in minutes}
+    assert tasks.replay_range.delay(minutes[0], minutes[1], "raw").get(timeout=60) == 2
+    wait_published(stack, minutes, after=max(before.values()))
+    write_aggregates(stack)
+    assert all(_revision(stack, m) > before[m] for m in minutes)
     assert_agg_is(stack, counted(clicks), minutes)
