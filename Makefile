@@ -36,6 +36,11 @@ bench: $(STAMP) services
 	$(BIN)/farloom migrate
 	$(BIN)/farloom bench ingest --write-docs
 
+# The query API's latency over a day of minutes (own scratch database; ~5 minutes).
+.PHONY: bench-api
+bench-api: $(STAMP) services
+	$(BIN)/farloom bench api --write-docs
+
 # Needs a machine that can reach a vulnerability database; not part of `make test`.
 audit: $(STAMP)
 	$(BIN)/pip install --quiet "pip-audit>=2.7,<3"
