@@ -76,6 +76,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=20.0,
                         help="seconds between loading and the deadline, for the workers "
                              "to start (default 20)")
+    parser.add_argument("--writers", type=int, default=2,
+                        help="aggregated writer processes side by side (default 2)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for each result before giving up (default 300)")
     parser.add_argument("--logs", type=Path, default=None,
@@ -170,15 +172,16 @@ def load(env: BenchEnv, workload: Workload, seed: int) -> None:
 
 
 @contextlib.contextmanager
-def _processes(env: BenchEnv, logs: Path,
-               grace: float) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    """The Celery worker, the aggregated writer and Celery beat; stopped on exit."""
+def _processes(env: BenchEnv, logs: Path, grace: float,
+               writers: int) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """The Celery worker, the aggregated writers and Celery beat; stopped on exit."""
     variables = {**env.subprocess_env(), "FARLOOM_GRACE_SECONDS": repr(grace)}
     commands = {
         "worker": [sys.executable, "-m", "celery", "-A", "farloom_tasks", "worker",
                    "-l", "INFO", "-c", str(os.cpu_count() or 2), "-n", f"bench-{env.vhost}@%h",
                    "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        "writer": [sys.executable, "-m", "farloom_tasks.cli", "write-aggregates"],
+        **{f"writer-{n}": [sys.executable, "-m", "farloom_tasks.cli", "write-aggregates"]
+           for n in range(writers)},
         "beat": [sys.executable, "-m", "celery", "-A", "farloom_tasks", "beat", "-l", "INFO",
                  "-s", str(logs / "beat-schedule")],
     }
@@ -309,6 +312,7 @@ class Figures:
     claimed_delay: float  # s from the deadline until the tick claimed the minute
     published_delay: float  # s from the deadline until merge_minute's parts were confirmed
     group_by_seconds: float  # s of the raw GROUP BY alone: the floor of a replay from raw
+    load_average: float  # the machine's 1-minute load average when the minute closed
 
 
 def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: Path) -> Figures:
@@ -320,7 +324,7 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
         grace = deadline - (m + MINUTE)
         print(f"deadline of {iso(m)} in {args.warmup:.0f} s (grace {grace:.1f} s); "
               "starting the Celery worker, beat and the aggregated writer", file=sys.stderr)
-        with _processes(env, logs, grace) as processes:
+        with _processes(env, logs, grace, args.writers) as processes:
             # The first tick closes the (empty) minute before: proof the chain is up.
             warm_at = _wait_until(
                 engine, "SELECT 1 FROM agg.minute_totals WHERE minute = to_timestamp(:m)",
@@ -332,6 +336,7 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
             all_at = _wait_until(
                 engine, "SELECT 1 FROM agg.minute_totals WHERE minute = to_timestamp(:m)",
                 args.timeout, "every per-ad count", processes, logs, m=m)
+            load_average = os.getloadavg()[0]
             first_revision = check_exact(engine, workload, settings.top_k)
             with db.translated_errors(), engine.connect() as conn:
                 claimed_at, published_at = conn.execute(sa.text(
@@ -367,7 +372,8 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
                        replay_seconds=replay_seconds, warm=warm_at < deadline,
                        claimed_delay=claimed_at - deadline,
                        published_delay=published_at - deadline,
-                       group_by_seconds=_group_by_seconds(engine, m))
+                       group_by_seconds=_group_by_seconds(engine, m),
+                       load_average=load_average)
     finally:
         engine.dispose()
 
@@ -381,7 +387,7 @@ def _group_by_seconds(engine: sa.Engine, minute: int) -> float:
         return time.perf_counter() - started
 
 
-def report(figures: Figures, workload: Workload, settings: Settings) -> str:
+def report(figures: Figures, workload: Workload, settings: Settings, writers: int) -> str:
     clicks = workload.clicks
     rebuild_rate = clicks / figures.rebuild_seconds
     rows = [
@@ -407,10 +413,12 @@ def report(figures: Figures, workload: Workload, settings: Settings) -> str:
         f"Workload: {clicks:,} clicks in one minute over {len(workload.counts):,} ads "
         f"(one each, the rest Zipf), {settings.shard_count} shards, top {settings.top_k}, "
         f"{settings.aggregate_chunk_ads:,} ads per aggregates message; Celery worker with "
-        f"{os.cpu_count()} processes, one aggregated writer, beat ticking every "
+        f"{os.cpu_count()} processes, {writers} aggregated writer(s), beat ticking every "
         f"{settings.close_tick_seconds:g} s. PostgreSQL only = one INSERT ... SELECT ... "
         "GROUP BY transaction writing the same tables, timed as if it started at the deadline. "
-        "Every result was checked exact against the workload."
+        "Every result was checked exact against the workload. Load average when the minute "
+        f"closed: {figures.load_average:.1f} (other work shares this machine's cores, so "
+        "single runs vary by a second or more)."
         + ("" if figures.warm else " **The pipeline was not warm at the deadline.**"),
         "",
         "| measure | Farloom | PostgreSQL only | target | met |",
@@ -439,7 +447,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 tail = log.read_text(errors="replace").splitlines()[-15:]
                 print(f"--- {log.name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
             raise
-    body = report(figures, workload, env.settings)
+    body = report(figures, workload, env.settings, args.writers)
     print(body)
     if args.write_docs:
         section = "\n".join(["## Aggregation", "", machine_markdown(machine), "", body])
