@@ -118,3 +118,41 @@ def test_the_preflight_names_the_unreachable_service_and_how_to_start_it(
     assert "rabbitmq is unreachable" in down.stderr
     assert "rabbitmq-server -detached" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_celery_workers_are_pinged_and_none_answering_fails_the_check(
+        stack: Stack, tmp_path: Path) -> None:
+    close_minute(stack, minute_of(time.time()) - 60)
+
+    def with_celery() -> tuple[int, dict[str, Any]]:
+        result = subprocess.run(
+            [sys.executable, "-m", "farloom_tasks.cli", "status", "--json", "--state",
+             str(tmp_path / "state.json")], env=stack.env, cwd=PROJECT_ROOT, text=True,
+            capture_output=True, timeout=60)
+        return result.returncode, json.loads(result.stdout)
+
+    alone, alone_doc = with_celery()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "farloom_tasks", "worker", "--pool", "solo",
+         "--hostname", f"status-test-{stack.run_id}@%h", "--without-gossip",
+         "--without-mingle"], env=stack.env, cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            code, doc = with_celery()
+            if doc["celery_workers"] or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
+
+    assert alone == 1 and "no Celery worker answered the ping" in alone_doc["problems"]
+    assert code == 0, doc["problems"]
+    assert doc["celery_workers"]
+    assert all(name.startswith(f"status-test-{stack.run_id}@") for name in doc["celery_workers"])
