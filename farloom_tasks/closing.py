@@ -74,9 +74,20 @@ def advance_watermark(cursor: Any, now: float, grace_seconds: float) -> list[int
     never makes ingest wait; here the decision is re-made under the lock.
     """
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WATERMARK_LOCK_KEY,))
-    due = windows.due_minutes(read_watermark(cursor), now, grace_seconds)
+    closed_through = read_watermark(cursor)
+    due = windows.due_minutes(closed_through, now, grace_seconds)
     if not due:
         return []
+    if closed_through is None:
+        # A fresh install closes from the last due minute on, not from 1970; clicks
+        # that arrived before that (ingest ran before beat, a historical import) are
+        # marked late instead, so they are aggregated and nothing is left behind.
+        cursor.execute("""
+            INSERT INTO agg.late_minutes (minute, late_clicks)
+            SELECT minute, count(*) FROM raw.ad_clicks WHERE minute < to_timestamp(%s)
+            GROUP BY minute
+            ON CONFLICT (minute) DO NOTHING
+        """, (due[0],))
     cursor.execute("UPDATE agg.watermark SET closed_through = to_timestamp(%s), "
                    "updated_at = now() WHERE id = 1", (due[-1],))
     cursor.execute(

@@ -75,13 +75,26 @@ def close_due_minutes() -> list[dict[str, int | None]]:
                                           max_in_flight=settings.close_max_in_flight)
     if not attempts:
         return []
-    drain_outbox(res.raw, res.counts)
-    for attempt in attempts:
-        if not closing.redis_is_complete(attempt.minute, now, settings.max_clock_skew_seconds,
-                                         settings.redis_retention_seconds):
-            replay.rebuild_from_raw(res.engine, res.raw, res.counts, attempt.minute,
-                                    settings.shard_count)
-        start_aggregation(attempt)
+    started = 0
+    try:
+        res.failpoint("close_due_minutes", "claimed")
+        drain_outbox(res.raw, res.counts)
+        for attempt in attempts:
+            if not closing.redis_is_complete(attempt.minute, now,
+                                             settings.max_clock_skew_seconds,
+                                             settings.redis_retention_seconds):
+                replay.rebuild_from_raw(res.engine, res.raw, res.counts, attempt.minute,
+                                        settings.shard_count)
+            start_aggregation(attempt)
+            started += 1
+    except Exception:
+        # Claimed but never started: hand them back so a tick soon retries them,
+        # rather than after close_retry_seconds.
+        with transaction(res.engine) as cursor:
+            for attempt in attempts[started:]:
+                closing.record_failed(cursor, attempt.minute, attempt.revision,
+                                      settings.close_retry_seconds)
+        raise
     return [attempt.to_json() for attempt in attempts]
 
 

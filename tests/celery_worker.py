@@ -24,7 +24,7 @@ READY_TIMEOUT_SECONDS = 60
 # Small enough that test minutes span several parts and ties cross the top-k boundary.
 TEST_ENV = {"FARLOOM_TOP_K": "5", "FARLOOM_AGGREGATE_CHUNK_ADS": "7",
             # Armed with no failures; a test sets the Redis counter to make them fire.
-            "FARLOOM_FAILPOINTS": "topk_shard"}
+            "FARLOOM_FAILPOINTS": "topk_shard,close_due_minutes"}
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
