@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import orjson
 
 from farloom_tasks.topk import AdCount
-from farloom_tasks.windows import MINUTE, iso, parse_minute
+from farloom_tasks.windows import MINUTE, iso, parse_instant
 
 MESSAGE_TYPE = "farloom.minute_result"
 MESSAGE_VERSION = 1
@@ -91,13 +91,14 @@ def decode(body: bytes) -> MinuteResultPart:
     if doc.get("type") != MESSAGE_TYPE or doc.get("version") != MESSAGE_VERSION:
         raise InvalidAggregate(f"expected type {MESSAGE_TYPE} version {MESSAGE_VERSION}")
     try:
-        minute = parse_minute(_text(doc, "minute"))
+        minute_start = parse_instant(_text(doc, "minute"))
         computed_at = datetime.fromisoformat(
             _text(doc, "computed_at").replace("Z", "+00:00")).timestamp()
     except ValueError as exc:
         raise InvalidAggregate(str(exc)) from None
-    if minute % MINUTE:
-        raise InvalidAggregate("minute is not aligned to a minute")
+    if minute_start % MINUTE:
+        raise InvalidAggregate("minute is not the start of a minute")
+    minute = int(minute_start)
     revision = _count(doc, "revision")
     part, parts = _count(doc, "part"), _count(doc, "parts")
     if parts < 1 or part >= parts:

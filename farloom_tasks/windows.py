@@ -66,8 +66,14 @@ def iso(minute: int) -> str:
 def parse_minute(text: str) -> int:
     """Parse a user-typed minute: RFC 3339, or ``YYYY-MM-DD HH:MM`` read as UTC.
 
-    Raises ValueError with a message a person can act on.
+    A time inside a minute means that minute. Raises ValueError with a message a
+    person can act on.
     """
+    return minute_of(parse_instant(text))
+
+
+def parse_instant(text: str) -> float:
+    """Parse RFC 3339 or ``YYYY-MM-DD HH:MM[:SS]`` (UTC when no offset) to epoch seconds."""
     cleaned = text.strip()
     if cleaned.endswith(("Z", "z")):
         cleaned = cleaned[:-1] + "+00:00"
@@ -78,4 +84,6 @@ def parse_minute(text: str) -> int:
             f"{text!r} is not a time; use RFC 3339 (2026-11-29T14:03:00Z) "
             "or 'YYYY-MM-DD HH:MM' (UTC)"
         ) from None
-    return from_datetime(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

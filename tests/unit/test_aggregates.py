@@ -106,3 +106,12 @@ def test_neighbouring_minutes_and_the_two_lock_kinds_take_different_locks() -> N
 
 def _fields(part: MinuteResultPart) -> dict[str, object]:
     return {name: getattr(part, name) for name in MinuteResultPart.__slots__}
+
+
+def test_a_minute_that_is_not_the_start_of_a_minute_is_rejected() -> None:
+    part = next(aggregates.split_into_parts(minute=1_764_424_980, revision=1, computed_at=1.0e9,
+                                            clicks=0, k=100, top=(), ads=(), chunk_ads=10))
+    document = orjson.loads(aggregates.encode(part))
+    document["minute"] = "2025-11-29T14:03:30Z"
+    with pytest.raises(InvalidAggregate, match="start of a minute"):
+        aggregates.decode(orjson.dumps(document))
