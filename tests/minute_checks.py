@@ -6,11 +6,14 @@ asserts on speed.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from farloom_tasks import redis_counts, topk
@@ -102,6 +105,22 @@ def wait_published(stack: Stack, minutes: Sequence[int], after: int = 0,
     result: dict[int, tuple[int, int | None, int | None]] = wait_until(
         f"minutes {list(minutes)} to be published", done)
     return result
+
+
+@pytest.fixture
+def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
+    """`farloom write-aggregates` running, for `--wait` to have something to wait for."""
+    with open(tmp_path / "writer.log", "w") as log:
+        process = stack.spawn("write-aggregates", log=log)
+        try:
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=20)
 
 
 def write_aggregates(stack: Stack) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
 from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
-from tests.minute_checks import (
+from tests.minute_checks import (  # noqa: F401 (aggregate_writer is a fixture)
+    aggregate_writer,
     assert_agg_is,
     clicks_for,
     counted,
@@ -31,21 +30,6 @@ def _tick() -> None:
     from farloom_tasks import tasks
 
     tasks.close_due_minutes.delay().get(timeout=60)
-
-
-@pytest.fixture
-def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
-    with open(tmp_path / "writer.log", "w") as log:
-        process = stack.spawn("write-aggregates", log=log)
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except Exception:
-                process.kill()
-                process.wait(timeout=20)
 
 
 @pytest.mark.usefixtures("aggregate_writer")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
 from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
-from tests.minute_checks import (
+from tests.minute_checks import (  # noqa: F401 (aggregate_writer is a fixture)
+    aggregate_writer,
     assert_agg_is,
     clicks_for,
     counted,
@@ -46,22 +46,6 @@ def closed_minutes(stack: Stack) -> Iterator[tuple[list[int], list]]:  # type: i
     write_aggregates(stack)
     assert_agg_is(stack, counted(clicks), minutes)
     yield minutes, clicks
-
-
-@pytest.fixture
-def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
-    """`farloom write-aggregates` running, for `--wait` to have something to wait for."""
-    with open(tmp_path / "writer.log", "w") as log:
-        process = stack.spawn("write-aggregates", log=log)
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except Exception:
-                process.kill()
-                process.wait(timeout=20)
 
 
 def _revision(stack: Stack, minute: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,28 +11,13 @@ import pytest
 
 from farloom_tasks.windows import MINUTE, from_datetime
 from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
-from tests.minute_checks import assert_agg_is, sql
+from tests.minute_checks import aggregate_writer, assert_agg_is, sql  # noqa: F401
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.usefixtures("celery_worker"), pytest.mark.slow]
 
 SAMPLE = Path("/work/shared/data/talkingdata_train_sample.csv")
 HOUR = "2017-11-06 17"  # 717 clicks over 60 minutes; the whole file is `farloom bench` work
-
-
-@pytest.fixture
-def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
-    with open(tmp_path / "writer.log", "w") as log:
-        process = stack.spawn("write-aggregates", log=log)
-        try:
-            yield
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except Exception:
-                process.kill()
-                process.wait(timeout=20)
 
 
 def _hour_of_sample(target: Path) -> Counter[tuple[int, str]]:
