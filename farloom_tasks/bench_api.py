@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"in {fill_s:.0f} s", file=sys.stderr)
         with _server(url) as base:
             timings = _measure(base, last, args.hours, args.requests, Random(args.seed))
-        load = os.getloadavg()[1]  # 5-minute average, i.e. over the timed requests
+        load = os.getloadavg()[0]  # 1-minute average: mostly the timed requests
     body = report(timings, rows=rows, hours=args.hours, ads=args.ads_per_minute,
                   universe=args.universe, load=load)
     print(body)
