@@ -108,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(sa.exc.OperationalError)
     async def database_down(_: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+        if "statement timeout" in str(exc.orig):  # the role's statement_timeout
+            return JSONResponse({"detail": "the query took too long; ask for a shorter "
+                                           "window or fewer minutes"}, status_code=503)
         return JSONResponse({"detail": "the database is unreachable; try again shortly"},
                             status_code=503)
 

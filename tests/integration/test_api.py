@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -246,3 +247,20 @@ def test_every_grafana_panel_query_runs_under_the_read_only_role(stack: Stack) -
     finally:
         engine.dispose()
     assert queries_run >= 5
+
+
+def test_an_unreachable_database_is_a_503_with_a_sentence_not_a_traceback(
+        stack: Stack) -> None:
+    settings = replace(stack.settings,
+                       api_database_url="postgresql+psycopg2://farloom_api@127.0.0.1:1/none")
+    app = create_app(settings)
+    try:
+        with TestClient(app) as down:
+            health = down.get("/healthz")
+            minutes = down.get("/v1/minutes")
+    finally:
+        app.state.engine.dispose()
+
+    assert (health.status_code, health.json()["database"]) == (503, "unreachable")
+    assert minutes.status_code == 503
+    assert minutes.json() == {"detail": "the database is unreachable; try again shortly"}
