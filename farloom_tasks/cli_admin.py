@@ -8,7 +8,7 @@ from dataclasses import fields
 from farloom_tasks import db, migrate
 from farloom_tasks.settings import ENV_PREFIX, Settings
 
-SECRET_FIELDS = {"database_url", "amqp_url", "redis_url"}
+SECRET_FIELDS = {"database_url", "amqp_url", "redis_url", "api_database_url"}
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
