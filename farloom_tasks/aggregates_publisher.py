@@ -66,19 +66,14 @@ class AggregatesPublisher:
                         properties=pika.BasicProperties(
                             content_type="application/json",
                             delivery_mode=topology.PERSISTENT,
-                            headers={topology.PUBLISHED_AT_HEADER: _stamp()}),
+                            headers={topology.PUBLISHED_AT_HEADER:
+                                     topology.published_at_stamp(time.time())}),
                         mandatory=True)
                     count += 1
         except BrokerUnavailable:
             self.close()
             raise
         return count
-
-
-def _stamp() -> int:
-    # pika cannot encode a float in a header table, and its decimals hold only
-    # 32 bits, too few for epoch milliseconds: whole seconds it is.
-    return int(time.time())
 
 
 def publish_with_one_reconnect(publisher: AggregatesPublisher,

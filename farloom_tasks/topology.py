@@ -31,9 +31,10 @@ REASON_HEADER = "x-farloom-reason"
 REASON_CODE_HEADER = "x-farloom-reason-code"
 ELEMENT_INDEX_HEADER = "x-farloom-element-index"
 SOURCE_QUEUE_HEADER = "x-farloom-source-queue"
-# Set by Farloom's publishers (epoch seconds, float) so that workers can measure
-# the latency from publish to durable; optional for other producers.
-PUBLISHED_AT_HEADER = "x-farloom-published-at"
+# Set by Farloom's publishers so that workers can measure the latency from publish
+# to durable; optional for other producers. Integer microseconds since the epoch:
+# every AMQP client carries a 64-bit integer, while pika 1.x cannot send a float.
+PUBLISHED_AT_HEADER = "x-farloom-published-at-us"
 
 
 def connect(amqp_url: str, *, heartbeat: int = 30) -> BlockingConnection:
@@ -78,6 +79,19 @@ def queue_depth(channel: BlockingChannel, queue: str) -> int:
     with translated_errors():
         frame = channel.queue_declare(queue=queue, passive=True)
     return int(frame.method.message_count)
+
+
+def published_at_stamp(now: float) -> int:
+    """The PUBLISHED_AT_HEADER value for a publish at ``now`` (epoch seconds)."""
+    return int(now * 1_000_000)
+
+
+def published_at(headers: dict[str, Any] | None) -> float | None:
+    """Epoch seconds from a message's PUBLISHED_AT_HEADER, or None if absent or malformed."""
+    stamp = headers.get(PUBLISHED_AT_HEADER) if headers else None
+    if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp > 0:
+        return stamp / 1_000_000
+    return None
 
 
 def dead_letter_headers(code: str, reason: str, element_index: int | None,

@@ -175,8 +175,8 @@ class AggregateWriter:
                       part.minute, part.revision, part.part)
             return
         writer_metrics.MESSAGES_WRITTEN.inc()
-        published_at = (properties.headers or {}).get(topology.PUBLISHED_AT_HEADER)
-        if isinstance(published_at, int | float):
+        published_at = topology.published_at(properties.headers)
+        if published_at is not None:
             writer_metrics.PUBLISH_TO_COMMIT_SECONDS.observe(max(0.0, time.time() - published_at))
         if outcome is Outcome.FINALISED:
             writer_metrics.REVISIONS_FINALISED.inc()

@@ -41,7 +41,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
@@ -351,10 +350,7 @@ class IngestWorker:
         now = time.time()
         decoded = decode_message(body, now=now, max_skew=self.settings.max_clock_skew_seconds,
                                  max_bytes=self.settings.max_message_bytes)
-        headers = properties.headers
-        stamp = headers.get(topology.PUBLISHED_AT_HEADER) if headers else None
-        published_at = (float(stamp) if isinstance(stamp, int | float | Decimal)
-                        and not isinstance(stamp, bool) else None)
+        published_at = topology.published_at(properties.headers)
         self.batcher.add(method.delivery_tag, decoded, published_at, now)
         self._last_delivery_at = now
         if self.stats.first_delivery_at is None:

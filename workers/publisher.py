@@ -291,7 +291,7 @@ class ConfirmingPublisher:
         state = self._channels[self._turn]
         properties = pika.BasicProperties(
             content_type="application/json", delivery_mode=topology.PERSISTENT,
-            headers={topology.PUBLISHED_AT_HEADER: time.time()})
+            headers={topology.PUBLISHED_AT_HEADER: topology.published_at_stamp(time.time())})
         state.channel.basic_publish(topology.CLICKS_EXCHANGE, "", message.body, properties)
         state.tags[state.next_tag] = seq
         state.next_tag += 1

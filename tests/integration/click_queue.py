@@ -10,10 +10,8 @@ from typing import Any
 from farloom_tasks import topology
 from farloom_tasks.messages import DecodedMessage, decode_message
 from tests.stack import Stack
-from workers import pika_fixes
 
 # pika would otherwise decode the float publish-time header cast to int (pika/pika#599).
-pika_fixes.install()
 
 
 @dataclass

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pika
-import pika.data
 import sqlalchemy as sa
 
 from farloom_tasks import redis_counts, topology
@@ -107,26 +105,8 @@ def one_click_stream(count: int, now: float, *, seed: int = 1, prefix: str = "cl
     return stream
 
 
-def _encode_floats_as_doubles() -> None:
-    # The publish-time header is a float (epoch seconds); pika 1.x decodes AMQP doubles
-    # but refuses to encode them, as Farloom's own publisher also works around.
-    original = pika.data.encode_value
-    if getattr(original, "doubles", False):
-        return
-
-    def encode_value(pieces: list[bytes], value: Any) -> int:
-        if isinstance(value, float):
-            pieces.append(struct.pack(">cd", b"d", value))
-            return 9
-        return int(original(pieces, value))
-
-    encode_value.doubles = True  # type: ignore[attr-defined]
-    pika.data.encode_value = encode_value
-
-
 def publish(stack: Stack, bodies: list[bytes], *, confirm: bool = True) -> None:
     """Publish persistent messages stamped with their publish time."""
-    _encode_floats_as_doubles()
     connection = stack.amqp()
     try:
         channel = connection.channel()
@@ -134,7 +114,7 @@ def publish(stack: Stack, bodies: list[bytes], *, confirm: bool = True) -> None:
         if confirm:
             channel.confirm_delivery()
         for body in bodies:
-            stamp = time.time()
+            stamp = topology.published_at_stamp(time.time())
             channel.basic_publish(
                 topology.CLICKS_EXCHANGE, "", body,
                 pika.BasicProperties(delivery_mode=topology.PERSISTENT,

@@ -214,7 +214,8 @@ def _publish(stack: Stack, bodies: Sequence[bytes]) -> None:
                 properties=pika.BasicProperties(
                     delivery_mode=topology.PERSISTENT,
                     # pika cannot encode a float header; kombu (Celery's producer) can.
-                    headers={topology.PUBLISHED_AT_HEADER: int(time.time())}))
+                    headers={topology.PUBLISHED_AT_HEADER:
+                             topology.published_at_stamp(time.time())}))
     finally:
         connection.close()
 

@@ -40,7 +40,8 @@ def test_generate_publishes_exactly_the_requested_clicks_and_mix(stack: Stack) -
     assert len({c.click_id for c in late}) == mix["late"]
     for message in delivered:
         assert message.properties.delivery_mode == 2
-        assert isinstance(message.properties.headers[topology.PUBLISHED_AT_HEADER], float)
+        stamp = topology.published_at(message.properties.headers)
+        assert stamp is not None and abs(stamp - time.time()) < 600
 
 
 def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> None:
@@ -48,7 +49,7 @@ def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> 
     count = 40_000
     process = subprocess.Popen(
         [sys.executable, "-m", "farloom_tasks.cli", "generate", "--count", str(count),
-         "--rate", "8000", "--run-prefix", "survivor", "--no-progress"],
+         "--rate", "4000", "--run-prefix", "survivor", "--no-progress"],
         env=env, cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_for_depth(stack, 8000, timeout=60)
