@@ -1,0 +1,205 @@
+"""Has the pipeline settled, and does everything it wrote equal the feed's own truth?
+
+``assert_exact`` first waits (bounded) for the pipeline to settle: every valid
+click stored, the outbox drained, no late minute pending, every feed minute
+closed with its latest revision published and written, the aggregates queue
+empty, every dead letter in place. Then it checks, against counts the test
+computed from its own input (``ClickFeed``), never from the system:
+(a) raw holds exactly one row per valid click id sent, and nothing else;
+(b) for every minute, agg.ad_clicks_per_minute, agg.minute_totals (at the
+    latest published revision) and agg.top_ads equal the feed's counts, and no
+    minute outside the feed has clicks;
+(c) farloom.clicks.dead holds every invalid element, by reason code, and
+    nothing valid. Dead letters are at least once (dead_letters.py: a worker
+    killed between dead-lettering and its ack publishes them again), so the
+    count is of distinct dead letters; repeats are reported, not failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farloom_tasks import topology
+from tests.chaos.click_feed import ClickFeed
+from tests.stack import Stack
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Outcome:
+    """What a settled pipeline holds, compared with the feed."""
+
+    settle_seconds: float  # from the call until everything was in place
+    valid_clicks: int
+    raw_rows: int
+    lost_clicks: int  # in the feed, missing from agg
+    double_counted_clicks: int  # in agg beyond the feed
+    minutes: int
+    dead_letters: int  # distinct
+    dead_letter_repeats: int  # published again after a redelivery (allowed: at least once)
+
+
+def _sql(stack: Stack, statement: str, **params: Any) -> list[Any]:
+    engine = stack.engine()
+    try:
+        with engine.begin() as conn:
+            return list(conn.execute(sa.text(statement), params).fetchall())
+    finally:
+        engine.dispose()
+
+
+def _queue_depth(stack: Stack, queue: str) -> int:
+    connection = stack.amqp()
+    try:
+        return topology.queue_depth(connection.channel(), queue)
+    finally:
+        connection.close()
+
+
+def settle_state(stack: Stack, feed: ClickFeed) -> dict[str, Any]:
+    """Every condition of a settled pipeline, each True when met (or a count that is off)."""
+    minutes = feed.minutes()
+    raw_rows, outbox, late, watermark = _sql(stack, """
+        SELECT (SELECT count(*) FROM raw.ad_clicks), (SELECT count(*) FROM raw.redis_outbox),
+               (SELECT count(*) FROM agg.late_minutes),
+               (SELECT extract(epoch FROM closed_through)::bigint FROM agg.watermark)""")[0]
+    unwritten = _sql(stack, """
+        SELECT extract(epoch FROM m)::bigint FROM unnest(CAST(:ms AS timestamptz[])) AS m
+        LEFT JOIN agg.minute_closes c ON c.minute = m
+        LEFT JOIN agg.minute_totals t ON t.minute = m
+        WHERE c.published_revision IS NULL OR c.started_revision <> c.published_revision
+           OR t.revision IS DISTINCT FROM c.published_revision""",
+                     ms=[_timestamp(m) for m in minutes])
+    return {
+        "raw rows == valid clicks": raw_rows == feed.valid_clicks or raw_rows,
+        "outbox empty": outbox == 0 or outbox,
+        "no late minute pending": late == 0 or late,
+        "watermark past the last minute": (watermark or 0) >= (minutes[-1] if minutes else 0),
+        "every minute's latest revision written": not unwritten or len(unwritten),
+        "ingest queue empty": _queue_depth(stack, topology.INGEST_QUEUE) == 0,
+        "aggregates queue empty": _queue_depth(stack, topology.AGGREGATES_QUEUE) == 0,
+        # At least: a dead letter is published again when its message is redelivered.
+        "every dead letter in place": _queue_depth(stack, topology.DEAD_QUEUE)
+        >= sum(feed.invalid_codes.values()),
+    }
+
+
+def wait_settled(stack: Stack, feed: ClickFeed, timeout: float,
+                 on_timeout: Callable[[], str] | None = None) -> float:
+    """Wait until every settle condition holds; return the seconds it took."""
+    started = time.monotonic()
+    while True:
+        state = settle_state(stack, feed)
+        if all(value is True for value in state.values()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            unmet = {name: value for name, value in state.items() if value is not True}
+            raise AssertionError(
+                f"the pipeline did not settle within {timeout:.0f} s; unmet: {unmet}\n"
+                + (on_timeout() if on_timeout else ""))
+        time.sleep(POLL_SECONDS)
+
+
+def _timestamp(minute: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(minute))
+
+
+def ranking(counts: dict[str, int], k: int) -> list[tuple[str, int]]:
+    """The contract's order: clicks descending, then ad_id in code-point order."""
+    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+
+
+def dead_letters(stack: Stack) -> list[tuple[str, bytes]]:
+    """(reason code, body) of every dead letter; the queue is left as it was."""
+    letters: list[tuple[str, bytes]] = []
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
+            if method is None:
+                break
+            code = (properties.headers or {}).get(topology.REASON_CODE_HEADER)
+            letters.append((code.decode() if isinstance(code, bytes) else str(code), body))
+    finally:
+        connection.close()  # unacked: back to the queue
+    return letters
+
+
+def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
+                 top_k: int = 10, on_timeout: Callable[[], str] | None = None) -> Outcome:
+    """Wait until the pipeline settles, then check raw, agg and dead letters exactly.
+
+    ``top_k`` must be the pipeline's FARLOOM_TOP_K; ``on_timeout`` adds context
+    (say, ``pipeline.tails``) to a failure to settle.
+    """
+    settle_seconds = wait_settled(stack, feed, timeout, on_timeout)
+    expected = feed.expected
+
+    # (a) exactly the valid ids <prefix>-0 .. <prefix>-(n-1), one row each (click_id is unique).
+    rows, ours = _sql(stack, """
+        SELECT count(*), count(*) FILTER (
+            WHERE click_id ~ ('^' || :prefix || '-[0-9]+$')
+              AND substr(click_id, length(:prefix) + 2)::bigint < :n)
+        FROM raw.ad_clicks""", prefix=feed.prefix, n=feed.valid_clicks)[0]
+    assert (rows, ours) == (feed.valid_clicks, feed.valid_clicks), (
+        f"raw has {rows} rows, {ours} of them feed ids; the feed sent {feed.valid_clicks}")
+    raw = Counter({(int(m), ad): int(n) for m, ad, n in _sql(stack, """
+        SELECT extract(epoch FROM date_trunc('minute', clicked_at))::bigint, ad_id, count(*)
+        FROM raw.ad_clicks GROUP BY 1, 2""")})
+    assert raw == expected, f"raw has extra {raw - expected}, lacks {expected - raw}"
+
+    # (b) agg, every minute.
+    agg = Counter({(int(m), ad): int(n) for m, ad, n in _sql(stack, """
+        SELECT extract(epoch FROM minute)::bigint, ad_id, clicks
+        FROM agg.ad_clicks_per_minute WHERE clicks <> 0""")})
+    lost = sum((expected - agg).values())
+    double = sum((agg - expected).values())
+    assert agg == expected, (f"agg.ad_clicks_per_minute: {lost} clicks lost, {double} "
+                             f"double-counted; extra {agg - expected}, lacks {expected - agg}")
+    per_minute: dict[int, dict[str, int]] = {}
+    for (minute, ad), n in expected.items():
+        per_minute.setdefault(minute, {})[ad] = n
+    totals = {int(m): (int(c), int(d), int(r), p) for m, c, d, r, p in _sql(stack, """
+        SELECT extract(epoch FROM t.minute)::bigint, t.clicks, t.distinct_ads, t.revision,
+               c.published_revision
+        FROM agg.minute_totals t LEFT JOIN agg.minute_closes c USING (minute)""")}
+    for minute, ads in per_minute.items():
+        clicks, distinct, revision, published = totals.get(minute, (None, None, None, None))
+        assert (clicks, distinct) == (sum(ads.values()), len(ads)), (
+            f"minute_totals of {_timestamp(minute)}: {clicks} clicks over {distinct} ads, "
+            f"the feed sent {sum(ads.values())} over {len(ads)}")
+        assert revision == published, (
+            f"{_timestamp(minute)} holds revision {revision}, latest published {published}")
+    extra_minutes = {m: c for m, (c, _, _, _) in totals.items() if m not in per_minute and c}
+    assert not extra_minutes, f"minutes outside the feed have clicks: {extra_minutes}"
+    top: dict[int, list[tuple[str, int]]] = {}
+    for minute, ad, n in _sql(stack, """
+            SELECT extract(epoch FROM minute)::bigint, ad_id, clicks FROM agg.top_ads
+            ORDER BY minute, rank"""):
+        top.setdefault(int(minute), []).append((ad, int(n)))
+    for minute in set(per_minute) | set(top):
+        want = ranking(per_minute.get(minute, {}), top_k)
+        assert top.get(minute, []) == want, (
+            f"top_ads of {_timestamp(minute)}: {top.get(minute)}, expected {want}")
+
+    # (c) the dead-letter queue: every invalid element, by reason, and no valid click.
+    letters = dead_letters(stack)
+    unique = set(letters)
+    codes = Counter(code for code, _ in unique)
+    assert codes == feed.invalid_codes, (
+        f"dead letters by reason {dict(codes)}, the feed sent {dict(feed.invalid_codes)}")
+    marker = f'"{feed.prefix}-'.encode()
+    assert not [body for _, body in unique if marker in body], "a valid click was dead-lettered"
+
+    return Outcome(settle_seconds=round(settle_seconds, 1), valid_clicks=feed.valid_clicks,
+                   raw_rows=int(rows), lost_clicks=lost, double_counted_clicks=double,
+                   minutes=len(per_minute), dead_letters=len(unique),
+                   dead_letter_repeats=len(letters) - len(unique))
