@@ -20,7 +20,7 @@ from farloom_tasks import closing, db
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 from farloom_tasks.transactions import transaction
-from farloom_tasks.windows import MINUTE, iso, parse_minute
+from farloom_tasks.windows import iso, parse_minute
 
 POLL_SECONDS = 0.5
 
@@ -85,11 +85,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{iso(closed_through) if closed_through is not None else 'nothing'}); "
               "open minutes are aggregated when they close", file=sys.stderr)
         return 2
-    minutes = list(range(start, end + MINUTE, MINUTE))
-    pending = {}
-    for minute in tqdm(minutes, desc="queueing replays", unit="min", file=sys.stderr):
-        pending[minute] = tasks.replay_minute.delay(minute, args.source)
-    print(f"queued {len(minutes)} minute(s) {iso(start)}..{iso(end)} from {args.source}")
+    chunks = tasks.replay_chunks(start, end)
+    pending = {chunk[0]: tasks.replay_minutes.delay(chunk, args.source) for chunk in chunks}
+    count = sum(len(chunk) for chunk in chunks)
+    print(f"queued {count} minute(s) {iso(start)}..{iso(end)} from {args.source}")
     if args.wait:
         _wait(settings, pending, time.monotonic() + args.timeout)
     return 0
@@ -122,12 +121,13 @@ def _reconcile(args: argparse.Namespace, settings: Settings, start: int, end: in
 
 
 def _wait(settings: Settings, pending: dict[int, Any], deadline: float) -> None:
+    """Wait for each task in ``pending`` (keyed by its first minute), then for agg."""
     revisions: dict[int, int] = {}
-    for minute, result in tqdm(pending.items(), desc="replays started", unit="min",
+    for minute, result in tqdm(pending.items(), desc="replay tasks done", unit="task",
                                file=sys.stderr):
         try:
-            revisions[minute] = int(result.get(timeout=max(0.1, deadline - time.monotonic()))
-                                    ["revision"])
+            revisions.update(_revisions(result.get(
+                timeout=max(0.1, deadline - time.monotonic()))))
         except CeleryTimeout:
             raise WaitTimedOut(
                 f"no Celery worker finished the replay of {iso(minute)} in time; is "
@@ -153,6 +153,13 @@ def _wait(settings: Settings, pending: dict[int, Any], deadline: float) -> None:
                 time.sleep(POLL_SECONDS)
     finally:
         engine.dispose()
+
+
+def _revisions(outcome: dict[str, Any]) -> dict[int, int]:
+    """{minute: revision} from replay_minute's or replay_minutes' result."""
+    if "revision" in outcome:
+        return {int(outcome["minute"]): int(outcome["revision"])}
+    return {int(minute): int(revision) for minute, revision in outcome.items()}
 
 
 def _closed_through(settings: Settings) -> int | None:

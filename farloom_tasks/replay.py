@@ -22,9 +22,7 @@ Ingest waits for the lock only for the length of one minute's rebuild.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -74,11 +72,6 @@ def choose_source(source: str, *, present_in_redis: bool, redis_complete: bool) 
     return source
 
 
-def _rows(cursor: Any, batch: int) -> Iterator[tuple[str, int]]:
-    while rows := cursor.fetchmany(batch):
-        yield from rows
-
-
 def rebuild_from_raw(engine: Engine, raw: RawStore, counts: RedisCounts, minute: int,
                      shard_count: int) -> Rebuilt:
     """Replace ``minute``'s Redis sets and totals with raw's counts (see module docstring)."""
@@ -94,18 +87,20 @@ def rebuild_from_raw(engine: Engine, raw: RawStore, counts: RedisCounts, minute:
         cursor.execute("SELECT ad_id, count(*) FROM raw.ad_clicks "
                        "WHERE minute = to_timestamp(%s) GROUP BY ad_id", (minute,))
         with translated_errors():
-            pipe = client.pipeline(transaction=False)
-            pending = 0
-            for ad_id, clicks in _rows(cursor, FETCH_ROWS):
-                shard = shard_of(ad_id, shard_count)
-                pipe.zadd(temp[(shard, "clicks")], {ad_id: int(clicks)})
-                totals[shard] += int(clicks)
-                distinct[shard] += 1
-                pending += 1
-                if pending >= FETCH_ROWS:
-                    pipe.execute()
-                    pending = 0
-            pipe.execute()
+            # One ZADD per shard per page of rows: a ZADD per ad would make the
+            # rebuild of a 100,000-ad minute 100,000 Redis commands.
+            while rows := cursor.fetchmany(FETCH_ROWS):
+                pages: list[dict[str, int]] = [{} for _ in range(shard_count)]
+                for ad_id, clicks in rows:
+                    shard = shard_of(ad_id, shard_count)
+                    pages[shard][ad_id] = clicks
+                    totals[shard] += clicks
+                pipe = client.pipeline(transaction=False)
+                for shard, page in enumerate(pages):
+                    if page:
+                        pipe.zadd(temp[(shard, "clicks")], page)
+                        distinct[shard] += len(page)
+                pipe.execute()
             for shard in range(shard_count):
                 swap = client.pipeline(transaction=True)
                 if distinct[shard]:
