@@ -5,7 +5,10 @@ confirming publisher sends it (persistent messages, publisher confirms,
 republish after a lost connection), so a broker restart is met by the same
 code production uses. Clicks are generated when the publisher takes them and
 dated from the wall clock then:
-- valid clicks spread over the last ``spread_seconds``, Zipf-ish over ``ads``;
+- valid clicks dated ``min_age_seconds`` to ``min_age_seconds + spread_seconds``
+  ago, Zipf-ish over ``ads``: recent, so their minutes close soon after the feed
+  ends (a click older than its minute's deadline is a late one, as from a
+  client whose clock or queue lags);
 - duplicates: exact copies of a recent valid click (same id, ad and time);
 - late clicks: dated 150-240 s ago, in minutes that are already closed;
 - invalid elements of known reason codes, and now and then a body that is not JSON.
@@ -66,7 +69,8 @@ class ClickFeed:
     prefix: str = "chaos"
     ads: int = 300
     clicks_per_message: int = 50
-    spread_seconds: float = 60.0
+    spread_seconds: float = 30.0
+    min_age_seconds: float = 10.0
     duplicate_share: float = 0.02
     late_share: float = 0.02
     invalid_share: float = 0.002
@@ -113,7 +117,7 @@ class ClickFeed:
         if roll < self.late_share:
             at = now - self._rng.uniform(*LATE_SECONDS)
         else:
-            at = now - self._rng.uniform(0.0, self.spread_seconds)
+            at = now - self.min_age_seconds - self._rng.uniform(0.0, self.spread_seconds)
         rank = bisect.bisect_left(self._weights, self._rng.random() * self._weights[-1])
         ad_id, clicked_at = f"ad-{rank}", round(at, 3)
         click = {"click_id": f"{self.prefix}-{self.valid_clicks}", "ad_id": ad_id,

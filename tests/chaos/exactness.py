@@ -55,6 +55,10 @@ def _sql(stack: Stack, statement: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
+def raw_rows(stack: Stack) -> int:
+    return int(_sql(stack, "SELECT count(*) FROM raw.ad_clicks")[0][0])
+
+
 def _queue_depth(stack: Stack, queue: str) -> int:
     connection = stack.amqp()
     try:
