@@ -106,6 +106,7 @@ class IngestStats:
     first_delivery_at: float | None = None  # epoch s
     last_ack_at: float | None = None  # epoch s
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    prefetch: int = 0  # messages, the broker window last set with basic.qos
 
     def summary(self, now: float) -> dict[str, Any]:
         """``elapsed_s`` spans the first delivery to the last ack (idle waits excluded)."""
@@ -128,6 +129,7 @@ class IngestStats:
             "latency_p99_s": None if p99 is None else round(p99, 4),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "run_s": round(now - self.started_at, 3),
+            "prefetch": self.prefetch,
         }
 
 

@@ -51,7 +51,7 @@ import psycopg2
 import psycopg2.errors
 
 from farloom_tasks import crash_points, db, metrics, redis_counts, topology
-from farloom_tasks.batching import Batch, Batcher
+from farloom_tasks.batching import Batch, Batcher, prefetch_for
 from farloom_tasks.clicks import Click, Rejection
 from farloom_tasks.dead_letters import DeadLetterPublisher
 from farloom_tasks.durable_write import DurableWriter, drain_outbox
@@ -77,6 +77,8 @@ INITIAL_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 POLL_SECONDS = 0.5  # s an idle worker waits on the socket before looking at its flags
 RETRIES_AFTER_STOP = 3  # attempts a stopping worker still makes to write its last batch
+PREFETCH_SMOOTHING = 0.3  # weight of the newest batch in the clicks-per-message average
+PREFETCH_HYSTERESIS = 0.25  # relative change of the ideal prefetch that triggers basic.qos
 # A bad deploy (a producer or a validation change) would dead-letter everything;
 # such a batch is reported loudly, at most once per ALARM_SECONDS.
 INVALID_SHARE_ALARM = 0.9
@@ -266,6 +268,8 @@ class IngestWorker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._last_delivery_at = time.time()
         self._last_alarm_at = 0.0
+        self._prefetch = settings.prefetch_count  # messages, as last sent with basic.qos
+        self._clicks_per_message = 1.0  # running average; starts at the worst case for memory
 
     def run(self) -> int:
         """Consume until stopped (or, with ``burst``, until the queue is empty)."""
@@ -312,8 +316,9 @@ class IngestWorker:
         with topology.translated_errors():
             channel = connection.channel()
         topology.declare(channel)
+        self._prefetch = self.stats.prefetch = self.settings.prefetch_count
         with topology.translated_errors():
-            channel.basic_qos(prefetch_count=self.settings.prefetch_count)
+            channel.basic_qos(prefetch_count=self._prefetch)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
         self._await(connection, self.executor.submit(self.sink.recover))
         with topology.translated_errors():
@@ -395,6 +400,23 @@ class IngestWorker:
             channel.basic_ack(delivery_tag=batch.last_delivery_tag, multiple=True)
         crash_points.reach("after_ack")
         self._record(batch, written, started, time.time())
+        self._resize_prefetch(channel, batch)
+
+    def _resize_prefetch(self, channel: Any, batch: Batch) -> None:
+        """Follow the clicks per message seen (batching.prefetch_for) to bound memory."""
+        items = batch.clicks_received + len(batch.dead_letters)
+        # An exponential average, so one odd batch does not swing the window.
+        self._clicks_per_message += PREFETCH_SMOOTHING * (
+            items / batch.messages - self._clicks_per_message)
+        wanted = prefetch_for(self._clicks_per_message, self.settings.batch_size,
+                              self.settings.prefetch_count)
+        # basic.qos is a round trip: change it only when the window is well off.
+        if abs(wanted - self._prefetch) > PREFETCH_HYSTERESIS * self._prefetch:
+            with topology.translated_errors():
+                channel.basic_qos(prefetch_count=wanted)
+            log.info("prefetch %d -> %d messages (%.1f clicks per message)",
+                     self._prefetch, wanted, self._clicks_per_message)
+            self._prefetch = self.stats.prefetch = wanted
 
     def _record(self, batch: Batch, written: Written, started: float, acked: float) -> None:
         stats = self.stats

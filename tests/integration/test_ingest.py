@@ -4,6 +4,7 @@ dead letters with reasons, late clicks, key expiry, unstorable clicks, the burst
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 
@@ -21,6 +22,7 @@ from tests.integration.ingest_support import (
     queue_counts,
     redis_minute_counts,
     run_burst,
+    valid_click,
 )
 from tests.stack import Stack
 
@@ -138,3 +140,17 @@ def test_a_click_postgresql_refuses_is_dead_lettered_and_its_batch_mates_stored(
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE raw.ad_clicks DROP CONSTRAINT refuse_poison"))
         engine.dispose()
+
+
+def test_a_worker_fed_large_messages_shrinks_its_prefetch_to_bound_memory(stack: Stack) -> None:
+    rng, now = random.Random(7), time.time()
+    bodies = [json.dumps([valid_click(rng, m * 100 + i, now) for i in range(100)]).encode()
+              for m in range(100)]
+    publish(stack, bodies)
+
+    summary = run_burst(stack)
+
+    assert summary["clicks_stored"] == 10_000
+    # 4,000 messages of 100 clicks would be 400,000 clicks in flight; two batches of
+    # 2,000 clicks are about 40 messages, and the running average gets close to it.
+    assert summary["prefetch"] <= 200
