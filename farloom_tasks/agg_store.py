@@ -30,7 +30,6 @@ the redelivery: the writer acks only after ``write_part`` returned.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,7 +39,7 @@ import psycopg2.errors
 from sqlalchemy.engine import Engine
 
 from farloom_tasks.aggregates import InvalidAggregate, MinuteResultPart
-from farloom_tasks.db import translated_errors
+from farloom_tasks.db import OwnedConnection
 from farloom_tasks.topk import top_k
 
 # The two-key advisory lock space (classid, objid) never meets the one-key
@@ -176,20 +175,10 @@ class AggStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._conn: Any = None
-
-    def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            with translated_errors():
-                self._conn = self.engine.raw_connection()
-        return self._conn
+        self._db = OwnedConnection(engine)
 
     def close(self) -> None:
-        if self._conn is not None:
-            # Closing a broken connection may fail; it is gone either way.
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        self._db.close()
 
     def write_part(self, part: MinuteResultPart) -> Outcome:
         """Store one part (see the module docstring); never returns COMPLETE.
@@ -207,27 +196,11 @@ class AggStore:
 
     def _run(self, part: MinuteResultPart, work: Callable[[Any, MinuteResultPart], Outcome]
              ) -> Outcome:
-        conn = self._connection()
         try:
-            with translated_errors():
-                try:
-                    with conn.cursor() as cursor:
-                        outcome = work(cursor, part)
-                    conn.commit()
-                    return outcome
-                except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                    # The part itself is the problem: retrying would fail forever.
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-                    raise InvalidAggregate(f"PostgreSQL refused it: {exc}".strip()) from exc
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-                    raise
-        except Exception:
-            # The connection's state is unknown after any failure; start afresh next time.
-            self.close()
-            raise
+            return self._db.run(lambda cursor: work(cursor, part))
+        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+            # The part itself is the problem: retrying would fail forever.
+            raise InvalidAggregate(f"PostgreSQL refused it: {exc}".strip()) from exc
 
     @staticmethod
     def _lock_and_check(cursor: Any, part: MinuteResultPart, statement: str,

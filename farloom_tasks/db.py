@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from farloom_tasks.errors import DatabaseUnavailable
+
+T = TypeVar("T")
 
 # Taken in shared mode by every ingest transaction and in exclusive mode when the
 # closed watermark advances, so no ingest transaction can straddle a close.
@@ -74,3 +78,46 @@ def drop_database(url: str) -> None:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         engine.dispose()
+
+
+class OwnedConnection:
+    """One PostgreSQL connection owned by a single-threaded worker; one transaction per run.
+
+    After any failure the connection is closed and the next run opens a new one:
+    its state (aborted transaction, half-read result, dead socket) is unknown.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Any = None
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        """``work(cursor)`` in one transaction: committed if it returns, rolled back if not.
+
+        Lost connections raise DatabaseUnavailable; data errors propagate as they are.
+        """
+        if self._conn is None or self._conn.closed:
+            with translated_errors():
+                self._conn = self.engine.raw_connection()
+        conn = self._conn
+        try:
+            with translated_errors():
+                try:
+                    with conn.cursor() as cursor:
+                        result = work(cursor)
+                    conn.commit()
+                    return result
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        conn.rollback()
+                    raise
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a broken connection may fail; it is gone either way.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None

@@ -12,7 +12,6 @@ either all of it or none of it.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from farloom_tasks import increments as inc
 from farloom_tasks.clicks import Click
-from farloom_tasks.db import WATERMARK_LOCK_KEY, translated_errors
+from farloom_tasks.db import WATERMARK_LOCK_KEY, OwnedConnection
 
 _INSERT_CLICKS = """
 INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
@@ -77,39 +76,11 @@ class RawStore:
     def __init__(self, engine: Engine, shard_count: int) -> None:
         self.engine = engine
         self.shard_count = shard_count
-        self._conn: Any = None
-
-    def _connection(self) -> Any:
-        if self._conn is None or self._conn.closed:
-            with translated_errors():
-                self._conn = self.engine.raw_connection()
-        return self._conn
+        self._db = OwnedConnection(engine)
+        self._run = self._db.run
 
     def close(self) -> None:
-        if self._conn is not None:
-            # Closing a broken connection may fail; it is gone either way.
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    def _run(self, work: Any) -> Any:
-        """Run ``work(cursor)`` in one transaction; on a lost connection, drop it and raise."""
-        conn = self._connection()
-        try:
-            with translated_errors():
-                try:
-                    with conn.cursor() as cursor:
-                        result = work(cursor)
-                    conn.commit()
-                    return result
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        conn.rollback()
-                    raise
-        except Exception:
-            # The connection's state is unknown after any failure; start afresh next time.
-            self.close()
-            raise
+        self._db.close()
 
     def commit_batch(self, clicks: Sequence[Click],
                      applied_batch_ids: Sequence[str] = ()) -> CommittedBatch:
@@ -152,8 +123,7 @@ class RawStore:
                 late_minutes=tuple(sorted(late)),
             )
 
-        result: CommittedBatch = self._run(work)
-        return result
+        return self._run(work)
 
     def clear_outbox(self, batch_ids: Sequence[str]) -> None:
         if not batch_ids:
@@ -170,8 +140,7 @@ class RawStore:
             return [PendingOutbox(batch_id, inc.from_json(doc)) for batch_id, doc in
                     cursor.fetchall()]
 
-        result: list[PendingOutbox] = self._run(work)
-        return result
+        return self._run(work)
 
 
 def _dumps(value: Any) -> str:
