@@ -67,6 +67,18 @@ def _queue_depth(stack: Stack, queue: str) -> int:
         connection.close()
 
 
+def minute_state(stack: Stack, minute: int) -> dict[str, Any]:
+    """One minute's close bookkeeping and the revision agg holds for it (None: absent)."""
+    rows = _sql(stack, """
+        SELECT c.attempts, c.started_revision, c.published_revision, t.revision
+        FROM (SELECT CAST(:m AS timestamptz) AS minute) AS wanted
+        LEFT JOIN agg.minute_closes c USING (minute)
+        LEFT JOIN agg.minute_totals t USING (minute)""", m=_timestamp(minute))
+    attempts, started, published, written = rows[0]
+    return {"attempts": attempts, "started_revision": started,
+            "published_revision": published, "written_revision": written}
+
+
 def settle_state(stack: Stack, feed: ClickFeed) -> dict[str, Any]:
     """Every condition of a settled pipeline, each True when met (or a count that is off)."""
     minutes = feed.minutes()

@@ -1,0 +1,80 @@
+"""Chaos 2: the Celery worker SIGKILLed (prefork pool and all) while a minute's chord runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from farloom_tasks import failpoints
+from tests.chaos.click_feed import minute_of
+from tests.chaos.exactness import minute_state
+from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
+from tests.chaos.waiting import wait_for
+from tests.stack import Stack
+
+# Shard 0 of the target minute fails this many times (the task retries itself up
+# to three times), so its chord is certainly unfinished when the worker is killed.
+SHARD_FAILURES = 3
+
+
+def test_a_celery_worker_killed_mid_chord_still_closes_the_minute_exactly_once(
+        stack: Stack, tmp_path: Path) -> None:
+    # Clicks dated at most 2 s back: the target minute gets (almost) no late clicks,
+    # so its close is not buried under re-aggregations.
+    feed = ClickFeed(seed=2, clicks_per_message=20, spread_seconds=2.0, min_age_seconds=0.0)
+    client = stack.redis()
+    # The next minute to close is the current one (or the next, if this one closes
+    # before the feed reaches it): arm shard 0 of both.
+    current = minute_of(time.time())
+    armed = {minute: failpoints.INSTANCE_KEY.format(name="topk_shard", instance=f"{minute}.0")
+             for minute in (current, current + 60)}
+    for key in armed.values():
+        client.set(key, SHARD_FAILURES)
+
+    with Pipeline(stack, tmp_path, ingest_workers=1) as pipeline:
+        run = feed.start_publishing(stack, clicks=150_000, rate=1_000)
+        try:
+            def fired() -> int | None:
+                return next((minute for minute, key in armed.items()
+                             if int(client.get(key) or 0) < SHARD_FAILURES), None)
+
+            target = wait_for("a shard task of the armed minutes to fail", fired, 150,
+                              poll=0.01, context=pipeline.tails)
+            pipeline.celery_worker.kill()
+            killed = time.monotonic()
+            for minute, key in armed.items():
+                if minute != target:
+                    client.delete(key)  # only one minute's chord is the casualty
+            at_kill = minute_state(stack, target)
+            assert at_kill["started_revision"] is not None, at_kill
+            assert at_kill["published_revision"] is None, f"the chord had finished: {at_kill}"
+            pipeline.celery_worker.start()
+
+            def written() -> bool:
+                state = minute_state(stack, target)
+                return (state["published_revision"] is not None
+                        and state["written_revision"] == state["published_revision"])
+
+            wait_for("the target minute to be published and written", written, 120, poll=0.1,
+                     context=pipeline.tails)
+            recovered = time.monotonic()
+        finally:
+            run.stop()
+        run.wait(timeout=120)
+        outcome = assert_exact(stack, feed, timeout=180, on_timeout=pipeline.tails)
+        pipeline.assert_all_alive()
+
+    final = minute_state(stack, target)
+    assert final["published_revision"] == final["written_revision"]
+    assert int(client.get(armed[target]) or 0) == 0  # every injected failure did happen
+    record_outcome(
+        "2-celery-worker-killed", injected="SIGKILL of the Celery worker's process group "
+        f"while shard 0 of a minute's chord was failing ({SHARD_FAILURES} injected failures, "
+        "retry pending); worker restarted at once", clicks_sent=feed.elements,
+        valid_clicks=outcome.valid_clicks, lost_clicks=outcome.lost_clicks,
+        double_counted_clicks=outcome.double_counted_clicks, minutes=outcome.minutes,
+        target_minute_attempts=final["attempts"],
+        target_minute_revision_at_kill=at_kill["started_revision"],
+        target_minute_published_revision=final["published_revision"],
+        minute_written_after_kill_seconds=round(recovered - killed, 1),
+        settle_seconds=outcome.settle_seconds)
