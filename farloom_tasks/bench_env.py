@@ -97,7 +97,8 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 @contextlib.contextmanager
-def _redis_db_lock() -> Iterator[int]:
+def redis_db_lock() -> Iterator[int]:
+    """Hold a Redis db number in 1-15 that no other test or benchmark run holds."""
     for number in range(1, 16):
         handle = open(REDIS_DB_LOCK.format(number=number), "w")  # noqa: SIM115
         try:
@@ -132,7 +133,7 @@ def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
     vhost = f"farloom-bench-{run_id}"
     database_url = sa.make_url(settings.database_url).set(
         database=f"farloom_bench_{run_id}").render_as_string(hide_password=False)
-    with _redis_db_lock() as redis_db:
+    with redis_db_lock() as redis_db:
         env = BenchEnv(replace(settings, database_url=database_url,
                                amqp_url=_with_vhost(settings.amqp_url, vhost),
                                redis_url=_with_redis_db(settings.redis_url, redis_db)), vhost)

@@ -8,7 +8,6 @@ held by a lock file (so parallel runs never share one), and a RabbitMQ vhost
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -24,10 +23,10 @@ import redis
 import sqlalchemy as sa
 
 from farloom_tasks import db, migrate, topology
+from farloom_tasks.bench_env import redis_db_lock
 from farloom_tasks.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REDIS_DB_LOCK_DIR = Path("/tmp")
 
 
 @dataclass(frozen=True)
@@ -108,28 +107,10 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 @contextmanager
-def _redis_db_lock() -> Iterator[int]:
-    for number in range(1, 16):
-        handle = open(REDIS_DB_LOCK_DIR / f"farloom-test-redis-db-{number}.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            yield number
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        return
-    raise RuntimeError("all Redis db numbers 1-15 are held by other test runs")
-
-
-@contextmanager
 def isolated_stack(**overrides: Any) -> Iterator[Stack]:
     run_id = uuid.uuid4().hex[:10]
     vhost = f"farloom-test-{run_id}"
-    with _redis_db_lock() as redis_db:
+    with redis_db_lock() as redis_db:
         settings = replace(
             Settings.from_env({}),
             database_url=f"postgresql+psycopg2://postgres@127.0.0.1:5432/farloom_test_{run_id}",
