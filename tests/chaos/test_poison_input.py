@@ -1,0 +1,198 @@
+"""Scenario 7: poison input. Over 10,000 hostile payloads drawn with Hypothesis (poison.py).
+
+Each body is classified by the test's own oracle (click_contract.py), never by
+the code under test. Then, against one real ingest worker:
+- every invalid element, and every body rejected whole, is in
+  farloom.clicks.dead, with a reason code and a reason;
+- every valid click (SQL and shell metacharacters included) is in raw
+  verbatim, once, and counted in Redis in its minute;
+- valid canary clicks published between chunks of poison are stored before
+  the next chunk is even published: poison never stalls the stream;
+- the worker never restarts: the same process, alive at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pika
+import sqlalchemy as sa
+
+from farloom_tasks import redis_counts, topology
+from tests.chaos.broker_view import wait_until
+from tests.chaos.click_contract import Verdict, judge_body
+from tests.chaos.pipeline import record_outcome
+from tests.chaos.poison import draw_messages, with_unique_click_ids
+from tests.chaos.processes import PipelineProcess
+from tests.stack import Stack
+
+MAX_BYTES = 65_536  # the worker's FARLOOM_MAX_MESSAGE_BYTES: oversized bodies stay cheap
+MESSAGES = 3_600
+CHUNKS = 8
+CANARY_CLICKS = 25
+
+
+def _publish(stack: Stack, bodies: list[bytes]) -> None:
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        channel.confirm_delivery()
+        for body in bodies:
+            channel.basic_publish(
+                topology.CLICKS_EXCHANGE, "", body,
+                pika.BasicProperties(delivery_mode=topology.PERSISTENT, headers={
+                    topology.PUBLISHED_AT_HEADER: topology.published_at_stamp(time.time())}))
+    finally:
+        connection.close()
+
+
+def _canonical(body: bytes) -> str:
+    return json.dumps(json.loads(body), sort_keys=True)
+
+
+def _dead_letters(stack: Stack) -> list[tuple[str, str, int | None, bytes]]:
+    """(reason code, reason, element index, body) of every dead letter, left in place."""
+    letters = []
+    connection = stack.amqp()
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, body = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
+            if method is None:
+                break
+            headers: dict[str, Any] = dict(properties.headers or {})
+            index = headers.get(topology.ELEMENT_INDEX_HEADER)
+            letters.append((str(headers.get(topology.REASON_CODE_HEADER, "")),
+                            str(headers.get(topology.REASON_HEADER, "")),
+                            None if index is None else int(index), body))
+    finally:
+        connection.close()
+    return letters
+
+
+def _sql(stack: Stack, statement: str) -> list[Any]:
+    engine = stack.engine()
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(statement)).all())
+    finally:
+        engine.dispose()
+
+
+def _redis_counts(stack: Stack) -> Counter[tuple[int, str]]:
+    client = stack.redis()
+    seen: Counter[tuple[int, str]] = Counter()
+    for key in client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*:clicks:*", count=1000):
+        minute = int(bytes(key).decode().rsplit(":", 1)[1])
+        members: Any = client.zrange(key, 0, -1, withscores=True)
+        for ad, score in members:
+            seen[(minute, bytes(ad).decode())] += int(score)
+    return seen
+
+
+def _canary_stored(stack: Stack, chunk: int) -> Callable[[], bool]:
+    def stored() -> bool:
+        found = _sql(stack, "SELECT count(*) FROM raw.ad_clicks "
+                     f"WHERE click_id LIKE 'canary-{chunk}-%'")[0][0]
+        return bool(found == CANARY_CLICKS)
+    return stored
+
+
+def _dead_queue_depth(stack: Stack) -> int:
+    connection = stack.amqp()
+    try:
+        return topology.queue_depth(connection.channel(), topology.DEAD_QUEUE)
+    finally:
+        connection.close()
+
+
+def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_restart(
+        stack: Stack, tmp_path: Path) -> None:
+    now = time.time()
+    skew = stack.settings.max_clock_skew_seconds
+    bodies = with_unique_click_ids(draw_messages(MESSAGES, now, MAX_BYTES))
+    verdicts: list[Verdict] = [judge_body(b, now=now, max_skew=skew, max_bytes=MAX_BYTES)
+                               for b in bodies]
+
+    # The truth, from the oracle alone.
+    stored: Counter[tuple[str, str, int]] = Counter()
+    dead: Counter[tuple[str | None, int | None, str]] = Counter()
+    for body, verdict in zip(bodies, verdicts, strict=True):
+        if verdict.whole_message_code is not None:
+            dead[(verdict.whole_message_code, None, repr(body))] += 1
+            continue
+        for _, click in verdict.valid:
+            stored[(click.click_id, click.ad_id, click.minute)] += 1
+        for index, element in verdict.invalid:
+            dead[(None, index, json.dumps(element, sort_keys=True))] += 1
+    payloads = sum(1 if v.whole_message_code else len(v.valid) + len(v.invalid)
+                   for v in verdicts)
+    whole_codes = Counter(v.whole_message_code for v in verdicts if v.whole_message_code)
+    mixed = sum(1 for v in verdicts if v.is_batch and v.valid and v.invalid)
+    assert payloads >= 10_000, payloads
+    assert set(whole_codes) == {"oversized", "not_utf8", "invalid_json"}, whole_codes
+    assert len(stored) > 2_000 and sum(1 for k in dead if k[0] is None) > 1_000
+    assert mixed > 200, mixed
+
+    env = {**stack.env, "FARLOOM_MAX_MESSAGE_BYTES": str(MAX_BYTES), "FARLOOM_BATCH_SIZE": "500"}
+    ingest = PipelineProcess("ingest", [sys.executable, "-m", "farloom_tasks.cli", "ingest"],
+                             env, tmp_path / "ingest.log", ready_line="consuming farloom.clicks")
+    canary_waits: list[float] = []
+    started = time.monotonic()
+    try:
+        ingest.start()
+        pid = ingest.pid
+        size = -(-len(bodies) // CHUNKS)
+        for chunk in range(CHUNKS):
+            at = round(time.time() - 1, 3)
+            canary = [{"click_id": f"canary-{chunk}-{n}", "ad_id": "canary", "clicked_at": at}
+                      for n in range(CANARY_CLICKS)]
+            for n in range(CANARY_CLICKS):
+                stored[(f"canary-{chunk}-{n}", "canary", int(at // 60) * 60)] += 1
+            # The canary goes in the middle of its chunk of poison.
+            part = bodies[chunk * size:(chunk + 1) * size]
+            _publish(stack, [*part[:size // 2], json.dumps(canary).encode(), *part[size // 2:]])
+            canary_waits.append(wait_until(_canary_stored(stack, chunk),
+                                           f"canary {chunk} to be stored", timeout=60))
+        wait_until(lambda: _sql(stack, "SELECT count(*) FROM raw.ad_clicks")[0][0]
+                   >= sum(stored.values()) and _dead_queue_depth(stack) >= sum(dead.values()),
+                   "every click stored and every dead letter published", timeout=120)
+        elapsed = time.monotonic() - started
+        assert ingest.alive() and ingest.pid == pid and ingest.starts == 1, ingest.tail()
+    finally:
+        ingest.stop()
+
+    rows = Counter((str(c), str(a), int(m)) for c, a, m in _sql(
+        stack, "SELECT click_id, ad_id, extract(epoch FROM minute)::bigint FROM raw.ad_clicks"))
+    assert rows == stored, f"raw has extra {rows - stored}, lacks {stored - rows}"
+    per_minute: Counter[tuple[int, str]] = Counter()
+    for (_, ad_id, minute), n in stored.items():
+        per_minute[(minute, ad_id)] += n
+    assert _redis_counts(stack) == per_minute
+
+    letters = _dead_letters(stack)
+    assert all(code and reason for code, reason, _, _ in letters), "a dead letter lacks a reason"
+    found: Counter[tuple[str | None, int | None, str]] = Counter()
+    for code, _, index, body in letters:
+        if code in ("oversized", "not_utf8", "invalid_json"):
+            found[(code, None, repr(body))] += 1
+        else:
+            found[(None, index, _canonical(body))] += 1
+    assert found == dead, f"dead letters: extra {found - dead}, missing {dead - found}"
+
+    record_outcome(
+        "7-poison-input",
+        injected=f"{payloads} hostile payloads in {len(bodies)} messages (Hypothesis, "
+                 f"derandomized), {CHUNKS} valid canary messages between them",
+        valid_clicks=sum(stored.values()), dead_letters=len(letters),
+        whole_message_rejections=dict(whole_codes), mixed_batches=mixed,
+        lost_clicks=sum((stored - rows).values()), double_counted_clicks=sum(
+            (rows - stored).values()), worker_restarts=0,
+        canary_max_wait_seconds=round(max(canary_waits), 2), seconds_total=round(elapsed, 1))
