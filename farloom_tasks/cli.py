@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if logging.getLogger().level > logging.DEBUG:
+        # pika narrates every channel open and close at INFO; Farloom logs what matters.
+        logging.getLogger("pika").setLevel(logging.WARNING)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         code: int = module.run(args, settings)
