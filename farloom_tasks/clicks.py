@@ -25,7 +25,9 @@ _RFC3339 = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs about 3 µs per click on the ingest
+# hot path (one object.__setattr__ per field). Treat instances as immutable.
+@dataclass(slots=True)
 class Click:
     click_id: str
     ad_id: str
@@ -177,6 +179,41 @@ def _country(element: dict[str, Any]) -> str | None:
     return code
 
 
+def _valid_common_shape(element: dict[str, Any], latest: float) -> Click | None:
+    """The click most producers send, checked in one pass; None means "use the full rules".
+
+    ASCII ids, a numeric or RFC 3339 time, no ip, an upper-case country: every
+    rule is the same as below, only cheaper (ingest validates every click, and
+    this shape takes about a third of the time). Anything else, valid or not,
+    returns None and goes through the rule-by-rule checks that explain a rejection.
+    """
+    click_id, ad_id, clicked_at = (element.get("click_id"), element.get("ad_id"),
+                                   element.get("clicked_at"))
+    user_id, country = element.get("user_id"), element.get("country")
+    if not (type(click_id) is str and 0 < len(click_id) <= MAX_ID_CHARS
+            and click_id.isascii() and "\x00" not in click_id
+            and type(ad_id) is str and 0 < len(ad_id) <= MAX_ID_CHARS
+            and ad_id.isascii() and ad_id.isprintable()
+            and element.get("ip") is None
+            and (user_id is None or (type(user_id) is str and len(user_id) <= MAX_ID_CHARS
+                                     and user_id.isascii() and "\x00" not in user_id))
+            and (country is None or country in ISO_3166_ALPHA2)):
+        return None
+    if type(clicked_at) is float or type(clicked_at) is int:
+        seconds = float(clicked_at)
+    elif type(clicked_at) is str:
+        try:
+            seconds = parse_rfc3339(clicked_at)
+        except (ValueError, OverflowError):
+            return None
+    else:
+        return None
+    # NaN fails both comparisons and so takes the full rules, which reject it.
+    if not EARLIEST_EPOCH <= seconds <= latest:
+        return None
+    return Click(click_id, ad_id, seconds, user_id, None, country)
+
+
 def validate_click(element: object, now: float, max_skew: float) -> Click | Rejection:
     """Apply every rule of the click contract to one decoded JSON element.
 
@@ -185,6 +222,12 @@ def validate_click(element: object, now: float, max_skew: float) -> Click | Reje
     if not isinstance(element, dict):
         return Rejection("not_object",
                          f"a click must be a JSON object, got {type(element).__name__}")
+    fast = _valid_common_shape(element, now + max_skew)
+    return fast if fast is not None else validate_by_rules(element, now, max_skew)
+
+
+def validate_by_rules(element: dict[str, Any], now: float, max_skew: float) -> Click | Rejection:
+    """Every rule, one by one, so that a rejection names the rule it broke."""
     try:
         click_id = _identifier(element, "click_id", required=True)
         assert click_id is not None

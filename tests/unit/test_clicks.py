@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from farloom_tasks.clicks import Click, Rejection, parse_rfc3339, validate_click
+from farloom_tasks.clicks import (
+    Click,
+    Rejection,
+    parse_rfc3339,
+    validate_by_rules,
+    validate_click,
+)
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 SKEW = 300.0
@@ -99,3 +107,19 @@ def test_rfc3339_needs_an_offset_and_keeps_fractions() -> None:
     assert parse_rfc3339("1970-01-01t01:00:00+01:00") == 0.0
     with pytest.raises(ValueError, match="offset"):
         parse_rfc3339("1970-01-01T00:00:00")
+
+
+_ids = st.text(alphabet=st.characters(codec="ascii"), min_size=0, max_size=70)
+_common_shape = st.fixed_dictionaries(
+    {"click_id": _ids, "ad_id": _ids,
+     "clicked_at": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                             st.integers(min_value=-10**12, max_value=10**12),
+                             st.just("2026-11-29T14:03:07.123Z"), st.text(max_size=30))},
+    optional={"user_id": st.one_of(st.none(), _ids), "country": st.one_of(
+        st.none(), st.sampled_from(["FR", "fr", "XX", "DE", ""]))})
+
+
+@given(_common_shape)
+def test_the_fast_path_agrees_with_the_rule_by_rule_validation(element: dict[str, object]) -> None:
+    now = 1_764_424_987.0
+    assert validate_click(element, now, 300.0) == validate_by_rules(element, now, 300.0)
