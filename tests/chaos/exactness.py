@@ -79,6 +79,15 @@ def minute_state(stack: Stack, minute: int) -> dict[str, Any]:
             "published_revision": published, "written_revision": written}
 
 
+def closes_summary(stack: Stack, minutes: list[int]) -> dict[str, Any]:
+    """Close attempts of each minute (oldest first) and how many are unpublished."""
+    rows = _sql(stack, """
+        SELECT attempts, started_revision IS DISTINCT FROM published_revision
+        FROM agg.minute_closes WHERE minute = ANY(CAST(:ms AS timestamptz[])) ORDER BY minute""",
+                ms=[_timestamp(m) for m in minutes])
+    return {"attempts": [int(a) for a, _ in rows], "unpublished": sum(1 for _, u in rows if u)}
+
+
 def settle_state(stack: Stack, feed: ClickFeed) -> dict[str, Any]:
     """Every condition of a settled pipeline, each True when met (or a count that is off)."""
     minutes = feed.minutes()
