@@ -65,3 +65,18 @@ def test_an_outbox_row_left_by_a_crash_is_applied_once_by_the_drain(stack: Stack
     minute = minute_of(now - 30)
     total = sum(counts.shard_total(s, minute) for s in range(stack.settings.shard_count))
     assert total == 100
+
+
+def test_ids_full_of_quotes_backslashes_and_unicode_are_stored_verbatim(stack: Stack) -> None:
+    writer, _, _ = _writer(stack)
+    now = time.time()
+    odd = ["'); DROP TABLE raw.ad_clicks; --", 'say "hi"', "back\\slash", "{a,b}", "NULL",
+           "tab\there", "ünïcødé", "😀 emoji", "$(rm -rf /)", "a" * 64]
+    clicks = [Click(f"odd-{text}", text, now - 10, text, None, None) for text in odd]
+
+    assert writer.write(clicks).new_clicks == len(odd)
+
+    with stack.engine().connect() as conn:
+        rows = conn.execute(sa.text("SELECT click_id, ad_id, user_id FROM raw.ad_clicks"))
+        assert sorted(tuple(row) for row in rows) == sorted(
+            (f"odd-{text}", text, text) for text in odd)
