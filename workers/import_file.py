@@ -214,6 +214,10 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--clicks-per-message", type=int, default=100,
                         help="clicks per published message (default 100)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--give-up-after", type=float, default=60.0, metavar="S",
+                        help="fail if RabbitMQ stays unreachable for S seconds (default: 60); "
+                             "what was confirmed before stays published, and a rerun is safe: "
+                             "click ids deduplicate")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -252,7 +256,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     publisher = ConfirmingPublisher(settings.amqp_url, source,
                                     window=settings.publish_window_messages,
                                     channels=settings.publish_channels,
-                                    max_backoff=settings.reconnect_max_backoff_seconds)
+                                    max_backoff=settings.reconnect_max_backoff_seconds,
+                                    give_up_after=args.give_up_after)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: publisher.stop())
     started = time.monotonic()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,3 +100,19 @@ def test_an_ndjson_file_keeps_its_fields_and_publishes_a_broken_line_as_it_is(
     assert (clicks["n1"].ad_id, clicks["n1"].country) == ("5", "FR")
     codes = [letter.rejection.code for message in decoded for letter in message.dead_letters]
     assert codes == ["invalid_json"]
+
+
+def test_an_import_against_an_unreachable_broker_gives_up_with_a_clear_message(
+        stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "one.csv"
+    source.write_text("channel,click_time\n7,2017-11-07 9:30\n")
+    env = dict(stack.env, FARLOOM_AMQP_URL="amqp://guest:guest@127.0.0.1:1/%2F")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "farloom_tasks.cli", "import", str(source), "--ad-column",
+         "channel", "--time-column", "click_time", "--give-up-after", "1", "--no-progress"],
+        env=env, cwd=PROJECT_ROOT, text=True, capture_output=True, timeout=60)
+
+    assert done.returncode != 0
+    assert "RabbitMQ unreachable" in done.stderr and "rabbitmq-server" in done.stderr
+    assert "Traceback" not in done.stderr
