@@ -87,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if logging.getLogger().level > logging.DEBUG:
-        # pika narrates every channel open and close at INFO; Farloom logs what matters.
-        logging.getLogger("pika").setLevel(logging.WARNING)
+        # pika narrates every channel open and close at INFO and logs each failed
+        # connect at ERROR with a traceback; Farloom's own warnings already say
+        # what failed and what happens next.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         code: int = module.run(args, settings)
