@@ -160,6 +160,7 @@ class FeedRun:
                                              max_backoff=max_backoff)
         self.error: BaseException | None = None
         self.stats: PublishStats | None = None
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="click-feed", daemon=True)
 
     # -- workers.publisher.Source ---------------------------------------------
@@ -189,7 +190,9 @@ class FeedRun:
 
     def stop(self) -> None:
         """Take no more; what was taken is still confirmed before ``wait`` returns."""
-        if not self.done():
+        # Only once: a second stop() makes the publisher abandon unconfirmed messages.
+        if not self.done() and not self._stopped:
+            self._stopped = True
             self.publisher.stop()
 
     def wait(self, timeout: float = 600.0) -> PublishStats:
