@@ -28,14 +28,15 @@ SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a Google API key", re.compile(r"\bAIza" + r"[0-9A-Za-z_\-]{35}\b")),
     ("a JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ" + r"[A-Za-z0-9_-]{10,}\.")),
 ]
-# scheme://user:password@ with a literal password.
+# A URL whose userinfo carries a literal password.
 URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.\-]*://[^\s/:@'\"`]+:([^\s/@'\"`]+)@")
 ALLOWED_URL_PASSWORDS = {"guest"}  # RabbitMQ's local-development default, documented
 # key = value with a literal password (placeholders, env references and code excepted).
 ASSIGNED_PASSWORD = re.compile(
     r"(?m)^\s*[A-Z0-9_]*(PASSWORD|PASSWD|SECRET|TOKEN)[A-Z0-9_]*\s*[=:]\s*['\"]?([^\s'\"#]+)")
-# change-me placeholders, ${VAR} references, masks, and code (a set or call, not a value).
-PLACEHOLDER = re.compile(r"^(change-me[\w-]*|\$.*|\*+|<.*>|[\[{(].*|)$")
+# change-me placeholders, ${VAR} references, masks, <placeholders>, and code (a literal
+# set, a call or a type annotation is not a value).
+PLACEHOLDER = re.compile(r"^(change-me[\w-]*|\$.*|\*+|<.*>|[\[{(].*|[\w.]+[(\[].*|)$")
 
 
 def _tracked_text_files() -> list[Path]:
@@ -54,7 +55,7 @@ def findings(text: str) -> list[str]:
     found = [f"{what}: {m.group(0)[:40]}" for what, pattern in SECRET_PATTERNS
              for m in pattern.finditer(text)]
     found += [f"a password in a URL: {m.group(0)}" for m in URL_PASSWORD.finditer(text)
-              if m.group(1) not in ALLOWED_URL_PASSWORDS and not m.group(1).startswith("$")]
+              if m.group(1) not in ALLOWED_URL_PASSWORDS and not PLACEHOLDER.match(m.group(1))]
     found += [f"a literal credential: {m.group(0).strip()}"
               for m in ASSIGNED_PASSWORD.finditer(text) if not PLACEHOLDER.match(m.group(2))]
     return found
@@ -85,6 +86,8 @@ def test_the_scan_catches_a_planted_credential(leak: str) -> None:
     "redis://:${REDIS_PASSWORD:?see .env.example}@redis:6379/0",
     "POSTGRES_PASSWORD=change-me-postgres",
     "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?see .env.example}",
+    "amqp://<user>:<password>@<host>:5672/<vhost>",
+    "URL_PASSWORD = re.compile(r'...')",
 ])
 def test_the_scan_allows_the_documented_default_and_placeholders(fine: str) -> None:
     assert findings(fine) == []
