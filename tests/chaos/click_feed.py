@@ -81,6 +81,7 @@ class ClickFeed:
     valid_clicks: int = 0  # distinct valid click ids: <prefix>-0 .. <prefix>-(n-1)
     elements: int = 0  # click objects sent, duplicates and invalid ones included
     messages: int = 0
+    runs_in_progress: int = 0  # FeedRuns whose publisher has not returned yet
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -183,6 +184,8 @@ class FeedRun:
 
     # -- control ---------------------------------------------------------------
     def start(self) -> None:
+        with self.feed._lock:
+            self.feed.runs_in_progress += 1
         self._thread.start()
 
     def done(self) -> bool:
@@ -210,3 +213,6 @@ class FeedRun:
             self.stats = self.publisher.run()
         except BaseException as exc:  # reported by wait()
             self.error = exc
+        finally:
+            with self.feed._lock:
+                self.feed.runs_in_progress -= 1

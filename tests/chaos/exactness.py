@@ -165,6 +165,9 @@ def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
     ``top_k`` must be the pipeline's FARLOOM_TOP_K; ``on_timeout`` adds context
     (say, ``pipeline.tails``) to a failure to settle.
     """
+    # The truth counts what was taken for publishing; it is all confirmed only once
+    # the publisher returned.
+    assert feed.runs_in_progress == 0, "the feed is still publishing: wait() for it first"
     settle_seconds = wait_settled(stack, feed, timeout, on_timeout)
     expected = feed.expected
 
