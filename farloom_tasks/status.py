@@ -29,7 +29,9 @@ _PROGRESS_SQL = sa.text("""
     SELECT (SELECT max(minute) FROM agg.minute_closes WHERE published_revision IS NOT NULL),
            (SELECT max(minute) FROM agg.minute_totals),
            (SELECT count(*) FROM agg.late_minutes),
-           (SELECT closed_through FROM agg.watermark WHERE id = 1)
+           (SELECT closed_through FROM agg.watermark WHERE id = 1),
+           (SELECT count(*) FROM agg.redis_losses),
+           (SELECT count(*) FROM agg.redis_losses WHERE repaired_at IS NULL)
 """)
 
 
@@ -46,6 +48,8 @@ class Snapshot:
     late_minutes_pending: int | None = None
     celery_workers: list[str] | None = None  # None: no Celery app, or not asked
     redis_used_memory_bytes: int | None = None
+    redis_losses: int | None = None  # times Redis lost its data (redis_loss.py), ever
+    redis_losses_unrepaired: int | None = None  # losses whose minutes are still being rebuilt
 
     @property
     def dead_letters(self) -> int | None:
@@ -77,6 +81,9 @@ def assess(snapshot: Snapshot, *, now: float, max_lag_seconds: float,
     dead = snapshot.dead_letters
     if dead is not None and previous_dead_letters is not None and dead > previous_dead_letters:
         problems.append(f"dead letters are growing: {previous_dead_letters} -> {dead}")
+    if snapshot.redis_losses_unrepaired:
+        problems.append("Redis lost its data: aggregation is paused until the recent "
+                        "minutes are rebuilt from raw (agg.redis_losses)")
     if snapshot.celery_workers is not None and not snapshot.celery_workers:
         problems.append("no Celery worker answered the ping")
     return Assessment(healthy=not problems, problems=problems, lag_seconds=lag)
@@ -107,6 +114,7 @@ def collect(*, engine: sa.Engine, amqp_url: str, redis_url: str, now: float,
         snapshot.written_minute = _epoch(row[1])
         snapshot.late_minutes_pending = int(row[2])
         snapshot.watermark = _epoch(row[3])
+        snapshot.redis_losses, snapshot.redis_losses_unrepaired = int(row[4]), int(row[5])
     except sa.exc.SQLAlchemyError as exc:
         snapshot.unreachable["postgresql"] = _first_line(exc)
     try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +47,7 @@ def _redis_minute(stack: Stack, minute: int) -> Counter[tuple[int, str]]:
 
 
 def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
-        stack: Stack) -> None:
+        stack: Stack, tmp_path: Path) -> None:
     closed = last_due_minute(time.time(), 5.0) - MINUTE
     open_minute = minute_of(time.time()) + 2 * MINUTE  # valid: within the clock skew
     set_watermark(stack, closed - MINUTE)
@@ -70,6 +72,9 @@ def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
         "WHERE repaired_at IS NOT NULL"))
     assert [tuple(r) for r in losses] == [(2, 1)]  # both minutes rebuilt; the closed one again
     assert _redis_minute(stack, open_minute) == counted(early + more)
+    shown = stack.farloom("status", "--json", "--no-celery", "--state",
+                          str(tmp_path / "status.json"))
+    assert json.loads(shown.stdout)["redis_losses"] == 1, shown.stderr
 
     wait_published(stack, [closed], after=state[closed][2] or 0, tick=_tick)
     write_aggregates(stack)

@@ -52,3 +52,13 @@ def test_an_unreachable_service_is_named_first() -> None:
                      now=NOW, max_lag_seconds=120, previous_dead_letters=3)
 
     assert verdict.problems == ["rabbitmq is unreachable: connection refused"]
+
+
+def test_a_redis_loss_being_repaired_is_a_problem_and_a_repaired_one_is_not() -> None:
+    repairing = assess(snapshot(redis_losses=1, redis_losses_unrepaired=1), now=NOW,
+                       max_lag_seconds=120, previous_dead_letters=None)
+    repaired = assess(snapshot(redis_losses=1, redis_losses_unrepaired=0), now=NOW,
+                      max_lag_seconds=120, previous_dead_letters=None)
+
+    assert len(repairing.problems) == 1 and "Redis lost its data" in repairing.problems[0]
+    assert repaired.healthy
