@@ -65,12 +65,6 @@ def close_due_minutes() -> list[dict[str, int | None]]:
     """One beat tick: close due minutes, re-aggregate late ones (closing.py)."""
     res = _resources()
     settings, now = res.settings, time.time()
-    losses = redis_loss.check(res.engine, res.counts, now=now,
-                              retention_seconds=settings.redis_retention_seconds,
-                              max_clock_skew_seconds=settings.max_clock_skew_seconds,
-                              lease_seconds=settings.close_retry_seconds)
-    for loss_id in losses.start_repair:
-        repair_redis_loss.delay(loss_id)
     with transaction(res.engine) as cursor:
         closed_through = closing.read_watermark(cursor)
     if windows.due_minutes(closed_through, now, settings.grace_seconds):
@@ -78,6 +72,14 @@ def close_due_minutes() -> list[dict[str, int | None]]:
             due = closing.advance_watermark(cursor, now, settings.grace_seconds)
         if due:
             log.info("closed %s..%s for ingest", iso(due[0]), iso(due[-1]))
+    # After advancing (which needs only PostgreSQL), before claiming: a minute is
+    # never claimed by a tick that has not checked Redis still holds its data.
+    losses = redis_loss.check(res.engine, res.counts, now=now,
+                              retention_seconds=settings.redis_retention_seconds,
+                              max_clock_skew_seconds=settings.max_clock_skew_seconds,
+                              lease_seconds=settings.close_retry_seconds)
+    for loss_id in losses.start_repair:
+        repair_redis_loss.delay(loss_id)
     if losses.repair_pending:
         # Redis lost its data: nothing is aggregated until raw has rebuilt it.
         return []
