@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,9 +41,10 @@ def _redis_minute(stack: Stack, minute: int) -> Counter[tuple[int, str]]:
     client = stack.redis()
     found: Counter[tuple[int, str]] = Counter()
     for shard in range(stack.settings.shard_count):
-        for ad, n in client.zrange(redis_counts.clicks_key(shard, minute), 0, -1,
-                                   withscores=True):
-            found[(minute, ad.decode())] += int(n)
+        members: Any = client.zrange(redis_counts.clicks_key(shard, minute), 0, -1,
+                                     withscores=True)
+        for ad, n in members:
+            found[(minute, bytes(ad).decode())] += int(n)
     return found
 
 
