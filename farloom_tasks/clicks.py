@@ -197,7 +197,7 @@ def _valid_common_shape(element: dict[str, Any], latest: float) -> Click | None:
             and element.get("ip") is None
             and (user_id is None or (type(user_id) is str and len(user_id) <= MAX_ID_CHARS
                                      and user_id.isascii() and "\x00" not in user_id))
-            and (country is None or country in ISO_3166_ALPHA2)):
+            and (country is None or (type(country) is str and country in ISO_3166_ALPHA2))):
         return None
     if type(clicked_at) is float or type(clicked_at) is int:
         seconds = float(clicked_at)

@@ -29,6 +29,7 @@ NASTY_TEXT = st.one_of(
 )
 # Integers a 64-bit JSON decoder reads back as integers (larger ones become floats).
 INT64 = st.integers(-(2**63), 2**63 - 1)
+ALPHANUMERIC = st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_")
 PRINTABLE = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"])
 
 
@@ -93,7 +94,7 @@ def broken(now: float) -> st.SearchStrategy[Any]:
                        "9999-12-31T23:59:59Z", "2999-01-01T00:00:00+14:00", ""],
         "user_id": [7, ["u"], "u" * 65, "u\x00"],
         "ip": ["1.2.3", "256.1.1.1", "::g", "fe80::1%eth0", 12, "", "1.2.3.4 "],
-        "country": [*NOT_COUNTRIES, 1, ["US"]],
+        "country": [*NOT_COUNTRIES, 1, ["US"], {"code": "US"}, True, 2.5],
     }
     one_field = st.sampled_from(sorted(field_breaks)).flatmap(
         lambda name: st.tuples(st.just(name), st.sampled_from(field_breaks[name])))
@@ -112,7 +113,16 @@ def broken(now: float) -> st.SearchStrategy[Any]:
     not_object = st.one_of(INT64, NASTY_TEXT, st.none(),
                            st.booleans(), st.lists(INT64, max_size=3),
                            st.floats(allow_nan=False, allow_infinity=False))
-    return st.one_of(st.builds(apply, valid_like(now), one_field), not_object)
+    # The common shape (ASCII ids, a number for the time, nothing optional but a country)
+    # is what a validator's fast path sees: break fields of that shape too.
+    plain = st.fixed_dictionaries(
+        {"click_id": st.text(ALPHANUMERIC, min_size=1, max_size=20),
+         "ad_id": st.text(ALPHANUMERIC, min_size=1, max_size=20),
+         "clicked_at": st.floats(min_value=now - 86_400, max_value=now - 1).map(
+             lambda s: round(s, 3))},
+        optional={"country": st.sampled_from(sorted(KNOWN_COUNTRIES))})
+    base = st.one_of(valid_like(now), plain)
+    return st.one_of(st.builds(apply, base, one_field), not_object)
 
 
 def whole_body() -> st.SearchStrategy[bytes]:
