@@ -33,7 +33,7 @@ from tests.chaos.processes import PipelineProcess
 from tests.stack import Stack
 
 MAX_BYTES = 65_536  # the worker's FARLOOM_MAX_MESSAGE_BYTES: oversized bodies stay cheap
-MESSAGES = 3_600
+MESSAGES = 4_000
 CHUNKS = 8
 CANARY_CLICKS = 25
 
