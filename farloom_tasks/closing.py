@@ -104,9 +104,14 @@ _IN_FLIGHT = """
 """
 
 
-def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int) -> list[Attempt]:
+def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int,
+                   late_interval_seconds: float = 0.0) -> list[Attempt]:
     """Claim the minutes that need aggregating now, oldest first (see module docstring).
 
+    A minute closed before and marked late again is claimed only when its last
+    attempt started at least ``late_interval_seconds`` ago: a minute that keeps
+    receiving late clicks is then recomputed at that pace rather than on every
+    tick, and each revision still includes every click marked before it.
     Returns nothing when another tick holds the claim lock.
     """
     cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", (CLAIM_LOCK_KEY,))
@@ -115,7 +120,7 @@ def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int) -> 
     # Late minutes closed before this ledger existed (historical imports) get a row too.
     cursor.execute("INSERT INTO agg.minute_closes (minute) SELECT minute FROM agg.late_minutes "
                    "ON CONFLICT (minute) DO NOTHING")
-    params = {"retry": retry_seconds}
+    params = {"retry": retry_seconds, "late": late_interval_seconds}
     cursor.execute(f"SELECT count(*) FROM agg.minute_closes c WHERE {_IN_FLIGHT}", params)
     room = max_in_flight - int(cursor.fetchone()[0])
     if room <= 0:
@@ -123,7 +128,10 @@ def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int) -> 
     cursor.execute(f"""
         SELECT extract(epoch FROM c.minute)::bigint, l.mark_seq
         FROM agg.minute_closes c LEFT JOIN agg.late_minutes l USING (minute)
-        WHERE (c.published_revision IS NULL OR l.minute IS NOT NULL) AND NOT ({_IN_FLIGHT})
+        WHERE (c.published_revision IS NULL
+               OR (l.minute IS NOT NULL
+                   AND c.requested_at <= now() - make_interval(secs => %(late)s)))
+          AND NOT ({_IN_FLIGHT})
         ORDER BY c.minute LIMIT %(room)s
         FOR UPDATE OF c
     """, {**params, "room": room})

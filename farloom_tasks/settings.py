@@ -54,6 +54,8 @@ class Settings:
     close_tick_seconds: float = 0.25
     reconcile_interval_seconds: float = 300.0  # s between periodic reconciliations
     reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
+    # s between two re-aggregations of one minute that keeps receiving late clicks
+    late_interval_seconds: float = 1.0
     close_retry_seconds: float = 120.0  # s an unpublished aggregation may run before a retry
     close_max_in_flight: int = 32  # minutes aggregated at once; bounds a catch-up burst
     # Test seam (failpoints.py): "name[:n],..." arms points; the first n calls fail.
@@ -136,6 +138,7 @@ class Settings:
         for name, value in {
             "grace_seconds": self.grace_seconds,
             "max_clock_skew_seconds": self.max_clock_skew_seconds,
+            "late_interval_seconds": self.late_interval_seconds,
         }.items():
             if value < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0, got {value}")

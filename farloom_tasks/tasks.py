@@ -85,6 +85,7 @@ def close_due_minutes() -> list[dict[str, int | None]]:
         return []
     with transaction(res.engine) as cursor:
         attempts = closing.claim_attempts(cursor, retry_seconds=settings.close_retry_seconds,
+                                          late_interval_seconds=settings.late_interval_seconds,
                                           max_in_flight=settings.close_max_in_flight)
     if not attempts:
         return []
