@@ -56,7 +56,7 @@ class Settings:
     reconcile_lookback_minutes: int = 120  # minutes the periodic reconciliation checks
     # s between two re-aggregations of one minute that keeps receiving late clicks
     late_interval_seconds: float = 1.0
-    close_retry_seconds: float = 120.0  # s an unpublished aggregation may run before a retry
+    close_retry_seconds: float = 60.0  # s an unpublished aggregation may run before a retry
     close_max_in_flight: int = 32  # minutes aggregated at once; bounds a catch-up burst
     # Test seam (failpoints.py): "name[:n],..." arms points; the first n calls fail.
     failpoints: str = ""
