@@ -24,6 +24,8 @@ PARTS: dict[str, tuple[str, str]] = {
     "aggregate": ("farloom_tasks.bench_aggregate",
                   "closing minutes: per-shard top-k chord and merge"),
     "api": ("farloom_tasks.bench_api", "the query API: requests/s and latency"),
+    "publish": ("farloom_tasks.bench_publish",
+                "the log watcher's confirming publisher vs. synchronous confirms: messages/s"),
 }
 
 

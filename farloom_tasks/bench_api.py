@@ -25,18 +25,16 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from random import Random
 
 import sqlalchemy as sa
 
 from farloom_tasks import db, migrate
-from farloom_tasks.bench_report import replace_section
+from farloom_tasks.bench_report import DOCS_PATH, replace_section
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 from farloom_tasks.windows import MINUTE, iso, minute_of, to_datetime
 
-DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "api"
 TARGET_SECONDS = 0.2
 

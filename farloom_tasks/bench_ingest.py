@@ -70,7 +70,7 @@ QUICK = Sizes(messages={1: 300, 100: 30}, naive_messages={1: 100, 100: 5}, naive
 
 
 CONSUMER_KINDS = ("null", "naive", "farloom")
-DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+DOCS_PATH = report.DOCS_PATH
 
 
 def _clicks_at(timeline: list[list[float]], moment: float) -> int:

@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 CONSUMER_LABELS = {"null": "(a) null", "naive": "(b) naive", "farloom": "(c) Farloom"}
 PRELOADED, SUSTAINED = "preloaded", "sustained"
@@ -180,6 +181,7 @@ def replace_section(document: str, name: str, body: str) -> str:
     return document.rstrip("\n") + ("\n\n" if document.strip() else "") + block + "\n"
 
 
+DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DOCS_TITLE = "# Benchmarks"
 DOCS_INTRO = ("Figures from `farloom bench` (`make bench`). Each section is rewritten by its "
               "benchmark with `--write-docs`; text outside the markers is kept.")
