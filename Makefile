@@ -32,13 +32,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Every benchmark, each in its own throw-away database, Redis db and vhost, each
+# rewriting its section of docs/benchmarks.md (about 20 minutes; run on a quiet machine).
 bench: $(STAMP) services
-	$(BIN)/farloom migrate
+	$(BIN)/farloom bench publish --write-docs
 	$(BIN)/farloom bench ingest --write-docs
-
-# The query API's latency over a day of minutes (own scratch database; ~5 minutes).
-.PHONY: bench-api
-bench-api: $(STAMP) services
+	$(BIN)/farloom bench aggregate --write-docs
 	$(BIN)/farloom bench api --write-docs
 
 # Needs a machine that can reach a vulnerability database; not part of `make test`.
