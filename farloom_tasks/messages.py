@@ -53,7 +53,13 @@ def decode_message(body: bytes, *, now: float, max_skew: float, max_bytes: int) 
 
 def _add(decoded: DecodedMessage, element: object, now: float, max_skew: float,
          index: int | None) -> None:
-    result = validate_click(element, now, max_skew)
+    try:
+        result: Click | Rejection = validate_click(element, now, max_skew)
+    except Exception as exc:  # a validation bug, not bad input
+        # Crashing would redeliver this message forever and stall every valid click
+        # behind it; dead-lettered, the element is kept for a replay once fixed.
+        result = Rejection("validation_error", f"the validator failed on this element: "
+                                               f"{exc!r}"[:200])
     if isinstance(result, Click):
         decoded.clicks.append(result)
     else:

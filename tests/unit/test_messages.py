@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -140,3 +141,24 @@ def test_a_body_that_is_not_utf8_is_told_apart_from_one_that_is_not_json() -> No
 def test_an_empty_array_yields_nothing() -> None:
     decoded = _decode(b"[]")
     assert (decoded.clicks, decoded.dead_letters) == ([], [])
+
+
+def test_a_validator_bug_dead_letters_the_element_instead_of_stopping_the_stream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from farloom_tasks import messages
+
+    def broken(element: object, now: float, max_skew: float) -> object:
+        if isinstance(element, dict) and element.get("click_id") == "trips-the-bug":
+            raise TypeError("unhashable type: 'list'")
+        return real(element, now, max_skew)
+
+    real = messages.validate_click
+    monkeypatch.setattr(messages, "validate_click", broken)
+    body = orjson.dumps([{"click_id": "trips-the-bug", "ad_id": "a", "clicked_at": 100.0},
+                         {"click_id": "fine", "ad_id": "a", "clicked_at": 100.0}])
+
+    decoded = messages.decode_message(body, now=200.0, max_skew=0.0, max_bytes=10_000)
+
+    assert [c.click_id for c in decoded.clicks] == ["fine"]
+    assert [d.rejection.code for d in decoded.dead_letters] == ["validation_error"]
+    assert decoded.dead_letters[0].element_index == 0
