@@ -11,7 +11,6 @@ import pytest
 
 from farloom_tasks import closing, failpoints
 from farloom_tasks.windows import MINUTE, last_due_minute, to_datetime
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,

@@ -18,7 +18,6 @@ import pika
 import pytest
 
 from farloom_tasks import celery as farloom_celery
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
 from tests.integration.ingest_support import queue_counts
 from tests.minute_checks import sql, wait_until
 from tests.stack import Stack

@@ -12,7 +12,6 @@ import pytest
 
 from farloom_tasks import redis_counts
 from farloom_tasks.windows import MINUTE, last_due_minute, minute_of
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,

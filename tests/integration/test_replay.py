@@ -8,9 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
-from tests.minute_checks import (  # noqa: F401 (aggregate_writer is a fixture)
-    aggregate_writer,
+from tests.minute_checks import (
     assert_agg_is,
     clicks_for,
     counted,

@@ -16,8 +16,7 @@ import pytest
 
 from farloom_tasks import topk
 from farloom_tasks.windows import MINUTE, from_datetime, iso
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401 (fixtures)
-from tests.minute_checks import TEST_K, aggregate_writer, sql  # noqa: F401
+from tests.minute_checks import TEST_K, sql
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.usefixtures("celery_worker"), pytest.mark.slow]
