@@ -98,11 +98,11 @@ class Batcher:
 
 
 MIN_PREFETCH = 16  # messages; keeps a worker busy even when messages are huge
-BATCHES_IN_FLIGHT = 2  # one batch being written while the next one fills
+BATCHES_IN_FLIGHT = 4  # batches of clicks in flight: one being written while the next ones fill
 
 
 def prefetch_for(clicks_per_message: float, batch_size: int, ceiling: int) -> int:
-    """The prefetch (in messages) that keeps about two batches of clicks in flight.
+    """The prefetch (in messages) that keeps BATCHES_IN_FLIGHT batches of clicks in flight.
 
     RabbitMQ counts prefetch in messages, but a worker's memory grows with the
     clicks it holds: 4,000 messages of 100 clicks are 400,000 clicks. Sizing the

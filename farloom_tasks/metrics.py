@@ -107,6 +107,7 @@ class IngestStats:
     last_ack_at: float | None = None  # epoch s
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     prefetch: int = 0  # messages, the broker window last set with basic.qos
+    batches: int = 0  # flushes written and acked
 
     def summary(self, now: float) -> dict[str, Any]:
         """``elapsed_s`` spans the first delivery to the last ack (idle waits excluded)."""
@@ -130,6 +131,7 @@ class IngestStats:
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "run_s": round(now - self.started_at, 3),
             "prefetch": self.prefetch,
+            "batches": self.batches,
         }
 
 

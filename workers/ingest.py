@@ -77,6 +77,7 @@ INITIAL_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
 POLL_SECONDS = 0.5  # s an idle worker waits on the socket before looking at its flags
 RETRIES_AFTER_STOP = 3  # attempts a stopping worker still makes to write its last batch
+STARTING_PREFETCH = 200  # messages, until the first batch shows their size
 PREFETCH_SMOOTHING = 0.3  # weight of the newest batch in the clicks-per-message average
 PREFETCH_HYSTERESIS = 0.25  # relative change of the ideal prefetch that triggers basic.qos
 # A bad deploy (a producer or a validation change) would dead-letter everything;
@@ -269,7 +270,7 @@ class IngestWorker:
         self._last_delivery_at = time.time()
         self._last_alarm_at = 0.0
         self._prefetch = settings.prefetch_count  # messages, as last sent with basic.qos
-        self._clicks_per_message = 1.0  # running average; starts at the worst case for memory
+        self._clicks_per_message: float | None = None  # running average, once a batch is seen
 
     def run(self) -> int:
         """Consume until stopped (or, with ``burst``, until the queue is empty)."""
@@ -316,9 +317,12 @@ class IngestWorker:
         with topology.translated_errors():
             channel = connection.channel()
         topology.declare(channel)
-        self._prefetch = self.stats.prefetch = self.settings.prefetch_count
+        # Until a batch shows how many clicks a message holds, a small window: a full
+        # one of 100-click messages would be 400,000 clicks in memory at once.
+        self._prefetch = self.stats.prefetch = min(STARTING_PREFETCH,
+                                                   self.settings.prefetch_count)
         with topology.translated_errors():
-            channel.basic_qos(prefetch_count=self._prefetch)
+            channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
         self._await(connection, self.executor.submit(self.sink.recover))
         with topology.translated_errors():
@@ -403,17 +407,24 @@ class IngestWorker:
         self._resize_prefetch(channel, batch)
 
     def _resize_prefetch(self, channel: Any, batch: Batch) -> None:
-        """Follow the clicks per message seen (batching.prefetch_for) to bound memory."""
+        """Follow the clicks per message seen (batching.prefetch_for) to bound memory.
+
+        The window is channel-wide (``global_qos``): RabbitMQ applies a per-consumer
+        prefetch only to consumers created after it, so a change would never reach
+        the running consumer. This channel has exactly one consumer.
+        """
         items = batch.clicks_received + len(batch.dead_letters)
         # An exponential average, so one odd batch does not swing the window.
-        self._clicks_per_message += PREFETCH_SMOOTHING * (
-            items / batch.messages - self._clicks_per_message)
-        wanted = prefetch_for(self._clicks_per_message, self.settings.batch_size,
+        seen = items / batch.messages
+        average = self._clicks_per_message
+        self._clicks_per_message = average = (
+            seen if average is None else average + PREFETCH_SMOOTHING * (seen - average))
+        wanted = prefetch_for(average, self.settings.batch_size,
                               self.settings.prefetch_count)
         # basic.qos is a round trip: change it only when the window is well off.
         if abs(wanted - self._prefetch) > PREFETCH_HYSTERESIS * self._prefetch:
             with topology.translated_errors():
-                channel.basic_qos(prefetch_count=wanted)
+                channel.basic_qos(prefetch_count=wanted, global_qos=True)
             log.info("prefetch %d -> %d messages (%.1f clicks per message)",
                      self._prefetch, wanted, self._clicks_per_message)
             self._prefetch = self.stats.prefetch = wanted
@@ -421,6 +432,7 @@ class IngestWorker:
     def _record(self, batch: Batch, written: Written, started: float, acked: float) -> None:
         stats = self.stats
         stats.messages += batch.messages
+        stats.batches += 1
         stats.clicks_received += batch.clicks_received
         stats.clicks_stored += written.new_clicks
         duplicates = batch.duplicates_in_batch + written.duplicates

@@ -151,6 +151,19 @@ def test_a_worker_fed_large_messages_shrinks_its_prefetch_to_bound_memory(stack:
     summary = run_burst(stack)
 
     assert summary["clicks_stored"] == 10_000
-    # 4,000 messages of 100 clicks would be 400,000 clicks in flight; two batches of
-    # 2,000 clicks are about 40 messages, and the running average gets close to it.
-    assert summary["prefetch"] <= 200
+    # 4,000 messages of 100 clicks would be 400,000 clicks in flight; four batches of
+    # 2,000 clicks are 80 messages: the first batch already shows the message size.
+    assert summary["prefetch"] <= 100
+
+
+def test_a_worker_fed_one_click_messages_grows_its_window_at_the_broker(stack: Stack) -> None:
+    stream = one_click_stream(3000, time.time(), prefix="grow")
+    publish(stack, stream.bodies)
+
+    summary = run_burst(stack)
+
+    assert summary["clicks_stored"] == 3000
+    # It starts with a window of 200 messages. Had the broker ignored the larger
+    # window, every batch would hold at most 200 messages: 15 batches or more.
+    assert summary["prefetch"] == 4000
+    assert summary["batches"] <= 6, summary

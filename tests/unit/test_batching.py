@@ -90,11 +90,11 @@ def test_discard_drops_the_batch_and_reports_its_messages() -> None:
     assert len(batcher) == 0
 
 
-def test_the_prefetch_keeps_about_two_batches_of_clicks_in_flight() -> None:
+def test_the_prefetch_keeps_a_few_batches_of_clicks_in_flight() -> None:
     from farloom_tasks.batching import prefetch_for
 
     assert prefetch_for(1.0, batch_size=2000, ceiling=4000) == 4000
-    assert prefetch_for(100.0, batch_size=2000, ceiling=4000) == 40
+    assert prefetch_for(100.0, batch_size=2000, ceiling=4000) == 80
     assert prefetch_for(0.0, batch_size=2000, ceiling=4000) == 4000  # all-invalid messages
 
 
