@@ -50,29 +50,7 @@ class BenchEnv:
 
     def reset(self) -> None:
         """Empty every table, the Redis db and every queue, so runs start alike."""
-        engine = db.make_engine(self.settings.database_url, pool_size=1)
-        try:
-            with db.translated_errors(), engine.begin() as conn:
-                tables = conn.execute(sa.text(
-                    "SELECT schemaname || '.' || tablename FROM pg_tables "
-                    "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
-                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
-                conn.exec_driver_sql(
-                    "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
-        finally:
-            engine.dispose()
-        with redis_counts.translated_errors():
-            redis.Redis.from_url(self.settings.redis_url).flushdb()
-        connection = topology.connect(self.settings.amqp_url)
-        try:
-            channel = connection.channel()
-            topology.declare(channel)
-            with topology.translated_errors():
-                for queue in QUEUES:
-                    channel.queue_purge(queue)
-        finally:
-            with contextlib.suppress(Exception):
-                connection.close()
+        empty_everything(self.settings)
 
     def stored_clicks(self) -> int:
         """Rows in raw.ad_clicks: what has been made durable so far."""
@@ -83,6 +61,36 @@ class BenchEnv:
                            or 0)
         finally:
             engine.dispose()
+
+
+def empty_everything(settings: Settings) -> None:
+    """Empty every raw/agg table, the Redis db and every Farloom queue of ``settings``.
+
+    For throw-away environments only (benchmarks, tests): it deletes all data.
+    """
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        with db.translated_errors(), engine.begin() as conn:
+            tables = conn.execute(sa.text(
+                "SELECT schemaname || '.' || tablename FROM pg_tables "
+                "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
+            conn.exec_driver_sql(
+                "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
+    finally:
+        engine.dispose()
+    with redis_counts.translated_errors():
+        redis.Redis.from_url(settings.redis_url).flushdb()
+    connection = topology.connect(settings.amqp_url)
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        with topology.translated_errors():
+            for queue in QUEUES:
+                channel.queue_purge(queue)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def _rabbitmqctl(*args: str) -> None:

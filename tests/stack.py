@@ -23,7 +23,7 @@ import redis
 import sqlalchemy as sa
 
 from farloom_tasks import db, migrate, topology
-from farloom_tasks.bench_env import redis_db_lock
+from farloom_tasks.bench_env import empty_everything, redis_db_lock
 from farloom_tasks.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -79,27 +79,7 @@ class Stack:
 
     def reset(self) -> None:
         """Empty every table, the Redis db and every queue: a clean slate per test."""
-        engine = self.engine()
-        try:
-            with engine.begin() as conn:
-                tables = conn.execute(sa.text(
-                    "SELECT schemaname || '.' || tablename FROM pg_tables "
-                    "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
-                conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
-                conn.exec_driver_sql(
-                    "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
-        finally:
-            engine.dispose()
-        self.redis().flushdb()
-        connection = self.amqp()
-        try:
-            channel = connection.channel()
-            topology.declare(channel)
-            for queue in (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
-                          topology.AGGREGATES_QUEUE, topology.AGGREGATES_DEAD_QUEUE):
-                channel.queue_purge(queue)
-        finally:
-            connection.close()
+        empty_everything(self.settings)
 
 
 def _rabbitmqctl(*args: str) -> None:
