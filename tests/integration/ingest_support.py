@@ -163,7 +163,8 @@ def redis_minute_counts(stack: Stack) -> Counter[tuple[int, str]]:
     seen: Counter[tuple[int, str]] = Counter()
     for key in client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*:clicks:*", count=1000):
         minute = int(key.decode().rsplit(":", 1)[1])
-        for ad, score in client.zrange(key, 0, -1, withscores=True):
+        members: Any = client.zrange(key, 0, -1, withscores=True)
+        for ad, score in members:
             seen[(minute, ad.decode())] += int(score)
     return seen
 
