@@ -136,5 +136,18 @@ class IngestStats:
 
 
 def peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux.
+    """This process's peak resident memory in MiB.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over an exec, so a
+    worker started by a large parent (a benchmark harness holding its messages)
+    would report the parent's memory as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    # ru_maxrss is in KiB on Linux (no /proc elsewhere).
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

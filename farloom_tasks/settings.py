@@ -38,7 +38,10 @@ class Settings:
     # Ingest batching.
     batch_size: int = 2000  # clicks per durable write
     flush_interval_seconds: float = 0.2  # s before a partial batch is flushed
-    prefetch_count: int = 4000  # unacked messages the broker may hand one ingest worker
+    # unacked messages the broker may hand one ingest worker (a ceiling: the worker
+    # sizes its window from the clicks per message it sees, batching.prefetch_for)
+    prefetch_count: int = 12_000
+    ingest_writers: int = 2  # batches one ingest worker writes concurrently (one connection each)
     max_message_bytes: int = 1_048_576  # bytes; larger messages are dead-lettered unparsed
 
     # Aggregates: per-ad counts travel in chunks of at most this many ads.
@@ -117,6 +120,7 @@ class Settings:
             "top_k": self.top_k,
             "batch_size": self.batch_size,
             "prefetch_count": self.prefetch_count,
+            "ingest_writers": self.ingest_writers,
             "max_message_bytes": self.max_message_bytes,
             "redis_retention_seconds": self.redis_retention_seconds,
             "aggregate_chunk_ads": self.aggregate_chunk_ads,

@@ -2,29 +2,40 @@
 
 Per delivery: decode and validate (messages.decode_message) → add to the batch
 (batching.Batcher, which drops repeated click ids). Per flush, on size, on age
-and always on shutdown: the writer thread makes the distinct clicks durable
-(durable_write: one PostgreSQL transaction with its Redis outbox, then the
-idempotent Redis apply) while the main thread publishes the batch's dead
-letters with confirms; then one ``basic_ack(last_tag, multiple=True)``.
+and always on shutdown: the main thread publishes the batch's dead letters with
+confirms and hands the distinct clicks to a writer thread (durable_write: one
+PostgreSQL transaction with its Redis outbox, then the idempotent Redis apply).
+Up to ``ingest_writers`` batches are written at once, each writer on its own
+connections, while the main thread keeps filling the next batch; acks go out
+in delivery order, one ``basic_ack(last_tag, multiple=True)`` per batch.
 
 Ack rules:
 - A message is acked only after its valid clicks are committed in PostgreSQL
-  and applied in Redis, and its dead letters are confirmed by the broker.
+  and applied in Redis, its dead letters are confirmed by the broker, and
+  every earlier batch has been acked (a multiple ack covers them all).
 - A lost PostgreSQL or Redis connection is retried with capped exponential
   backoff on the writer thread, then the outbox is drained before the batch is
   written again; the batch stays unacked meanwhile.
-- A lost broker connection discards the unflushed batch (the broker redelivers
-  it; click ids deduplicate it) and reconnects with backoff.
+- A lost broker connection discards the unflushed batch and forgets the
+  batches being written (the broker redelivers them all; click ids deduplicate
+  what was already stored) and reconnects with backoff.
 - Invalid input is dead-lettered element by element and never retried; a batch
   PostgreSQL refuses as data (a gap in validation) is written click by click so
   that only the refused clicks are dead-lettered ("unstorable"). Any other
   unexpected error ends the worker without acking: a bug must not ack data.
 - SIGTERM or SIGINT flushes and acks the current batch, then exits 0.
 
+Why concurrent writers are still exact: two batches in flight are two
+transactions like those of two workers side by side. Each inserts its click
+ids in sorted order with ``ON CONFLICT DO NOTHING``, so a click id in both is
+stored once (the later transaction waits for the earlier and skips it) and the
+two can never deadlock; only the one that stored a click carries its Redis
+increment in its outbox row.
+
 Threads: pika's connection is not thread-safe, so the main thread owns it and
-keeps calling ``process_data_events`` while a write runs (pika's guidance for
-long work: heartbeats keep flowing, and deliveries fill the next batch). The
-writer thread alone owns the PostgreSQL and Redis connections.
+keeps calling ``process_data_events`` while writes run (pika's guidance for
+long work: heartbeats keep flowing, and deliveries fill the next batch). Each
+writer thread alone owns its PostgreSQL and Redis connections.
 """
 
 from __future__ import annotations
@@ -254,6 +265,24 @@ def _noop() -> None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Writer:
+    """A writer thread and the sink (connections) only it uses."""
+
+    sink: DurableSink
+    executor: ThreadPoolExecutor
+
+
+@dataclasses.dataclass
+class InFlight:
+    """A batch being written; it is acked once it and every earlier batch are done."""
+
+    batch: Batch
+    writer: Writer
+    started: float
+    future: Future[Written] | None = None  # None: the batch holds only dead letters
+
+
 class IngestWorker:
     """One consumer of ``farloom.clicks.ingest``; run it as many times as you like."""
 
@@ -265,8 +294,13 @@ class IngestWorker:
         self.idle_seconds = idle_seconds
         self.stats = metrics.IngestStats(started_at=time.time())
         self.batcher = Batcher(settings.batch_size, settings.flush_interval_seconds)
-        self.sink = DurableSink(settings, stop)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        # One sink per writer thread: a sink's connections are used by its thread only.
+        self.writers = [
+            Writer(DurableSink(settings, stop),
+                   ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ingest-writer-{n}"))
+            for n in range(settings.ingest_writers)]
+        self._idle_writers: collections.deque[Writer] = collections.deque(self.writers)
+        self._in_flight: collections.deque[InFlight] = collections.deque()  # oldest first
         self._last_delivery_at = time.time()
         self._last_alarm_at = 0.0
         self._prefetch = settings.prefetch_count  # messages, as last sent with basic.qos
@@ -284,7 +318,7 @@ class IngestWorker:
                 if isinstance(exc.__cause__, _REFUSED):
                     raise ConfigError(f"{exc}; check the user, password and vhost in "
                                       "FARLOOM_AMQP_URL") from exc
-                dropped = self.batcher.discard()
+                dropped = self.batcher.discard() + sum(e.batch.messages for e in self._in_flight)
                 metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
                 if self.stop.is_set():
                     log.warning("stopping without a broker: %s; %d unacked messages will be "
@@ -304,49 +338,64 @@ class IngestWorker:
                         connection.close()
 
     def close(self) -> None:
-        try:
-            if self.sink.cleanup_due:
-                self.executor.submit(self.sink.cleanup).result(timeout=60)
-        except Exception as exc:  # the rows stay; any drain deletes them later
-            log.warning("could not delete applied outbox rows: %s", exc)
-        finally:
-            self.executor.shutdown(wait=True)
-            self.sink.close()
+        for writer in self.writers:
+            try:
+                if writer.sink.cleanup_due:
+                    writer.executor.submit(writer.sink.cleanup).result(timeout=60)
+            except Exception as exc:  # the rows stay; any drain deletes them later
+                log.warning("could not delete applied outbox rows: %s", exc)
+            finally:
+                writer.executor.shutdown(wait=True)
+                writer.sink.close()
 
     def _consume(self, connection: Any) -> int:
+        self._forget_in_flight()  # a new connection: the old delivery tags mean nothing
         with topology.translated_errors():
             channel = connection.channel()
         topology.declare(channel)
         # Until a batch shows how many clicks a message holds, a small window: a full
-        # one of 100-click messages would be 400,000 clicks in memory at once.
+        # one of 100-click messages would be over a million clicks in memory at once.
         self._prefetch = self.stats.prefetch = min(STARTING_PREFETCH,
                                                    self.settings.prefetch_count)
         with topology.translated_errors():
             channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
-        self._await(connection, self.executor.submit(self.sink.recover))
+        first = self.writers[0]
+        self._await(connection, first.executor.submit(first.sink.recover))
         with topology.translated_errors():
             consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
-        log.info("consuming %s (batch %d clicks or %.2f s, prefetch %d)", topology.INGEST_QUEUE,
-                 self.settings.batch_size, self.settings.flush_interval_seconds,
-                 self.settings.prefetch_count)
+        log.info("consuming %s (batch %d clicks or %.2f s, prefetch up to %d, %d writers)",
+                 topology.INGEST_QUEUE, self.settings.batch_size,
+                 self.settings.flush_interval_seconds, self.settings.prefetch_count,
+                 len(self.writers))
         self._last_delivery_at = time.time()
         while True:
+            self._ack_finished(connection, channel, dead)
             if self.stop.is_set():
                 with topology.translated_errors():
                     channel.basic_cancel(consumer_tag)
-                self._flush(connection, channel, dead)
+                self._wait_for_a_writer(connection, channel, dead)
+                self._start_write(connection, dead)
+                while self._in_flight:
+                    self._wait_for_oldest(connection)
+                    self._ack_finished(connection, channel, dead)
                 return 0
             now = time.time()
-            if self.batcher.should_flush(now):
-                self._flush(connection, channel, dead)
+            if self._idle_writers and self.batcher.should_flush(now):
+                self._start_write(connection, dead)
                 continue
             due = self.batcher.seconds_until_due(now)
+            if due is None or not self._idle_writers:
+                # Nothing due, or every writer busy: a finishing write ends this wait
+                # early (the callback in _submit), and so does a delivery.
+                due = POLL_SECONDS
             with topology.translated_errors():
-                connection.process_data_events(time_limit=POLL_SECONDS if due is None else due)
-            if len(self.batcher) == 0 and time.time() - self._last_delivery_at >= self._idle_after:
-                if self.sink.cleanup_due:
-                    self._await(connection, self.executor.submit(self.sink.cleanup))
+                connection.process_data_events(time_limit=due)
+            if (not self._in_flight and len(self.batcher) == 0
+                    and time.time() - self._last_delivery_at >= self._idle_after):
+                for writer in self.writers:
+                    if writer.sink.cleanup_due:
+                        self._await(connection, writer.executor.submit(writer.sink.cleanup))
                 if self.burst and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
                     return 0
                 self._last_delivery_at = time.time()
@@ -380,31 +429,90 @@ class IngestWorker:
                 connection.process_data_events(time_limit=POLL_SECONDS)
         return future.result()
 
-    def _flush(self, connection: Any, channel: Any, dead: DeadLetterPublisher) -> None:
+    def _start_write(self, connection: Any, dead: DeadLetterPublisher) -> None:
+        """Hand the current batch to an idle writer; its ack waits in ``_in_flight``."""
         batch = self.batcher.take()
         if batch.messages == 0:
             return
-        started = time.time()
-        clicks = batch.clicks
-        future = self.executor.submit(self.sink.write, clicks) if clicks else None
+        writer = self._idle_writers.popleft()
+        entry = InFlight(batch, writer, started=time.time())
+        self._in_flight.append(entry)
+        if batch.clicks_received:
+            entry.future = self._submit(connection, writer, writer.sink.write, batch.clicks)
         if batch.dead_letters:
             dead.publish(batch.dead_letters)  # while the write runs
-        written = Written()
-        if future is not None:
-            try:
-                written = self._await(connection, future)
-            except REFUSED_AS_DATA:
-                log.exception("PostgreSQL refused a batch of %d clicks as data; writing them "
-                              "one by one to dead-letter only the refused ones", len(clicks))
-                written = self._await(connection,
-                                      self.executor.submit(self.sink.write_one_by_one, clicks))
-                dead.publish(written.refused)
-        crash_points.reach("after_redis")
-        with topology.translated_errors():
-            channel.basic_ack(delivery_tag=batch.last_delivery_tag, multiple=True)
-        crash_points.reach("after_ack")
-        self._record(batch, written, started, time.time())
-        self._resize_prefetch(channel, batch)
+
+    def _submit(self, connection: Any, writer: Writer, work: Callable[..., T],
+                *args: Any) -> Future[T]:
+        future = writer.executor.submit(work, *args)
+
+        def wake(_: Future[T]) -> None:
+            # Ends the main thread's process_data_events early so that the ack goes
+            # out at once; if the connection is gone, nobody is waiting on it.
+            with contextlib.suppress(Exception):
+                connection.add_callback_threadsafe(_noop)
+
+        future.add_done_callback(wake)
+        return future
+
+    def _wait_for_oldest(self, connection: Any) -> None:
+        future = self._in_flight[0].future
+        while future is not None and not future.done():
+            with topology.translated_errors():
+                connection.process_data_events(time_limit=POLL_SECONDS)
+
+    def _wait_for_a_writer(self, connection: Any, channel: Any,
+                           dead: DeadLetterPublisher) -> None:
+        while not self._idle_writers:
+            self._wait_for_oldest(connection)
+            self._ack_finished(connection, channel, dead)
+
+    def _ack_finished(self, connection: Any, channel: Any, dead: DeadLetterPublisher) -> None:
+        """Ack the finished writes at the head of ``_in_flight``, oldest first.
+
+        A later batch that finished first waits for the earlier ones: a multiple
+        ack covers every earlier delivery tag.
+        """
+        while self._in_flight:
+            entry = self._in_flight[0]
+            written = Written()
+            if entry.future is not None:
+                if not entry.future.done():
+                    return
+                try:
+                    written = entry.future.result()
+                except REFUSED_AS_DATA:
+                    log.exception("PostgreSQL refused a batch of %d clicks as data; writing "
+                                  "them one by one to dead-letter only the refused ones",
+                                  entry.batch.distinct_clicks)
+                    entry.future = self._submit(connection, entry.writer,
+                                                entry.writer.sink.write_one_by_one,
+                                                entry.batch.clicks)
+                    return
+                if written.refused:
+                    dead.publish(written.refused)
+            crash_points.reach("after_redis")
+            with topology.translated_errors():
+                channel.basic_ack(delivery_tag=entry.batch.last_delivery_tag, multiple=True)
+            crash_points.reach("after_ack")
+            self._in_flight.popleft()
+            self._idle_writers.append(entry.writer)
+            self._record(entry.batch, written, entry.started, time.time())
+            self._resize_prefetch(channel, entry.batch)
+
+    def _forget_in_flight(self) -> None:
+        """After a lost channel: the broker redelivers every unacked batch.
+
+        The writes go on (a stored click is a duplicate when it comes back); each
+        writer is free again once its write has ended, so a reconnected worker
+        never has two writes on one sink's connections.
+        """
+        for entry in self._in_flight:
+            if entry.future is not None:
+                with contextlib.suppress(Exception):
+                    entry.future.exception()  # wait for it; the outcome no longer matters
+            self._idle_writers.append(entry.writer)
+        self._in_flight.clear()
 
     def _resize_prefetch(self, channel: Any, batch: Batch) -> None:
         """Follow the clicks per message seen (batching.prefetch_for) to bound memory.

@@ -165,5 +165,6 @@ def test_a_worker_fed_one_click_messages_grows_its_window_at_the_broker(stack: S
     assert summary["clicks_stored"] == 3000
     # It starts with a window of 200 messages. Had the broker ignored the larger
     # window, every batch would hold at most 200 messages: 15 batches or more.
-    assert summary["prefetch"] == 4000
+    # One click per message: four batches of 2,000 clicks in flight, under the ceiling.
+    assert summary["prefetch"] == 8000
     assert summary["batches"] <= 6, summary

@@ -1,8 +1,10 @@
-"""The burst summary's latency quantiles: constant memory, a few percent of error."""
+"""The burst summary's figures: latency quantiles (constant memory, small error), peak RSS."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -50,3 +52,16 @@ def test_throughput_is_clicks_over_the_span_from_first_delivery_to_last_ack() ->
     stats = IngestStats(started_at=0.0, clicks_received=5000, first_delivery_at=10.0,
                         last_ack_at=12.0)
     assert stats.summary(now=20.0)["clicks_per_s"] == 2500.0
+
+
+def test_peak_rss_is_the_workers_own_not_its_parents() -> None:
+    # Linux carries getrusage's ru_maxrss over an exec: a worker started by a
+    # benchmark harness holding 300 MB would have reported those 300 MB as its own.
+    ballast = bytearray(300 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page, so it is resident
+    child = subprocess.run(
+        [sys.executable, "-c", "from farloom_tasks.metrics import peak_rss_mb; "
+                               "print(peak_rss_mb())"],
+        capture_output=True, text=True, check=True)
+    assert 1 < float(child.stdout) < 150
+    del ballast
