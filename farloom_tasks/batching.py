@@ -1,8 +1,12 @@
 """The ingest worker's batch: decoded deliveries accumulate until a flush is due. Pure.
 
-A batch flushes when it holds ``max_items`` clicks and dead letters, or when its
-oldest delivery is ``max_age_seconds`` old; the caller passes the time in, as
-in arroyo's ``should_commit(now, ...)``, and flushes on shutdown regardless.
+A batch flushes when it holds ``max_items`` clicks and dead letters, when its
+oldest delivery is ``max_age_seconds`` old, when the stream has been quiet for
+QUIET_FLUSH_SECONDS, or when no more deliveries can arrive (the caller's
+prefetch window is full). The last two only stop waiting for what is not
+coming: the end of a burst, a pause in traffic, or a window the broker will
+not refill before an ack. The caller passes the time in, as in arroyo's
+``should_commit(now, ...)``, and flushes on shutdown regardless.
 
 Click ids are deduplicated inside the batch (the first one wins, later copies
 are counted as duplicates): PostgreSQL would skip them anyway, and a shorter,
@@ -17,6 +21,10 @@ from dataclasses import dataclass, field
 
 from farloom_tasks.clicks import Click
 from farloom_tasks.messages import DeadLetter, DecodedMessage
+
+# s without a delivery after which a partial batch is written: under load deliveries
+# are microseconds apart, so only a pause (or the end of a burst) waits this long.
+QUIET_FLUSH_SECONDS = 0.02
 
 
 @dataclass(slots=True)
@@ -50,6 +58,7 @@ class Batcher:
         self.max_age_seconds = max_age_seconds
         self._batch = Batch()
         self._items = 0
+        self._last_added_at = 0.0
 
     def add(self, delivery_tag: int, decoded: DecodedMessage, published_at: float | None,
             now: float) -> None:
@@ -58,6 +67,7 @@ class Batcher:
             batch.first_received_at = now
         batch.messages += 1
         batch.last_delivery_tag = delivery_tag
+        self._last_added_at = now
         if published_at is not None:
             batch.published_at.append(published_at)
         clicks = batch._clicks
@@ -75,17 +85,20 @@ class Batcher:
         """Messages waiting in the current batch."""
         return self._batch.messages
 
-    def should_flush(self, now: float) -> bool:
+    def should_flush(self, now: float, *, more_can_arrive: bool = True) -> bool:
         if self._batch.messages == 0:
             return False
-        return (self._items >= self.max_items
-                or now - self._batch.first_received_at >= self.max_age_seconds)
+        return (self._items >= self.max_items or not more_can_arrive
+                or now - self._batch.first_received_at >= self.max_age_seconds
+                or now - self._last_added_at >= QUIET_FLUSH_SECONDS)
 
     def seconds_until_due(self, now: float) -> float | None:
-        """How long until the current batch is due by age; None when it is empty."""
+        """How long until the current batch is due by age or quiet; None when it is empty."""
         if self._batch.messages == 0:
             return None
-        return max(0.0, self._batch.first_received_at + self.max_age_seconds - now)
+        due = min(self._batch.first_received_at + self.max_age_seconds,
+                  self._last_added_at + QUIET_FLUSH_SECONDS)
+        return max(0.0, due - now)
 
     def take(self) -> Batch:
         """Hand over the current batch and start an empty one."""

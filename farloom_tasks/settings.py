@@ -103,6 +103,8 @@ class Settings:
                         raise ValueError(raw)
                 elif field.name == "log_level":
                     values[field.name] = raw.strip().upper()
+                elif field.name in ("database_url", "api_database_url"):
+                    values[field.name] = with_psycopg2_driver(raw)
                 else:
                     values[field.name] = raw
             except ValueError:
@@ -155,6 +157,19 @@ class Settings:
             raise ConfigError(
                 "FARLOOM_REDIS_RETENTION_SECONDS must outlive a minute plus its grace period"
             )
+
+
+def with_psycopg2_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` URLs as ``postgresql+psycopg2://``.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which Farloom does
+    not install: the URL most people copy from elsewhere would fail with
+    "No module named 'psycopg'". A URL naming its driver is left alone.
+    """
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
 
 
 def describe() -> list[tuple[str, str]]:

@@ -381,7 +381,8 @@ class IngestWorker:
                     self._ack_finished(connection, channel, dead)
                 return 0
             now = time.time()
-            if self._idle_writers and self.batcher.should_flush(now):
+            if self._idle_writers and self.batcher.should_flush(
+                    now, more_can_arrive=self._window_has_room()):
                 self._start_write(connection, dead)
                 continue
             due = self.batcher.seconds_until_due(now)
@@ -399,6 +400,11 @@ class IngestWorker:
                 if self.burst and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
                     return 0
                 self._last_delivery_at = time.time()
+
+    def _window_has_room(self) -> bool:
+        """False when the broker can send nothing more before an ack (prefetch is full)."""
+        unacked = len(self.batcher) + sum(e.batch.messages for e in self._in_flight)
+        return unacked < self._prefetch
 
     @property
     def _idle_after(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from farloom_tasks.batching import Batcher
+from farloom_tasks.batching import QUIET_FLUSH_SECONDS, Batcher
 from farloom_tasks.clicks import Click, Rejection
 from farloom_tasks.messages import DeadLetter, DecodedMessage
 
@@ -35,12 +35,32 @@ def test_a_batch_is_due_once_it_holds_max_items() -> None:
 
 def test_a_partial_batch_is_due_when_its_oldest_delivery_reaches_max_age() -> None:
     batcher = Batcher(max_items=1000, max_age_seconds=0.25)
-    batcher.add(1, _message("c1"), None, T0)
-    batcher.add(2, _message("c2"), None, T0 + 0.125)
-    assert not batcher.should_flush(T0 + 0.125)
-    assert batcher.seconds_until_due(T0 + 0.125) == pytest.approx(0.125)
+    # A steady stream, a delivery every 10 ms: never quiet, so only age makes it due.
+    for n in range(25):
+        batcher.add(n + 1, _message(f"c{n}"), None, T0 + n * 0.01)
+    now = T0 + 0.245
+    assert not batcher.should_flush(now)
+    assert batcher.seconds_until_due(now) == pytest.approx(0.005, abs=1e-6)
+    batcher.add(26, _message("c25"), None, T0 + 0.25)
     assert batcher.should_flush(T0 + 0.25)
     assert batcher.seconds_until_due(T0 + 1) == 0.0
+
+
+def test_a_partial_batch_is_due_once_the_stream_is_quiet() -> None:
+    batcher = Batcher(max_items=1000, max_age_seconds=10)
+    batcher.add(1, _message("c1"), None, T0)
+    batcher.add(2, _message("c2"), None, T0 + 0.01)
+    assert not batcher.should_flush(T0 + 0.01 + QUIET_FLUSH_SECONDS / 2)
+    assert batcher.seconds_until_due(T0 + 0.01) == pytest.approx(QUIET_FLUSH_SECONDS, abs=1e-6)
+    assert batcher.should_flush(T0 + 0.011 + QUIET_FLUSH_SECONDS)
+
+
+def test_a_partial_batch_is_due_when_no_more_deliveries_can_arrive() -> None:
+    # The prefetch window is full: waiting for size or age would only waste time.
+    batcher = Batcher(max_items=1000, max_age_seconds=10)
+    batcher.add(1, _message("c1"), None, T0)
+    assert not batcher.should_flush(T0)
+    assert batcher.should_flush(T0, more_can_arrive=False)
 
 
 def test_a_message_without_clicks_still_makes_the_batch_due_by_age() -> None:

@@ -129,3 +129,16 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.shard_count = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("given_url", "used_url"), [
+    ("postgresql://app@db:5432/clicks", "postgresql+psycopg2://app@db:5432/clicks"),
+    ("postgres://app@db/clicks", "postgresql+psycopg2://app@db/clicks"),
+    ("postgresql+psycopg2://app@db/clicks", "postgresql+psycopg2://app@db/clicks"),
+])
+def test_a_database_url_without_a_driver_uses_psycopg2(given_url: str, used_url: str) -> None:
+    # SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://, which is not installed.
+    settings = Settings.from_env({"FARLOOM_DATABASE_URL": given_url,
+                                  "FARLOOM_API_DATABASE_URL": given_url})
+    assert settings.database_url == used_url
+    assert settings.api_database_url == used_url
