@@ -35,7 +35,7 @@ class AggregatesPublisher:
     def _open(self) -> Any:
         if self._channel is None or not self._channel.is_open:
             self.close()
-            self._connection = topology.connect(self.amqp_url)
+            self._connection = topology.connect(self.amqp_url, role="aggregates publisher")
             with topology.translated_errors():
                 channel = self._connection.channel()
                 topology.declare(channel)

@@ -6,6 +6,7 @@ same arguments, so start-up order never matters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,8 +38,18 @@ SOURCE_QUEUE_HEADER = "x-farloom-source-queue"
 PUBLISHED_AT_HEADER = "x-farloom-published-at-us"
 
 
-def connect(amqp_url: str, *, heartbeat: int = 30) -> BlockingConnection:
+def client_properties(role: str) -> dict[str, str]:
+    """Names a connection in RabbitMQ's management UI and ``rabbitmqctl list_connections``.
+
+    An operator looking at a busy broker (or a test closing one program's
+    connection) can tell Farloom's programs apart.
+    """
+    return {"connection_name": f"farloom {role} (pid {os.getpid()})"}
+
+
+def connect(amqp_url: str, *, heartbeat: int = 30, role: str = "client") -> BlockingConnection:
     params = pika.URLParameters(amqp_url)
+    params.client_properties = client_properties(role)
     params.heartbeat = heartbeat
     params.blocked_connection_timeout = 300
     params.connection_attempts = 1

@@ -100,7 +100,7 @@ class AggregateWriter:
 
     def _consume(self, *, burst: bool) -> None:
         """Consume until stopped or (burst) drained; BrokerUnavailable means reconnect."""
-        connection = topology.connect(self.settings.amqp_url)
+        connection = topology.connect(self.settings.amqp_url, role="aggregated writer")
         try:
             with topology.translated_errors():
                 channel = connection.channel()

@@ -312,7 +312,7 @@ class IngestWorker:
         while True:
             connection: Any = None
             try:
-                connection = topology.connect(self.settings.amqp_url)
+                connection = topology.connect(self.settings.amqp_url, role="ingest")
                 return self._consume(connection)
             except BrokerUnavailable as exc:
                 if isinstance(exc.__cause__, _REFUSED):

@@ -109,6 +109,7 @@ class ConfirmingPublisher:
                  on_progress: Callable[[PublishStats], None] | None = None) -> None:
         self._params = pika.URLParameters(amqp_url)
         self._params.heartbeat = 30
+        self._params.client_properties = topology.client_properties("publisher")
         self._params.connection_attempts = 1
         self._amqp_url = amqp_url
         self._source = source
