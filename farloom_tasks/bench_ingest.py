@@ -221,6 +221,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "12,000 clicks/s at 1 click/msg, 60,000 at 100)")
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="seconds of publishing in each sustained run (default 15)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="run each preloaded drain of (a) and (c) N times, interleaved, "
+                             "and report the median run (default 3; single runs swing by "
+                             "20%% on a shared 2-core machine)")
     parser.add_argument("--mode", choices=("both", PRELOADED, SUSTAINED), default="both",
                         help="which scenarios to run (default both)")
     parser.add_argument("--consumers", default=",".join(CONSUMER_KINDS),
@@ -249,12 +253,19 @@ def _sizes(args: argparse.Namespace) -> Sizes:
                  base.drain_cap, base.naive_drain_cap, base.idle_seconds)
 
 
-def plan(sizes: Sizes, mode: str, kinds: list[str]) -> list[tuple[str, int, str, float]]:
-    """(mode, clicks/msg, consumer, offered rate or 0) for every run, in order."""
+def plan(sizes: Sizes, mode: str, kinds: list[str],
+         repeat: int = 1) -> list[tuple[str, int, str, float]]:
+    """(mode, clicks/msg, consumer, offered rate or 0) for every run, in order.
+
+    Preloaded drains of the null consumer and Farloom run ``repeat`` times,
+    interleaved, so that a slow spell of the machine hits both alike; the
+    naive consumer (capped, and ten times slower anyway) runs once.
+    """
     runs: list[tuple[str, int, str, float]] = []
     for cpm in sizes.messages:
         if mode in ("both", PRELOADED):
-            runs += [(PRELOADED, cpm, kind, 0.0) for kind in kinds]
+            runs += [(PRELOADED, cpm, kind, 0.0) for n in range(repeat) for kind in kinds
+                     if n == 0 or kind != "naive"]
         if mode in ("both", SUSTAINED):
             runs += [(SUSTAINED, cpm, kind, rate) for rate in sizes.rates[cpm] for kind in kinds]
     return runs
@@ -267,8 +278,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if "farloom" in kinds and importlib.util.find_spec("workers.ingest") is None:
         raise FarloomError("the ingest worker (workers/ingest.py) is not available in this "
                            "tree; measure the baselines only with --consumers null,naive")
+    if args.repeat < 1:
+        raise FarloomError("--repeat must be at least 1")
     sizes = _sizes(args)
-    runs = plan(sizes, args.mode, kinds)
+    runs = plan(sizes, args.mode, kinds, 1 if args.quick else args.repeat)
     rows: list[Row] = []
     load_before = os.getloadavg()
     started = datetime.now(UTC)
@@ -287,6 +300,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     rows.append(run_sustained(env, kind, traffic[cpm], rate, sizes))
     load_after = os.getloadavg()
+    rows = report.combine_repeats(rows)
     found = report.targets(rows)
     context = (f"Measured {started:%Y-%m-%d %H:%M} UTC with `farloom {' '.join(sys.argv[1:])}`"
                f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}. "

@@ -6,6 +6,7 @@ from farloom_tasks.bench_report import (
     PRELOADED,
     SUSTAINED,
     Row,
+    combine_repeats,
     replace_section,
     targets,
     update_docs,
@@ -67,3 +68,28 @@ def test_an_empty_page_gets_a_title_machine_and_ingest_sections() -> None:
     updated = update_docs("", "| CPU | x |", "## Ingest\n\ntable")
     assert updated.startswith("# Benchmarks")
     assert updated.index("## Machine") < updated.index("## Ingest")
+
+
+def test_repeated_runs_become_their_median_run_with_every_rate_noted() -> None:
+    rows = [_row(PRELOADED, 1, "null", 20_000.0, peak_rss_mb=60.0),
+            _row(PRELOADED, 1, "naive", 800.0),
+            _row(PRELOADED, 1, "farloom", 15_000.0, peak_rss_mb=70.0, latency_p99_s=3.0),
+            _row(PRELOADED, 1, "null", 26_000.0, peak_rss_mb=61.0),
+            _row(PRELOADED, 1, "farloom", 12_000.0, peak_rss_mb=90.0, latency_p99_s=4.0),
+            _row(PRELOADED, 1, "null", 17_000.0, peak_rss_mb=59.0),
+            _row(PRELOADED, 1, "farloom", 18_000.0, peak_rss_mb=80.0, latency_p99_s=2.0)]
+    combined = combine_repeats(rows)
+    assert [r.consumer for r in combined] == ["null", "naive", "farloom"]
+    null, naive, farloom = combined
+    assert null.clicks_per_s == 20_000.0
+    assert farloom.clicks_per_s == 15_000.0
+    assert farloom.latency_p99_s == 3.0  # the median run's own latency
+    assert farloom.peak_rss_mb == 90.0  # but the largest memory of any run
+    assert farloom.note == "median of 3 runs (15,000, 12,000, 18,000)"
+    assert naive == rows[1]
+
+
+def test_an_even_number_of_runs_takes_the_lower_middle() -> None:
+    rows = [_row(PRELOADED, 1, "farloom", rate) for rate in (10.0, 40.0, 20.0, 30.0)]
+    [combined] = combine_repeats(rows)
+    assert combined.clicks_per_s == 20.0
