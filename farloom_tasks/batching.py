@@ -118,7 +118,7 @@ def prefetch_for(clicks_per_message: float, batch_size: int, ceiling: int) -> in
     """The prefetch (in messages) that keeps BATCHES_IN_FLIGHT batches of clicks in flight.
 
     RabbitMQ counts prefetch in messages, but a worker's memory grows with the
-    clicks it holds: 4,000 messages of 100 clicks are 400,000 clicks. Sizing the
+    clicks it holds: 12,000 messages of 100 clicks are 1.2 million clicks. Sizing the
     window by the clicks per message seen so far bounds memory whatever
     producers send, without starving a worker fed one click per message.
     """

@@ -151,7 +151,7 @@ def test_a_worker_fed_large_messages_shrinks_its_prefetch_to_bound_memory(stack:
     summary = run_burst(stack)
 
     assert summary["clicks_stored"] == 10_000
-    # 4,000 messages of 100 clicks would be 400,000 clicks in flight; four batches of
+    # 12,000 messages of 100 clicks would be 1.2 million clicks in flight; four batches of
     # 2,000 clicks are 80 messages: the first batch already shows the message size.
     assert summary["prefetch"] <= 100
 
