@@ -119,6 +119,10 @@ def test_the_pipeline_closes_minutes_that_match_raw_within_three_minutes_and_sto
     flower = f"http://127.0.0.1:{env['FARLOOM_FLOWER_PORT']}/"
     assert httpx.get(flower, timeout=10).status_code == 401
     assert httpx.get(flower, auth=("farloom", password.group(1)), timeout=10).status_code == 200
+    # Every user of the machine can read the process list: no password on it.
+    process_list = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                                  check=True).stdout
+    assert password.group(1) not in process_list
     assert f"{api}/docs" in output
 
     os.killpg(process.pid, signal.SIGINT)
