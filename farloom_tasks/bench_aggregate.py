@@ -14,7 +14,8 @@ Compared in the same run:
   ``raw.ad_clicks`` writing the same three tables. Its duration is reported as
   its delay, i.e. as if it started exactly at the deadline (favouring it).
 - Replay from raw: ``replay.rebuild_from_raw`` alone (raw clicks/s), and the
-  whole ``farloom.replay_minute`` task until the new revision is final.
+  whole ``farloom.replay_minute`` task until the new revision is final in agg,
+  ``--replays`` times; the target is judged on the median replay.
 Every result is checked against the workload's own counts before it is reported.
 """
 
@@ -24,6 +25,7 @@ import argparse
 import contextlib
 import io
 import logging
+import math
 import os
 import random
 import signal
@@ -78,6 +80,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "to start (default 20)")
     parser.add_argument("--writers", type=int, default=2,
                         help="aggregated writer processes side by side (default 2)")
+    parser.add_argument("--replays", type=int, default=3,
+                        help="replays from raw of the closed minute, one after the other; "
+                             "the median counts (default 3)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds to wait for each result before giving up (default 300)")
     parser.add_argument("--logs", type=Path, default=None,
@@ -307,7 +312,8 @@ class Figures:
     all_delay: float  # s from the deadline until every per-ad count was committed
     pg_only: float  # s of the PostgreSQL-only transaction
     rebuild_seconds: float  # s of replay.rebuild_from_raw
-    replay_seconds: float  # s from sending farloom.replay_minute until its revision was final
+    # s from sending farloom.replay_minute until its revision was final, per replay
+    replay_seconds: list[float]
     warm: bool  # the pipeline had closed an earlier minute before the deadline
     claimed_delay: float  # s from the deadline until the tick claimed the minute
     published_delay: float  # s from the deadline until merge_minute's parts were confirmed
@@ -358,14 +364,18 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
             from farloom_tasks.celery import make_app  # Celery only for this one send
 
             app = make_app(replace(settings, grace_seconds=grace))
-            sent = time.perf_counter()
-            app.send_task("farloom.replay_minute", args=[m, "raw"])
-            _wait_until(engine, "SELECT 1 FROM agg.minute_totals "
-                        "WHERE minute = to_timestamp(:m) AND revision > :r",
-                        args.timeout, "the replayed revision", processes, logs,
-                        m=m, r=first_revision)
-            replay_seconds = time.perf_counter() - sent
-            replayed_revision = check_exact(engine, workload, settings.top_k)
+            replay_seconds: list[float] = []
+            replayed_revision = first_revision
+            # Several replays, one after the other: a single one swings by 10% or more.
+            for _ in range(args.replays):
+                sent = time.perf_counter()
+                app.send_task("farloom.replay_minute", args=[m, "raw"])
+                _wait_until(engine, "SELECT 1 FROM agg.minute_totals "
+                            "WHERE minute = to_timestamp(:m) AND revision > :r",
+                            args.timeout, "the replayed revision", processes, logs,
+                            m=m, r=replayed_revision)
+                replay_seconds.append(time.perf_counter() - sent)
+                replayed_revision = check_exact(engine, workload, settings.top_k)
         pg_only = postgresql_only(engine, workload, settings.top_k, replayed_revision + 1)
         return Figures(top_delay=top_at - deadline, all_delay=all_at - deadline,
                        pg_only=pg_only, rebuild_seconds=rebuild_seconds,
@@ -390,6 +400,10 @@ def _group_by_seconds(engine: sa.Engine, minute: int) -> float:
 def report(figures: Figures, workload: Workload, settings: Settings, writers: int) -> str:
     clicks = workload.clicks
     rebuild_rate = clicks / figures.rebuild_seconds
+    replays = figures.replay_seconds
+    # The lower-rate middle (the slower of the two middles for an even count): never flatters.
+    median_replay = sorted(replays)[len(replays) // 2]
+    replay_rate = clicks / median_replay
     rows = [
         ("pipeline step: the close tick claimed the minute, after the deadline",
          f"{figures.claimed_delay:.3f} s", "", "", None),
@@ -399,15 +413,15 @@ def report(figures: Figures, workload: Workload, settings: Settings, writers: in
          f"{figures.pg_only:.3f} s", "<= 1 s", figures.top_delay <= 1.0),
         ("every per-ad count committed, after the deadline", f"{figures.all_delay:.3f} s",
          f"{figures.pg_only:.3f} s", "<= PostgreSQL only", figures.all_delay <= figures.pg_only),
-        ("replay from raw: rebuild the Redis sets", f"{rebuild_rate:,.0f} raw clicks/s "
-         f"({figures.rebuild_seconds:.3f} s)", "", ">= 500,000 raw clicks/s",
-         rebuild_rate >= 500_000),
-        ("replay from raw: the raw GROUP BY alone (its floor)",
+        ("replay from raw, step: rebuild the Redis sets", f"{rebuild_rate:,.0f} raw clicks/s "
+         f"({figures.rebuild_seconds:.3f} s)", "", "", None),
+        ("replay from raw, step: the raw GROUP BY alone (its floor)",
          f"{clicks / figures.group_by_seconds:,.0f} raw clicks/s "
          f"({figures.group_by_seconds:.3f} s)", "", "", None),
-        ("replay from raw: whole task until the new revision is final",
-         f"{clicks / figures.replay_seconds:,.0f} raw clicks/s ({figures.replay_seconds:.3f} s)",
-         "", "", None),
+        (f"replay from raw: the whole `replay_minute` task until the new revision is final "
+         f"in agg (median of {len(replays)}: {', '.join(f'{r:.3f} s' for r in replays)})",
+         f"{math.floor(replay_rate):,} raw clicks/s ({median_replay:.3f} s)", "",
+         ">= 500,000 raw clicks/s", replay_rate >= 500_000),
     ]
     lines = [
         f"Workload: {clicks:,} clicks in one minute over {len(workload.counts):,} ads "
@@ -432,6 +446,8 @@ def report(figures: Figures, workload: Workload, settings: Settings, writers: in
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines drown the progress
+    if args.replays < 1:
+        raise FarloomError("--replays must be at least 1")
     with isolated_bench_env(settings) as env, tempfile.TemporaryDirectory(
             prefix="farloom-bench-aggregate-") as tmp:
         logs = Path(args.logs or tmp)
