@@ -159,14 +159,3 @@ def test_the_grafana_dashboard_is_provisioned_and_every_panel_uses_the_datasourc
 def test_project_services_share_the_one_image(name: str) -> None:
     assert SERVICES[name]["build"] == "."
 
-
-def test_flower_gets_its_password_from_the_environment_never_its_command_line() -> None:
-    # A command-line password shows in `ps` to every user of the machine.
-    procfile_flower = next(line for line in (ROOT / "Procfile").read_text().splitlines()
-                           if line.startswith("flower:"))
-    argv = shlex.split(procfile_flower.split(":", 1)[1])
-    assert argv[0].startswith("FLOWER_BASIC_AUTH=${FARLOOM_FLOWER_USER:?}")
-    assert not any("basic-auth" in arg or "PASSWORD" in arg for arg in argv[1:])
-    flower = SERVICES["flower"]
-    assert not any("PASSWORD" in arg or "basic-auth" in arg for arg in flower["command"])
-    assert "FARLOOM_FLOWER_PASSWORD:?" in flower["environment"]["FLOWER_BASIC_AUTH"]

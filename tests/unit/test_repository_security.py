@@ -108,10 +108,13 @@ def test_every_command_that_starts_flower_requires_basic_auth() -> None:
     assert {"Procfile", "docker-compose.yml"} <= files, commands
     compose = (ROOT / "docker-compose.yml").read_text()
     flower_block = compose.split("\n  flower:\n", 1)[1].split("\n\n", 1)[0]
-    assert re.search(r"--basic-auth=\$\{FARLOOM_FLOWER_USER:\?[^}]*\}:"
+    # In Flower's environment (FLOWER_BASIC_AUTH), never on its command line, where
+    # `ps` would show the password to every user; compose refuses to start without it.
+    assert re.search(r"FLOWER_BASIC_AUTH: \$\{FARLOOM_FLOWER_USER:\?[^}]*\}:"
                      r"\$\{FARLOOM_FLOWER_PASSWORD:\?[^}]*\}", flower_block)
     procfile = (ROOT / "Procfile").read_text()
-    assert re.search(r"^flower: .*--basic-auth=\"\$\{FARLOOM_FLOWER_USER\}:"
-                     r"\$\{FARLOOM_FLOWER_PASSWORD\}\"", procfile, re.MULTILINE)
+    assert re.search(r"^flower: FLOWER_BASIC_AUTH=\"\$\{FARLOOM_FLOWER_USER:\?\}:"
+                     r"\$\{FARLOOM_FLOWER_PASSWORD:\?\}\" exec celery ", procfile, re.MULTILINE)
+    assert not [line for _, line in commands if "--basic-auth" in line]
     # run-pipeline never starts it with an empty password: it generates one.
     assert "secrets.token_urlsafe" in (ROOT / "scripts/run-pipeline").read_text()
