@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from farloom_tasks import db, redis_counts, replay
 from farloom_tasks.bench_env import BenchEnv, describe_machine, isolated_bench_env
-from farloom_tasks.bench_report import machine_markdown, replace_section
+from farloom_tasks.bench_report import machine_markdown, replace_section, slower_middle
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.migrate import PROJECT_ROOT
 from farloom_tasks.raw_store import RawStore
@@ -401,8 +401,7 @@ def report(figures: Figures, workload: Workload, settings: Settings, writers: in
     clicks = workload.clicks
     rebuild_rate = clicks / figures.rebuild_seconds
     replays = figures.replay_seconds
-    # The lower-rate middle (the slower of the two middles for an even count): never flatters.
-    median_replay = sorted(replays)[len(replays) // 2]
+    median_replay = slower_middle(replays)
     replay_rate = clicks / median_replay
     rows = [
         ("pipeline step: the close tick claimed the minute, after the deadline",

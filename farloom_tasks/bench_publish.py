@@ -78,8 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 raise FarloomError(f"{depth:,} of {args.messages:,} messages reached the queue")
         machine = describe_machine(env.settings)
     naive_rate = args.naive_messages / naive_s
-    # The slower middle run for an even count: the median never flatters.
-    farloom_s = sorted(runs)[len(runs) // 2]
+    farloom_s = bench_report.slower_middle(runs)
     farloom_rate = args.messages / farloom_s
     all_runs = ", ".join(f"{int(args.messages / seconds):,}" for seconds in runs)
     met = farloom_rate >= TARGET_MESSAGES_PER_S

@@ -45,6 +45,11 @@ class Target:
     met: bool
 
 
+def slower_middle(durations: Sequence[float]) -> float:
+    """The median of repeated timings; for an even count the slower middle: never flatters."""
+    return sorted(durations)[len(durations) // 2]
+
+
 def combine_repeats(rows: Sequence[Row]) -> list[Row]:
     """One row per scenario and consumer: the median run of its repeats.
 

@@ -361,7 +361,7 @@ class IngestWorker:
             channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
         first = self.writers[0]
-        self._await(connection, first.executor.submit(first.sink.recover))
+        self._await(connection, self._submit(connection, first, first.sink.recover))
         with topology.translated_errors():
             consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
         log.info("consuming %s (batch %d clicks or %.2f s, prefetch up to %d, %d writers)",
@@ -396,7 +396,8 @@ class IngestWorker:
                     and time.time() - self._last_delivery_at >= self._idle_after):
                 for writer in self.writers:
                     if writer.sink.cleanup_due:
-                        self._await(connection, writer.executor.submit(writer.sink.cleanup))
+                        self._await(connection,
+                                    self._submit(connection, writer, writer.sink.cleanup))
                 if self.burst and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
                     return 0
                 self._last_delivery_at = time.time()
@@ -421,19 +422,16 @@ class IngestWorker:
             self.stats.first_delivery_at = now
 
     def _await(self, connection: Any, future: Future[T]) -> T:
-        """Wait for the writer thread while serving the broker connection."""
+        """Wait for a writer's future (from ``_submit``) while serving the broker connection."""
+        self._serve_until_done(connection, future)
+        return future.result()
 
-        def wake(_: Future[T]) -> None:
-            # Ends the main thread's process_data_events early; if the connection is
-            # gone, nobody is waiting on it.
-            with contextlib.suppress(Exception):
-                connection.add_callback_threadsafe(_noop)
-
-        future.add_done_callback(wake)
+    @staticmethod
+    def _serve_until_done(connection: Any, future: Future[Any]) -> None:
+        # The future's done callback (``_submit``) ends each wait early.
         while not future.done():
             with topology.translated_errors():
                 connection.process_data_events(time_limit=POLL_SECONDS)
-        return future.result()
 
     def _start_write(self, connection: Any, dead: DeadLetterPublisher) -> None:
         """Hand the current batch to an idle writer; its ack waits in ``_in_flight``."""
@@ -453,8 +451,8 @@ class IngestWorker:
         future = writer.executor.submit(work, *args)
 
         def wake(_: Future[T]) -> None:
-            # Ends the main thread's process_data_events early so that the ack goes
-            # out at once; if the connection is gone, nobody is waiting on it.
+            # Ends the main thread's process_data_events early so that the result is
+            # used at once; if the connection is gone, nobody is waiting on it.
             with contextlib.suppress(Exception):
                 connection.add_callback_threadsafe(_noop)
 
@@ -463,9 +461,8 @@ class IngestWorker:
 
     def _wait_for_oldest(self, connection: Any) -> None:
         future = self._in_flight[0].future
-        while future is not None and not future.done():
-            with topology.translated_errors():
-                connection.process_data_events(time_limit=POLL_SECONDS)
+        if future is not None:
+            self._serve_until_done(connection, future)
 
     def _wait_for_a_writer(self, connection: Any, channel: Any,
                            dead: DeadLetterPublisher) -> None:
