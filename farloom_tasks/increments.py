@@ -17,10 +17,15 @@ Increments = dict[int, dict[int, dict[str, int]]]
 
 def group_increments(new_clicks: Iterable[tuple[str, int]], shard_count: int) -> Increments:
     """Group (ad_id, minute) pairs, one per newly stored click, by shard and minute."""
+    return group_counts(((ad_id, minute, 1) for ad_id, minute in new_clicks), shard_count)
+
+
+def group_counts(counted: Iterable[tuple[str, int, int]], shard_count: int) -> Increments:
+    """Group (ad_id, minute, clicks) rows by shard and minute; a pair may come more than once."""
     grouped: Increments = {}
-    for ad_id, minute in new_clicks:
+    for ad_id, minute, clicks in counted:
         ads = grouped.setdefault(shard_of(ad_id, shard_count), {}).setdefault(minute, {})
-        ads[ad_id] = ads.get(ad_id, 0) + 1
+        ads[ad_id] = ads.get(ad_id, 0) + clicks
     return grouped
 
 

@@ -3,8 +3,10 @@
 The Prometheus series live in their own registry (the aggregated writer has
 ``writer_metrics``), and are updated once per batch, never per message, except
 for the publish→durable latency, which is one histogram observation per
-stamped message. The run summary keeps latencies in fixed log-spaced buckets,
-so its memory does not grow with the stream.
+stamped message, counted a batch at a time (``observe_latencies``): one
+Prometheus ``observe`` per message cost the worker's main thread about 1 us of
+the 20 us it spends per one-click message. The run summary keeps latencies in
+fixed log-spaced buckets, so its memory does not grow with the stream.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import bisect
 import math
 import resource
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 REGISTRY = CollectorRegistry()
 
@@ -42,10 +49,58 @@ FLUSH_SECONDS = Histogram("farloom_ingest_flush_seconds",
                           "From a flush's start to its ack: write, dead letters, ack (s)",
                           registry=REGISTRY,
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-PUBLISH_TO_DURABLE_SECONDS = Histogram(
+
+
+def bucket_runs(bounds: Sequence[float], ordered: Sequence[float]) -> Iterator[tuple[int, int]]:
+    """(bucket index, how many) for sorted values; bucket i holds bounds[i-1] < v <= bounds[i].
+
+    Index len(bounds) is the overflow bucket. One pair per bucket touched, so a
+    batch of 2,000 latencies that spans 30 buckets costs 60 bisections, not 2,000.
+    """
+    start, end = 0, len(ordered)
+    while start < end:
+        index = bisect.bisect_left(bounds, ordered[start])
+        stop = end if index == len(bounds) else bisect.bisect_right(ordered, bounds[index],
+                                                                     start)
+        yield index, stop - start
+        start = stop
+
+
+class BatchHistogram(Collector):
+    """A Prometheus histogram fed a sorted batch of values at a time (thread-safe)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = tuple(float(b) for b in buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # per bucket; the last is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()  # /metrics is served from another thread
+        registry.register(self)
+
+    def observe_sorted(self, ordered: Sequence[float]) -> None:
+        runs = list(bucket_runs(self.bounds, ordered))
+        total = math.fsum(ordered)
+        with self._lock:
+            for index, n in runs:
+                self._counts[index] += n
+            self._sum += total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, n in zip((*self.bounds, math.inf), counts, strict=True):
+            cumulative += n
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
+                                    sum_value=total)
+
+
+PUBLISH_TO_DURABLE_SECONDS = BatchHistogram(
     "farloom_ingest_publish_to_durable_seconds",
     "From a message's x-farloom-published-at stamp to the ack of its batch (s)",
-    registry=REGISTRY, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
 
 
 def serve(port: int) -> None:
@@ -73,6 +128,15 @@ class LatencyHistogram:
         self._counts[bisect.bisect_left(self._bounds, seconds)] += 1
         self.count += 1
         self.maximum = max(self.maximum, seconds)
+
+    def observe_sorted(self, ordered: Sequence[float]) -> None:
+        """Count a batch of durations sorted in ascending order (``observe`` for each, faster)."""
+        if not ordered:
+            return
+        for index, n in bucket_runs(self._bounds, ordered):  # a negative lands in bucket 0
+            self._counts[index] += n
+        self.count += len(ordered)
+        self.maximum = max(self.maximum, ordered[-1], 0.0)
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile, as the geometric middle of its bucket; None before any sample."""
@@ -133,6 +197,13 @@ class IngestStats:
             "prefetch": self.prefetch,
             "batches": self.batches,
         }
+
+
+def observe_latencies(stats: IngestStats, acked: float, published_at: Sequence[float]) -> None:
+    """Publish-to-durable latencies of one acked batch, into the summary and Prometheus."""
+    ordered = sorted(acked - stamp for stamp in published_at)
+    stats.latency.observe_sorted(ordered)
+    PUBLISH_TO_DURABLE_SECONDS.observe_sorted(ordered)
 
 
 def peak_rss_mb() -> float:

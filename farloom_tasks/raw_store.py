@@ -27,15 +27,20 @@ from farloom_tasks.db import WATERMARK_LOCK_KEY, OwnedConnection
 
 # The batch travels as one JSON document: psycopg2 adapts Python lists element by
 # element (about 14 ms per 2,000 clicks of client CPU), orjson encodes it in 0.5 ms.
+# What comes back is the new clicks counted per (ad, minute), grouped by PostgreSQL:
+# a row per stored click would cost the worker a tuple and a dict update each.
 _INSERT_CLICKS = """
-INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
-SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co
-FROM (
-    SELECT c, a, to_timestamp(t) AS ts, u, i, co
-    FROM json_to_recordset(%s::json) AS x(c text, a text, t float8, u text, i text, co text)
-) AS batch
-ON CONFLICT (click_id) DO NOTHING
-RETURNING ad_id, extract(epoch FROM minute)::bigint
+WITH stored AS (
+    INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
+    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co
+    FROM (
+        SELECT c, a, to_timestamp(t) AS ts, u, i, co
+        FROM json_to_recordset(%s::json) AS x(c text, a text, t float8, u text, i text, co text)
+    ) AS batch
+    ON CONFLICT (click_id) DO NOTHING
+    RETURNING ad_id, minute
+)
+SELECT ad_id, extract(epoch FROM minute)::bigint, count(*) FROM stored GROUP BY ad_id, minute
 """
 
 _READ_WATERMARK = (
@@ -93,8 +98,9 @@ class RawStore:
             row = cursor.fetchone()
             closed_through = row[0] if row else None
             cursor.execute(_INSERT_CLICKS, (_batch_document(clicks),))
-            stored: list[tuple[str, int]] = cursor.fetchall()
-            increments = inc.group_increments(stored, self.shard_count)
+            counted: list[tuple[str, int, int]] = cursor.fetchall()
+            increments = inc.group_counts(counted, self.shard_count)
+            new_clicks = sum(clicks for _, _, clicks in counted)
             late: dict[int, int] = {}
             if closed_through is not None:
                 late = {m: n for m, n in inc.clicks_per_minute(increments).items()
@@ -115,8 +121,8 @@ class RawStore:
                 cursor.execute("DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])",
                                (list(applied_batch_ids),))
             return CommittedBatch(
-                batch_id=batch_id, increments=increments, new_clicks=len(stored),
-                duplicates=len(clicks) - len(stored), late_clicks=sum(late.values()),
+                batch_id=batch_id, increments=increments, new_clicks=new_clicks,
+                duplicates=len(clicks) - new_clicks, late_clicks=sum(late.values()),
                 late_minutes=tuple(sorted(late)),
             )
 

@@ -304,6 +304,7 @@ class IngestWorker:
         self._last_delivery_at = time.time()
         self._last_alarm_at = 0.0
         self._prefetch = settings.prefetch_count  # messages, as last sent with basic.qos
+        self._consumer_tag: str | None = None  # while consuming
         self._clicks_per_message: float | None = None  # running average, once a batch is seen
 
     def run(self) -> int:
@@ -358,12 +359,12 @@ class IngestWorker:
         self._prefetch = self.stats.prefetch = min(STARTING_PREFETCH,
                                                    self.settings.prefetch_count)
         with topology.translated_errors():
-            channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
+            channel.basic_qos(prefetch_count=self._prefetch)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
         first = self.writers[0]
         self._await(connection, self._submit(connection, first, first.sink.recover))
         with topology.translated_errors():
-            consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
+            self._consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
         log.info("consuming %s (batch %d clicks or %.2f s, prefetch up to %d, %d writers)",
                  topology.INGEST_QUEUE, self.settings.batch_size,
                  self.settings.flush_interval_seconds, self.settings.prefetch_count,
@@ -373,7 +374,8 @@ class IngestWorker:
             self._ack_finished(connection, channel, dead)
             if self.stop.is_set():
                 with topology.translated_errors():
-                    channel.basic_cancel(consumer_tag)
+                    channel.basic_cancel(self._consumer_tag)
+                self._consumer_tag = None
                 self._wait_for_a_writer(connection, channel, dead)
                 self._start_write(connection, dead)
                 while self._in_flight:
@@ -520,9 +522,13 @@ class IngestWorker:
     def _resize_prefetch(self, channel: Any, batch: Batch) -> None:
         """Follow the clicks per message seen (batching.prefetch_for) to bound memory.
 
-        The window is channel-wide (``global_qos``): RabbitMQ applies a per-consumer
-        prefetch only to consumers created after it, so a change would never reach
-        the running consumer. This channel has exactly one consumer.
+        The window is per consumer: a channel-wide window (``global_qos``) cost
+        RabbitMQ 3.5 us more CPU per delivered one-click message here (26.2-27.7
+        against 22.1-24.5 us, four drains of 100,000 each), a seventh of its work.
+        RabbitMQ applies a new per-consumer prefetch only to consumers created
+        after it, so a resize re-subscribes (``_resubscribe``); with the hysteresis
+        below that happens once when a worker starts and again only when the
+        producers' message size changes.
         """
         items = batch.clicks_received + len(batch.dead_letters)
         # An exponential average, so one odd batch does not swing the window.
@@ -535,10 +541,25 @@ class IngestWorker:
         # basic.qos is a round trip: change it only when the window is well off.
         if abs(wanted - self._prefetch) > PREFETCH_HYSTERESIS * self._prefetch:
             with topology.translated_errors():
-                channel.basic_qos(prefetch_count=wanted, global_qos=True)
+                channel.basic_qos(prefetch_count=wanted)
             log.info("prefetch %d -> %d messages (%.1f clicks per message)",
                      self._prefetch, wanted, self._clicks_per_message)
             self._prefetch = self.stats.prefetch = wanted
+            self._resubscribe(channel)
+
+    def _resubscribe(self, channel: Any) -> None:
+        """Replace the consumer, so that the window last set with basic.qos applies.
+
+        Deliveries already handed to ``_on_message`` stay unacked on this channel
+        and are acked with their batch. pika rejects with requeue whatever arrived
+        for the old consumer but was not yet dispatched; the broker delivers it
+        again (a click id that comes back is a duplicate, never a second count).
+        """
+        if self._consumer_tag is None:  # stopping: no new consumer
+            return
+        with topology.translated_errors():
+            channel.basic_cancel(self._consumer_tag)
+            self._consumer_tag = channel.basic_consume(topology.INGEST_QUEUE, self._on_message)
 
     def _record(self, batch: Batch, written: Written, started: float, acked: float) -> None:
         stats = self.stats
@@ -560,10 +581,7 @@ class IngestWorker:
         metrics.FLUSH_SECONDS.observe(acked - started)
         for code, n in collections.Counter(d.rejection.code for d in dead_letters).items():
             metrics.DEAD_LETTERS.labels(code).inc(n)
-        observe = metrics.PUBLISH_TO_DURABLE_SECONDS.observe
-        for stamp in batch.published_at:
-            stats.latency.observe(acked - stamp)
-            observe(acked - stamp)
+        metrics.observe_latencies(stats, acked, batch.published_at)
         items = batch.clicks_received + len(batch.dead_letters)
         if (items >= INVALID_ALARM_MIN_ITEMS
                 and len(batch.dead_letters) >= INVALID_SHARE_ALARM * items

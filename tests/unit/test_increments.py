@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import orjson
@@ -58,3 +59,18 @@ def test_no_new_clicks_means_no_increments() -> None:
     assert inc.group_increments([], 8) == {}
     assert inc.clicks_per_minute({}) == {}
     assert inc.minutes_of({}) == set()
+
+
+@given(clicks, st.integers(min_value=1, max_value=32), st.randoms(use_true_random=False))
+def test_counted_rows_group_as_the_clicks_they_count(
+        new_clicks: list[tuple[str, int]], shard_count: int, rng: random.Random) -> None:
+    # PostgreSQL returns the new clicks counted per (ad, minute); split the counts
+    # unevenly over repeated rows, as any grouping could, and the result must not change.
+    rows: list[tuple[str, int, int]] = []
+    for (ad, minute), n in Counter(new_clicks).items():
+        while n:
+            part = rng.randint(1, n)
+            rows.append((ad, minute, part))
+            n -= part
+    rng.shuffle(rows)
+    assert inc.group_counts(rows, shard_count) == inc.group_increments(new_clicks, shard_count)

@@ -7,8 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 
-from farloom_tasks.metrics import IngestStats, LatencyHistogram
+from farloom_tasks import metrics
+from farloom_tasks.metrics import BatchHistogram, IngestStats, LatencyHistogram
 
 
 def test_quantiles_are_within_a_few_percent_of_the_exact_ones() -> None:
@@ -65,3 +69,52 @@ def test_peak_rss_is_the_workers_own_not_its_parents() -> None:
         capture_output=True, text=True, check=True)
     assert 1 < float(child.stdout) < 150
     del ballast
+
+
+latencies = st.lists(st.floats(min_value=-10.0, max_value=10 * LatencyHistogram.LARGEST,
+                               allow_nan=False), max_size=300)
+
+
+@given(latencies)
+def test_a_sorted_batch_counts_exactly_as_one_observation_each(values: list[float]) -> None:
+    one_by_one, batched = LatencyHistogram(), LatencyHistogram()
+    for value in values:
+        one_by_one.observe(value)
+    batched.observe_sorted(sorted(values))
+    assert batched._counts == one_by_one._counts
+    assert (batched.count, batched.maximum) == (one_by_one.count, one_by_one.maximum)
+
+
+@given(st.lists(st.floats(min_value=-1.0, max_value=100.0, allow_nan=False), max_size=200))
+def test_the_batch_histogram_exposes_what_prometheus_own_histogram_would(
+        values: list[float]) -> None:
+    buckets = (0.01, 0.1, 1, 2.5, 60)
+    ours_registry, theirs_registry = CollectorRegistry(), CollectorRegistry()
+    ours = BatchHistogram("latency_seconds", "doc", buckets, ours_registry)
+    theirs = Histogram("latency_seconds", "doc", buckets=buckets, registry=theirs_registry)
+    ours.observe_sorted(sorted(values))
+    for value in values:
+        theirs.observe(value)
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value
+                for family in registry.collect() for s in family.samples
+                if not s.name.endswith("_created")}
+
+    ours_samples, theirs_samples = samples(ours_registry), samples(theirs_registry)
+    assert ours_samples.keys() == theirs_samples.keys()
+    for key, value in theirs_samples.items():
+        assert ours_samples[key] == pytest.approx(value), key
+
+
+def test_a_batch_of_latencies_reaches_the_summary_and_the_metrics_endpoint() -> None:
+    stats = IngestStats(started_at=0.0)
+    before = metrics.REGISTRY.get_sample_value(
+        "farloom_ingest_publish_to_durable_seconds_count") or 0.0
+    metrics.observe_latencies(stats, acked=100.0, published_at=[99.9, 99.5, 99.0])
+    assert stats.latency.count == 3
+    assert stats.latency.maximum == pytest.approx(1.0)
+    assert metrics.REGISTRY.get_sample_value(
+        "farloom_ingest_publish_to_durable_seconds_count") == before + 3
+    assert metrics.REGISTRY.get_sample_value(
+        "farloom_ingest_publish_to_durable_seconds_bucket", {"le": "0.1"}) is not None
