@@ -171,6 +171,7 @@ class IngestStats:
     last_ack_at: float | None = None  # epoch s
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     prefetch: int = 0  # messages, the broker window last set with basic.qos
+    prefetch_changes: int = 0  # resizes of the window after the first (each re-subscribes)
     batches: int = 0  # flushes written and acked
 
     def summary(self, now: float) -> dict[str, Any]:
@@ -195,6 +196,7 @@ class IngestStats:
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "run_s": round(now - self.started_at, 3),
             "prefetch": self.prefetch,
+            "prefetch_changes": self.prefetch_changes,
             "batches": self.batches,
         }
 

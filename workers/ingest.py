@@ -545,6 +545,7 @@ class IngestWorker:
             log.info("prefetch %d -> %d messages (%.1f clicks per message)",
                      self._prefetch, wanted, self._clicks_per_message)
             self._prefetch = self.stats.prefetch = wanted
+            self.stats.prefetch_changes += 1
             self._resubscribe(channel)
 
     def _resubscribe(self, channel: Any) -> None:
@@ -552,8 +553,8 @@ class IngestWorker:
 
         Deliveries already handed to ``_on_message`` stay unacked on this channel
         and are acked with their batch. pika rejects with requeue whatever arrived
-        for the old consumer but was not yet dispatched; the broker delivers it
-        again (a click id that comes back is a duplicate, never a second count).
+        for the old consumer but was not yet dispatched: nothing of it was batched,
+        and the broker delivers it again, to this worker or another.
         """
         if self._consumer_tag is None:  # stopping: no new consumer
             return

@@ -168,3 +168,33 @@ def test_a_worker_fed_one_click_messages_grows_its_window_at_the_broker(stack: S
     # One click per message: four batches of 2,000 clicks in flight, under the ceiling.
     assert summary["prefetch"] == 8000
     assert summary["batches"] <= 6, summary
+
+
+def test_a_window_resized_mid_stream_loses_and_repeats_nothing(stack: Stack) -> None:
+    # Small messages, then large ones, then small ones again: the worker shrinks its
+    # window, then grows it, re-subscribing each time. pika hands back (requeues)
+    # whatever the broker had sent the old consumer and the worker had not yet taken.
+    rng, now = random.Random(5), time.time()
+    first = one_click_stream(3000, now, seed=2, prefix="small-before")
+    large: list[list[dict[str, object]]] = [
+        [{**valid_click(rng, m * 100 + i, now), "click_id": f"large-{m}-{i}"}
+         for i in range(100)] for m in range(60)]
+    last = one_click_stream(6000, now, seed=3, prefix="small-after")
+    stream = first
+    for message in large:
+        stream.bodies.append(json.dumps(message).encode())
+        for click in message:
+            stream.click_ids.add(str(click["click_id"]))
+            stream.expected[(minute_of(float(click["clicked_at"])), str(click["ad_id"]))] += 1
+    stream.bodies.extend(last.bodies)
+    stream.click_ids |= last.click_ids
+    stream.expected += last.expected
+    publish(stack, stream.bodies)
+
+    summary = run_burst(stack)
+
+    assert_exact(stack, stream)
+    assert queue_counts(stack) == (0, 0)
+    assert summary["prefetch_changes"] >= 2, summary  # it shrank, then grew again
+    assert summary["messages"] == len(stream.bodies)  # each acked once, none counted twice
+    assert summary["duplicates"] == 0
