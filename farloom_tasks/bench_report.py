@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 CONSUMER_LABELS = {"null": "(a) null", "naive": "(b) naive", "farloom": "(c) Farloom"}
 PRELOADED, SUSTAINED = "preloaded", "sustained"
@@ -45,9 +48,14 @@ class Target:
     met: bool
 
 
+def middle_run(runs: Sequence[T], slowness: Callable[[T], float]) -> T:
+    """The median of repeated runs; for an even count the slower middle: never flatters."""
+    return sorted(runs, key=slowness)[len(runs) // 2]
+
+
 def slower_middle(durations: Sequence[float]) -> float:
-    """The median of repeated timings; for an even count the slower middle: never flatters."""
-    return sorted(durations)[len(durations) // 2]
+    """The median of repeated timings (``middle_run`` by duration)."""
+    return middle_run(durations, float)
 
 
 def combine_repeats(rows: Sequence[Row]) -> list[Row]:
@@ -68,8 +76,7 @@ def combine_repeats(rows: Sequence[Row]) -> list[Row]:
         if len(runs) == 1:
             combined.append(runs[0])
             continue
-        by_rate = sorted(runs, key=lambda r: r.clicks_per_s)
-        median = by_rate[(len(by_rate) - 1) // 2]  # the lower middle: never flatters
+        median = middle_run(runs, lambda r: -r.clicks_per_s)  # a lower rate is slower
         rss = [r.peak_rss_mb for r in runs if r.peak_rss_mb is not None]
         rates = ", ".join(f"{_down(r.clicks_per_s):,.0f}" for r in runs)
         note = f"median of {len(runs)} runs ({rates})"
