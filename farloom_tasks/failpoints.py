@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from farloom_tasks.errors import TransientError
-from farloom_tasks.redis_counts import KEY_PREFIX, translated_errors
+from farloom_tasks.stores.redis_counts import KEY_PREFIX, translated_errors
 
 COUNTER_KEY = KEY_PREFIX + ":failpoint:{name}"  # failures left
 INSTANCE_KEY = KEY_PREFIX + ":failpoint:{name}:{instance}"  # failures left for one call site

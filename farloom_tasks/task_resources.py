@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy.engine import Engine
 
-from farloom_tasks import db, failpoints, redis_counts
-from farloom_tasks.aggregates_publisher import AggregatesPublisher
-from farloom_tasks.raw_store import RawStore
+from farloom_tasks import failpoints
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores.aggregates_publisher import AggregatesPublisher
+from farloom_tasks.stores.raw import RawStore
 
 
 @dataclass

@@ -19,16 +19,17 @@ from typing import Any
 
 from celery import chord
 
-from farloom_tasks import closing, minute_aggregation, redis_loss, replay, windows
-from farloom_tasks import reconcile as reconciliation
-from farloom_tasks.aggregates import encode
-from farloom_tasks.aggregates_publisher import publish_with_one_reconnect
 from farloom_tasks.celery import app, settings_of
-from farloom_tasks.durable_write import drain_outbox
+from farloom_tasks.core import windows
+from farloom_tasks.core.aggregates import encode
+from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.errors import TransientError
+from farloom_tasks.pipeline import closing, minute_aggregation, redis_loss, replay
+from farloom_tasks.pipeline import reconcile as reconciliation
+from farloom_tasks.pipeline.durable_write import drain_outbox
+from farloom_tasks.stores.aggregates_publisher import publish_with_one_reconnect
+from farloom_tasks.stores.transactions import transaction
 from farloom_tasks.task_resources import TaskResources, current
-from farloom_tasks.transactions import transaction
-from farloom_tasks.windows import MINUTE, iso, minute_of, parse_minute
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from farloom_tasks import redis_counts, topk
-from farloom_tasks.clicks import Click
-from farloom_tasks.durable_write import DurableWriter
-from farloom_tasks.raw_store import RawStore
-from farloom_tasks.windows import minute_of, to_datetime
+from farloom_tasks.core import topk
+from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.windows import minute_of, to_datetime
+from farloom_tasks.pipeline.durable_write import DurableWriter
+from farloom_tasks.stores import redis_counts
+from farloom_tasks.stores.raw import RawStore
 from tests.celery_worker import TEST_ENV
 from tests.stack import Stack
 

@@ -22,9 +22,10 @@ import pika
 import redis
 import sqlalchemy as sa
 
-from farloom_tasks import db, migrate, topology
-from farloom_tasks.bench_env import empty_everything, redis_db_lock
+from farloom_tasks.bench.env import empty_everything, redis_db_lock
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import db, topology
+from farloom_tasks.stores import migrations as migrate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

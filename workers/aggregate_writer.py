@@ -1,7 +1,7 @@
 """``farloom write-aggregates``: consume minute results into ``agg.*``.
 
 A pipeline of one message at a time: decode → check → write (one PostgreSQL
-transaction, see farloom_tasks.agg_store) → ack.
+transaction, see farloom_tasks.stores.agg) → ack.
 
 Ack rules:
 - A part is acked only after its transaction committed (or after it was found
@@ -30,10 +30,12 @@ from typing import Any
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from farloom_tasks import aggregates, db, topology, writer_metrics
-from farloom_tasks.agg_store import AggStore, Outcome, check_writable
+from farloom_tasks.core import aggregates
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable
+from farloom_tasks.metrics import writer as writer_metrics
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import db, topology
+from farloom_tasks.stores.agg import AggStore, Outcome, check_writable
 
 log = logging.getLogger("farloom.aggregate_writer")
 

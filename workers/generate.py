@@ -1,6 +1,6 @@
 """``farloom generate``: publish synthetic click traffic to ``farloom.clicks``.
 
-Clicks come from farloom_tasks.traffic (Zipf popularity, an exact
+Clicks come from farloom_tasks.core.traffic (Zipf popularity, an exact
 duplicate/late/invalid mix); the ConfirmingPublisher sends them with
 asynchronous confirms. Paced runs (``--rate``) use a token bucket on the
 monotonic clock. Ctrl-C or SIGTERM stops generating and waits for the
@@ -19,10 +19,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from farloom_tasks.messages import encode_clicks
+from farloom_tasks.core.messages import encode_clicks
+from farloom_tasks.core.traffic import TokenBucket, TrafficGenerator, TrafficMix
 from farloom_tasks.settings import Settings
-from farloom_tasks.traffic import TokenBucket, TrafficGenerator, TrafficMix
-from workers.publisher import ConfirmingPublisher, Outgoing, PublishStats
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
 
 
 class GeneratedTraffic:

@@ -32,9 +32,9 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from farloom_tasks.clicks import parse_rfc3339
+from farloom_tasks.core.clicks import parse_rfc3339
 from farloom_tasks.settings import Settings
-from workers.publisher import ConfirmingPublisher, Outgoing
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing
 
 _NAIVE = re.compile(
     r"\s*(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*\Z")

@@ -61,11 +61,10 @@ import pika.exceptions
 import psycopg2
 import psycopg2.errors
 
-from farloom_tasks import crash_points, db, metrics, redis_counts, topology
-from farloom_tasks.batching import Batch, Batcher, prefetch_for
-from farloom_tasks.clicks import Click, Rejection
-from farloom_tasks.dead_letters import DeadLetterPublisher
-from farloom_tasks.durable_write import DurableWriter, drain_outbox
+from farloom_tasks import crash_points
+from farloom_tasks.core.batching import Batch, Batcher, prefetch_for
+from farloom_tasks.core.clicks import Click, Rejection
+from farloom_tasks.core.messages import DeadLetter, decode_message
 from farloom_tasks.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -74,9 +73,12 @@ from farloom_tasks.errors import (
     RedisUnavailable,
     TransientError,
 )
-from farloom_tasks.messages import DeadLetter, decode_message
-from farloom_tasks.raw_store import RawStore
+from farloom_tasks.metrics import ingest as metrics
+from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores.dead_letters import DeadLetterPublisher
+from farloom_tasks.stores.raw import RawStore
 
 log = logging.getLogger("farloom.ingest")
 # pika logs every failed connect at ERROR with a traceback; the worker's own warning

@@ -37,8 +37,7 @@ from typing import IO, Any
 
 import orjson
 
-from farloom_tasks.settings import Settings
-from farloom_tasks.tail_position import (
+from farloom_tasks.core.tail_position import (
     FileId,
     Positions,
     Token,
@@ -46,7 +45,8 @@ from farloom_tasks.tail_position import (
     resume_offset,
     split_lines,
 )
-from workers.publisher import ConfirmingPublisher, Outgoing, PublishStats
+from farloom_tasks.settings import Settings
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
 
 log = logging.getLogger(__name__)
 

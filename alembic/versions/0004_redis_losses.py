@@ -7,7 +7,7 @@ Create Date: 2026-11-29
 Redis holds the per-minute counts but may lose them (restart without
 persistence, FLUSHDB). It keeps a data epoch (redis_counts.EPOCH_KEY) that is
 written once per Redis lifetime; PostgreSQL remembers the last epoch seen, so a
-new epoch means Redis lost its data (farloom_tasks/redis_loss.py).
+new epoch means Redis lost its data (farloom_tasks/pipeline/redis_loss.py).
 """
 
 from alembic import op

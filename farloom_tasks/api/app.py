@@ -28,10 +28,11 @@ from prometheus_client import (
     generate_latest,
 )
 
-from farloom_tasks import db, status
-from farloom_tasks.api import queries
+from farloom_tasks.core.windows import MINUTE, iso, parse_minute
+from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
-from farloom_tasks.windows import MINUTE, iso, parse_minute
+from farloom_tasks.stores import agg_reads as queries
+from farloom_tasks.stores import db
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_WINDOW_MINUTES = 1440  # GET /v1/ads/top: a day at most

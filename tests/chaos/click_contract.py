@@ -1,6 +1,6 @@
 """The test's own reading of the click contract (DESIGN.md, README "The click message").
 
-An oracle written from the contract's text, not from farloom_tasks.clicks: it
+An oracle written from the contract's text, not from farloom_tasks.core.clicks: it
 says whether a message body is rejected whole (and why) and, for a well-formed
 body, which elements are valid and in which minute each one counts. Pure.
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from farloom_tasks import topology
+from farloom_tasks.stores import topology
 from tests.chaos.click_feed import ClickFeed
 from tests.stack import Stack
 

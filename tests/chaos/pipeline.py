@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from farloom_tasks import celery as farloom_celery
-from farloom_tasks import topology
+from farloom_tasks.stores import topology
 from tests.chaos.click_feed import ClickFeed, FeedRun
 from tests.chaos.exactness import Outcome, assert_exact
 from tests.chaos.processes import PipelineProcess

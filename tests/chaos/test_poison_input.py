@@ -24,7 +24,7 @@ from typing import Any
 import pika
 import sqlalchemy as sa
 
-from farloom_tasks import redis_counts, topology
+from farloom_tasks.stores import redis_counts, topology
 from tests.chaos.broker_view import wait_until
 from tests.chaos.click_contract import Verdict, judge_body
 from tests.chaos.pipeline import record_outcome

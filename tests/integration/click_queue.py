@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from farloom_tasks import topology
-from farloom_tasks.messages import DecodedMessage, decode_message
+from farloom_tasks.core.messages import DecodedMessage, decode_message
+from farloom_tasks.stores import topology
 from tests.stack import Stack
 
 # pika would otherwise decode the float publish-time header cast to int (pika/pika#599).

@@ -23,8 +23,8 @@ from typing import IO, Any
 import pika
 import sqlalchemy as sa
 
-from farloom_tasks import redis_counts, topology
-from farloom_tasks.windows import minute_of
+from farloom_tasks.core.windows import minute_of
+from farloom_tasks.stores import redis_counts, topology
 from tests.stack import PROJECT_ROOT, Stack
 
 WAIT_SECONDS = 90.0  # upper bound of every wait; a healthy run needs a few seconds

@@ -20,10 +20,11 @@ import pika
 import pytest
 import sqlalchemy as sa
 
-from farloom_tasks import aggregates, topology
-from farloom_tasks.agg_store import AggStore, Outcome
-from farloom_tasks.aggregates import MinuteResultPart
-from farloom_tasks.topk import AdCount, top_k
+from farloom_tasks.core import aggregates
+from farloom_tasks.core.aggregates import MinuteResultPart
+from farloom_tasks.core.topk import AdCount, top_k
+from farloom_tasks.stores import topology
+from farloom_tasks.stores.agg import AggStore, Outcome
 from tests.stack import PROJECT_ROOT, Stack
 
 MINUTE = 1_796_000_040 - 1_796_000_040 % 60

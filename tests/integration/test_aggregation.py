@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from farloom_tasks import closing, failpoints
-from farloom_tasks.windows import MINUTE, last_due_minute, to_datetime
+from farloom_tasks import failpoints
+from farloom_tasks.core.windows import MINUTE, last_due_minute, to_datetime
+from farloom_tasks.pipeline import closing
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,
@@ -89,7 +90,7 @@ def test_a_duplicate_close_of_the_same_minute_changes_nothing(
         result.get(timeout=60)
     engine = stack.engine()
     try:
-        from farloom_tasks.transactions import transaction
+        from farloom_tasks.stores.transactions import transaction
 
         with transaction(engine) as cursor:
             again = closing.claim_revision(cursor, m0)

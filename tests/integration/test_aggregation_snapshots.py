@@ -7,13 +7,14 @@ import threading
 import time
 from collections import Counter
 
-from farloom_tasks import aggregates, redis_counts, topk
-from farloom_tasks.clicks import Click
-from farloom_tasks.durable_write import drain_outbox
-from farloom_tasks.increments import group_increments
-from farloom_tasks.minute_aggregation import result_parts, snapshot_shard
-from farloom_tasks.replay import rebuild_from_raw
-from farloom_tasks.windows import MINUTE, last_due_minute
+from farloom_tasks.core import aggregates, topk
+from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.increments import group_increments
+from farloom_tasks.core.windows import MINUTE, last_due_minute
+from farloom_tasks.pipeline.durable_write import drain_outbox
+from farloom_tasks.pipeline.minute_aggregation import result_parts, snapshot_shard
+from farloom_tasks.pipeline.replay import rebuild_from_raw
+from farloom_tasks.stores import redis_counts
 from tests.minute_checks import durable_writer, raw_counts, set_watermark
 from tests.stack import Stack
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from farloom_tasks.windows import minute_of, to_datetime
+from farloom_tasks.core.windows import minute_of, to_datetime
 from tests.stack import PROJECT_ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -7,12 +7,12 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from farloom_tasks import redis_counts
-from farloom_tasks.clicks import Click
-from farloom_tasks.durable_write import DurableWriter, drain_outbox
-from farloom_tasks.raw_store import RawStore
-from farloom_tasks.shards import shard_of
-from farloom_tasks.windows import minute_of
+from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.shards import shard_of
+from farloom_tasks.core.windows import minute_of
+from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
+from farloom_tasks.stores import redis_counts
+from farloom_tasks.stores.raw import RawStore
 from tests.stack import Stack
 
 

@@ -7,8 +7,8 @@ import sys
 import time
 from collections import Counter
 
-from farloom_tasks import topology
-from farloom_tasks.windows import MINUTE
+from farloom_tasks.core.windows import MINUTE
+from farloom_tasks.stores import topology
 from tests.integration.click_queue import click_ids, drain
 from tests.stack import PROJECT_ROOT, Stack
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from farloom_tasks.windows import minute_of
+from farloom_tasks.core.windows import minute_of
 from tests.integration.click_queue import drain
 from tests.stack import PROJECT_ROOT, Stack
 from workers.import_file import timestamp_for_contract

@@ -10,8 +10,8 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from farloom_tasks import redis_counts, topology
-from farloom_tasks.windows import MINUTE, minute_of
+from farloom_tasks.core.windows import MINUTE, minute_of
+from farloom_tasks.stores import redis_counts, topology
 from tests.integration.ingest_support import (
     assert_exact,
     dead_letters,

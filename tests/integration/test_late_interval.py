@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from farloom_tasks import closing
-from farloom_tasks.transactions import transaction
-from farloom_tasks.windows import minute_of
+from farloom_tasks.core.windows import minute_of
+from farloom_tasks.pipeline import closing
+from farloom_tasks.stores.transactions import transaction
 from tests.stack import Stack
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from farloom_tasks import topology
+from farloom_tasks.stores import topology
 from tests.stack import PROJECT_ROOT, Stack
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from farloom_tasks import agg_store, db, migrate
-from farloom_tasks.agg_store import int_array, text_array
+from farloom_tasks.stores import agg as agg_store
+from farloom_tasks.stores import db
+from farloom_tasks.stores import migrations as migrate
+from farloom_tasks.stores.agg import int_array, text_array
 from tests.stack import Stack
 
 SCHEMAS = ("raw", "agg")

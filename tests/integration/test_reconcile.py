@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
+from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, to_datetime
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from farloom_tasks import redis_counts
-from farloom_tasks.windows import MINUTE, last_due_minute, minute_of
+from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of
+from farloom_tasks.stores import redis_counts
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from farloom_tasks.windows import MINUTE, iso, last_due_minute, to_datetime
+from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, to_datetime
 from tests.minute_checks import (
     assert_agg_is,
     clicks_for,

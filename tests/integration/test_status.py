@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from farloom_tasks import topology
-from farloom_tasks.windows import iso, minute_of, to_datetime
+from farloom_tasks.core.windows import iso, minute_of, to_datetime
+from farloom_tasks.stores import topology
 from tests.stack import PROJECT_ROOT, Stack, isolated_stack
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from farloom_tasks import topk
-from farloom_tasks.windows import MINUTE, from_datetime, iso
+from farloom_tasks.core import topk
+from farloom_tasks.core.windows import MINUTE, from_datetime, iso
 from tests.minute_checks import TEST_K, sql
 from tests.stack import Stack
 

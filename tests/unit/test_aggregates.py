@@ -1,4 +1,4 @@
-"""The aggregates message codec (farloom_tasks.aggregates) and the writer's pure checks."""
+"""The aggregates message codec (farloom_tasks.core.aggregates) and the writer's pure checks."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks import aggregates
-from farloom_tasks.agg_store import (
+from farloom_tasks.core import aggregates
+from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
+from farloom_tasks.core.topk import top_k
+from farloom_tasks.stores.agg import (
     BOOK_LOCK_CLASS,
     ROWS_LOCK_CLASS,
     check_writable,
     minute_lock_key,
     ranked_top,
 )
-from farloom_tasks.aggregates import InvalidAggregate, MinuteResultPart
-from farloom_tasks.topk import top_k
 
 MINUTE = 1_796_000_040 - 1_796_000_040 % 60
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from farloom_tasks.batching import QUIET_FLUSH_SECONDS, Batcher
-from farloom_tasks.clicks import Click, Rejection
-from farloom_tasks.messages import DeadLetter, DecodedMessage
+from farloom_tasks.core.batching import QUIET_FLUSH_SECONDS, Batcher
+from farloom_tasks.core.clicks import Click, Rejection
+from farloom_tasks.core.messages import DeadLetter, DecodedMessage
 
 T0 = 1_800_000_000.0
 
@@ -111,7 +111,7 @@ def test_discard_drops_the_batch_and_reports_its_messages() -> None:
 
 
 def test_the_prefetch_keeps_a_few_batches_of_clicks_in_flight() -> None:
-    from farloom_tasks.batching import prefetch_for
+    from farloom_tasks.core.batching import prefetch_for
 
     assert prefetch_for(1.0, batch_size=2000, ceiling=4000) == 4000
     assert prefetch_for(100.0, batch_size=2000, ceiling=4000) == 80
@@ -119,7 +119,7 @@ def test_the_prefetch_keeps_a_few_batches_of_clicks_in_flight() -> None:
 
 
 def test_the_prefetch_never_drops_below_the_floor_nor_rises_above_the_ceiling() -> None:
-    from farloom_tasks.batching import MIN_PREFETCH, prefetch_for
+    from farloom_tasks.core.batching import MIN_PREFETCH, prefetch_for
 
     assert prefetch_for(10_000.0, batch_size=2000, ceiling=4000) == MIN_PREFETCH
     assert prefetch_for(1.0, batch_size=2000, ceiling=500) == 500

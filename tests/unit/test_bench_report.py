@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farloom_tasks.bench_report import (
+from farloom_tasks.bench.report import (
     PRELOADED,
     SUSTAINED,
     Row,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from farloom_tasks.bench_traffic import PacedSource, Traffic
-from farloom_tasks.messages import decode_message
+from farloom_tasks.bench.traffic import PacedSource, Traffic
+from farloom_tasks.core.messages import decode_message
 
 
 def test_every_run_of_a_scenario_publishes_the_same_bodies() -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks.clicks import (
+from farloom_tasks.core.clicks import (
     Click,
     Rejection,
     parse_rfc3339,

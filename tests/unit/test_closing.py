@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from farloom_tasks import closing, failpoints, replay
-from farloom_tasks.windows import MINUTE
+from farloom_tasks import failpoints
+from farloom_tasks.core.windows import MINUTE
+from farloom_tasks.pipeline import closing, replay
 
 MINUTE_0 = 1_800_000_000 - 1_800_000_000 % MINUTE
 RETENTION = 7200.0

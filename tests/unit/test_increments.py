@@ -9,8 +9,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks import increments as inc
-from farloom_tasks.shards import shard_of
+from farloom_tasks.core import increments as inc
+from farloom_tasks.core.shards import shard_of
 
 ads = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=6)
 clicks = st.lists(st.tuples(ads, st.integers(min_value=0, max_value=1000).map(lambda m: m * 60)),

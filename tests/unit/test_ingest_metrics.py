@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
-from farloom_tasks import metrics
-from farloom_tasks.metrics import BatchHistogram, IngestStats, LatencyHistogram
+from farloom_tasks.metrics.ingest import BatchHistogram, IngestStats, LatencyHistogram
+from farloom_tasks.metrics import ingest as metrics
 
 
 def test_quantiles_are_within_a_few_percent_of_the_exact_ones() -> None:
@@ -64,7 +64,7 @@ def test_peak_rss_is_the_workers_own_not_its_parents() -> None:
     ballast = bytearray(300 * 2**20)
     ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page, so it is resident
     child = subprocess.run(
-        [sys.executable, "-c", "from farloom_tasks.metrics import peak_rss_mb; "
+        [sys.executable, "-c", "from farloom_tasks.metrics.ingest import peak_rss_mb; "
                                "print(peak_rss_mb())"],
         capture_output=True, text=True, check=True)
     assert 1 < float(child.stdout) < 150

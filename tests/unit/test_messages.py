@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from farloom_tasks.clicks import Click
-from farloom_tasks.messages import decode_message, encode_clicks
+from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.messages import decode_message, encode_clicks
 
 NOW = 1_800_000_000.0
 SKEW = 300.0
@@ -145,7 +145,7 @@ def test_an_empty_array_yields_nothing() -> None:
 
 def test_a_validator_bug_dead_letters_the_element_instead_of_stopping_the_stream(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from farloom_tasks import messages
+    from farloom_tasks.core import messages
 
     def broken(element: object, now: float, max_skew: float) -> object:
         if isinstance(element, dict) and element.get("click_id") == "trips-the-bug":

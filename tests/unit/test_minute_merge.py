@@ -6,9 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks import topk
-from farloom_tasks.minute_aggregation import IncompleteShards, ShardSummary, merge, parts_needed
-from farloom_tasks.shards import shard_of
+from farloom_tasks.core import topk
+from farloom_tasks.core.shards import shard_of
+from farloom_tasks.pipeline.minute_aggregation import (
+    IncompleteShards,
+    ShardSummary,
+    merge,
+    parts_needed,
+)
 
 K = 5
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from farloom_tasks import closing
-from farloom_tasks.redis_loss import Verdict, affected_window, judge
-from farloom_tasks.windows import MINUTE, minute_of
+from farloom_tasks.core.windows import MINUTE, minute_of
+from farloom_tasks.pipeline import closing
+from farloom_tasks.pipeline.redis_loss import Verdict, affected_window, judge
 
 
 def test_no_known_epoch_is_a_first_run_not_a_loss() -> None:

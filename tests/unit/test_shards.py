@@ -8,7 +8,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks.shards import shard_of
+from farloom_tasks.core.shards import shard_of
 
 
 def test_the_hash_is_crc32_of_the_utf8_ad_id() -> None:
@@ -29,7 +29,7 @@ def test_known_ads_land_on_their_pinned_shards() -> None:
 def test_the_shard_is_the_same_in_another_process() -> None:
     # The built-in hash() of str is salted per process; this would catch its use.
     ads = ["ad-1", "campaign/7", "ünïcode", "x" * 64]
-    code = ("import sys; from farloom_tasks.shards import shard_of; "
+    code = ("import sys; from farloom_tasks.core.shards import shard_of; "
             "print(','.join(str(shard_of(a, 97)) for a in sys.argv[1:]))")
     result = subprocess.run([sys.executable, "-c", code, *ads], capture_output=True,
                             text=True, timeout=60, check=True,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from farloom_tasks import topology
-from farloom_tasks.status import Snapshot, assess
+from farloom_tasks.pipeline.status import Snapshot, assess
+from farloom_tasks.stores import topology
 
 NOW = 1_800_000_030.0  # 30 s into a minute
 LAST_DUE = 1_800_000_000 - 60  # its predecessor

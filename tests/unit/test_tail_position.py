@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farloom_tasks.tail_position import (
+from farloom_tasks.core.tail_position import (
     FileId,
     Positions,
     Token,

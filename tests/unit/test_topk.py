@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks.shards import shard_of
-from farloom_tasks.topk import merge_top_k, top_k
+from farloom_tasks.core.shards import shard_of
+from farloom_tasks.core.topk import merge_top_k, top_k
 
 ad_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
 # Few distinct click counts so that ties are common, which is where merges go wrong.

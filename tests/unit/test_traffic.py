@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from farloom_tasks.clicks import Click, Rejection, validate_click
-from farloom_tasks.traffic import (
+from farloom_tasks.core.clicks import Click, Rejection, validate_click
+from farloom_tasks.core.traffic import (
     TokenBucket,
     TrafficGenerator,
     TrafficMix,

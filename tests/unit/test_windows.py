@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farloom_tasks.windows import (
+from farloom_tasks.core.windows import (
     MINUTE,
     deadline_of,
     due_minutes,

@@ -1,0 +1,1 @@
+"""Benchmarks (``farloom bench ...``). Nothing outside this package imports it."""

@@ -1,0 +1,195 @@
+"""The benchmark's isolated environment: its own database, Redis db and vhost.
+
+``farloom bench`` runs outside pytest, often on a machine where other work uses
+the same services, so it never touches the configured database, Redis db or
+vhost: it derives a throw-away trio from the configured URLs (same servers,
+new names), migrates it, and removes it at the end, also when interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import platform
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psutil
+import redis
+import sqlalchemy as sa
+
+from farloom_tasks.errors import BrokerUnavailable, ConfigError
+from farloom_tasks.settings import ENV_PREFIX, Settings
+from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores import migrations as migrate
+
+# Same lock files as the test stack (tests/stack.py), so a benchmark and a test
+# run on one machine never pick, and flush, the same Redis db number.
+REDIS_DB_LOCK = "/tmp/farloom-test-redis-db-{number}.lock"
+QUEUES = (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
+          topology.AGGREGATES_QUEUE, topology.AGGREGATES_DEAD_QUEUE)
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    settings: Settings
+    vhost: str
+
+    def subprocess_env(self) -> dict[str, str]:
+        """Environment for a worker subprocess: every setting, pointed at this environment."""
+        env = dict(os.environ)
+        for name, value in vars(self.settings).items():
+            env[ENV_PREFIX + name.upper()] = str(value)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def reset(self) -> None:
+        """Empty every table, the Redis db and every queue, so runs start alike."""
+        empty_everything(self.settings)
+
+    def stored_clicks(self) -> int:
+        """Rows in raw.ad_clicks: what has been made durable so far."""
+        engine = db.make_engine(self.settings.database_url, pool_size=1)
+        try:
+            with db.translated_errors(), engine.connect() as conn:
+                return int(conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar()
+                           or 0)
+        finally:
+            engine.dispose()
+
+
+def empty_everything(settings: Settings) -> None:
+    """Empty every raw/agg table, the Redis db and every Farloom queue of ``settings``.
+
+    For throw-away environments only (benchmarks, tests): it deletes all data.
+    """
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        with db.translated_errors(), engine.begin() as conn:
+            tables = conn.execute(sa.text(
+                "SELECT schemaname || '.' || tablename FROM pg_tables "
+                "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
+            conn.exec_driver_sql(
+                "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
+    finally:
+        engine.dispose()
+    with redis_counts.translated_errors():
+        redis.Redis.from_url(settings.redis_url).flushdb()
+    connection = topology.connect(settings.amqp_url)
+    try:
+        channel = connection.channel()
+        topology.declare(channel)
+        with topology.translated_errors():
+            for queue in QUEUES:
+                channel.queue_purge(queue)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        raise BrokerUnavailable("the benchmark creates its own vhost with rabbitmqctl, "
+                                "which is not on PATH; run it on the RabbitMQ host")
+    done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+    if done.returncode != 0:
+        raise BrokerUnavailable(f"rabbitmqctl {' '.join(args)} failed: "
+                                f"{(done.stderr or done.stdout).strip()[:300]}")
+
+
+@contextlib.contextmanager
+def redis_db_lock() -> Iterator[int]:
+    """Hold a Redis db number in 1-15 that no other test or benchmark run holds."""
+    for number in range(1, 16):
+        handle = open(REDIS_DB_LOCK.format(number=number), "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield number
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        return
+    raise ConfigError("Redis db numbers 1-15 are all held by test or benchmark runs; "
+                      "wait for them to finish")
+
+
+def _with_vhost(amqp_url: str, vhost: str) -> str:
+    parts = urlsplit(amqp_url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+def _with_redis_db(redis_url: str, number: int) -> str:
+    parts = urlsplit(redis_url)
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+@contextlib.contextmanager
+def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
+    """A fresh, migrated environment on the configured servers, removed on exit."""
+    run_id = uuid.uuid4().hex[:10]
+    vhost = f"farloom-bench-{run_id}"
+    database_url = sa.make_url(settings.database_url).set(
+        database=f"farloom_bench_{run_id}").render_as_string(hide_password=False)
+    with redis_db_lock() as redis_db:
+        env = BenchEnv(replace(settings, database_url=database_url,
+                               amqp_url=_with_vhost(settings.amqp_url, vhost),
+                               redis_url=_with_redis_db(settings.redis_url, redis_db)), vhost)
+        _rabbitmqctl("add_vhost", vhost)
+        try:
+            user = urlsplit(settings.amqp_url).username or "guest"
+            _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+            migrate.upgrade(database_url)
+            env.reset()
+            yield env
+        finally:
+            with contextlib.suppress(Exception):
+                db.drop_database(database_url)
+            with contextlib.suppress(Exception):
+                redis.Redis.from_url(env.settings.redis_url).flushdb()
+            with contextlib.suppress(Exception):
+                _rabbitmqctl("delete_vhost", vhost)
+
+
+def describe_machine(settings: Settings) -> list[tuple[str, str]]:
+    """(item, value) rows describing the machine and service versions, for the docs."""
+    rows = [("CPU", _cpu_model()), ("cores (nproc)", str(os.cpu_count() or "?")),
+            ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
+            ("OS", f"{platform.system()} {platform.release()}"),
+            ("Python", platform.python_version())]
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        with db.translated_errors(), engine.connect() as conn:
+            rows.append(("PostgreSQL", str(conn.execute(sa.text("SHOW server_version")).scalar())))
+    finally:
+        engine.dispose()
+    with redis_counts.translated_errors():
+        info = redis.Redis.from_url(settings.redis_url).info("server")
+    rows.append(("Redis", str(info.get("redis_version", "?"))))
+    connection = topology.connect(settings.amqp_url)
+    try:
+        version = connection._impl.server_properties.get("version", b"?")
+        rows.append(("RabbitMQ", version.decode() if isinstance(version, bytes) else str(version)))
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+    return rows
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"

@@ -1,0 +1,327 @@
+"""``farloom bench ingest``: Farloom's ingest worker against two baseline consumers.
+
+Every consumer is a subprocess reading the same messages from the same queue of
+an isolated environment (bench_env), in two modes:
+- preloaded: N messages are published (and confirmed) first; the consumer's
+  own drain rate is reported (first delivery to last ack/exit);
+- sustained: the publisher runs at a fixed rate for ``--duration`` seconds
+  while the consumer runs; the rate reported is the steady one inside the
+  window (after a warm-up), and how far behind the consumer was when
+  publishing stopped says whether it kept up.
+The figures are only as good as the machine is quiet: the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from farloom_tasks.bench import report
+from farloom_tasks.bench.consumers import (
+    EXIT_TIMEOUT,
+    READY_TIMEOUT,
+    Consumer,
+    queue_depth,
+    wait_for_consumer,
+)
+from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
+from farloom_tasks.bench.report import PRELOADED, SUSTAINED, Row
+from farloom_tasks.bench.traffic import PacedSource, Traffic, publish
+from farloom_tasks.errors import FarloomError
+from farloom_tasks.settings import Settings
+
+WARMUP_FRACTION = 0.2  # of a sustained window, left out of its steady rate
+# A consumer kept up if, when publishing stops, it is less than this many seconds of
+# offered traffic behind (the latency target is 1 s).
+KEPT_UP_SECONDS = 1.0
+PUBLISHER_SHORTFALL = 0.95  # below this share of the offered rate, the row says so
+
+
+@dataclass(frozen=True)
+class Sizes:
+    messages: dict[int, int]  # preloaded messages per clicks/msg, for (a) and (c)
+    naive_messages: dict[int, int]  # the naive consumer's smaller share
+    naive_cap: float  # s the naive consumer may take for a preloaded drain
+    rates: dict[int, list[float]]  # sustained offered clicks/s per clicks/msg
+    duration: float  # s of publishing in a sustained run
+    drain_cap: float  # s a consumer may take after the window to finish the backlog
+    naive_drain_cap: float  # the same for the naive consumer, which never catches up at speed
+    idle_seconds: float  # s the burst-mode ingest worker waits on an empty queue before exiting
+
+
+# 100,000 one-click messages drain in about 3 s: a drain of 30,000 lasted about 1 s, of
+# which the worker's start (a 200-message window until its first batch shows the message
+# size) and the end of the burst (20 ms of quiet, then the last write) took several
+# percent, and the ratio to the null consumer is about capacity, not start-up.
+DEFAULT = Sizes(messages={1: 100_000, 100: 3_000}, naive_messages={1: 2_000, 100: 20},
+                naive_cap=30.0, rates={1: [5_000, 12_000], 100: [60_000]}, duration=15.0,
+                drain_cap=20.0, naive_drain_cap=2.0, idle_seconds=1.0)
+QUICK = Sizes(messages={1: 300, 100: 30}, naive_messages={1: 100, 100: 5}, naive_cap=30.0,
+              rates={1: [200], 100: [1_000]}, duration=2.0, drain_cap=20.0,
+              naive_drain_cap=20.0, idle_seconds=0.3)
+
+
+CONSUMER_KINDS = ("null", "naive", "farloom")
+DOCS_PATH = report.DOCS_PATH
+
+
+def _clicks_at(timeline: list[list[float]], moment: float) -> int:
+    """Clicks acked by ``moment`` according to a baseline's timeline (never overstated)."""
+    done = 0
+    for at, clicks in timeline:
+        if at > moment:
+            break
+        done = int(clicks)
+    return done
+
+
+def _rss_mb(consumer: Consumer, figures: dict[str, Any]) -> float:
+    # The worker's own figure may catch a peak between two samples; take the larger.
+    return max(consumer.peak_rss / 2**20, float(figures.get("peak_rss_mb") or 0.0))
+
+
+def _consumer_args(kind: str, expect: int, cap: float, stats_file: Path | None,
+                   idle_seconds: float) -> list[str]:
+    if kind != "farloom":
+        return ["--expect-messages", str(expect), "--time-cap", f"{cap:g}"]
+    if stats_file is None:
+        return ["--burst", "--idle-seconds", f"{idle_seconds:g}"]
+    return ["--stats-file", str(stats_file)]
+
+
+def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
+    """(messages, clicks) the consumer processed; Farloom's clicks are the ones stored."""
+    clicks = figures.get("clicks_stored", 0) if kind == "farloom" else figures.get("clicks", 0)
+    return int(figures.get("messages", 0)), int(clicks)
+
+
+def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
+                  cap: float, idle_seconds: float) -> Row:
+    env.reset()
+    cpm = traffic.clicks_per_message
+    with tqdm(total=count, desc=f"  publish {count:,} x {cpm}", unit="msg", leave=False,
+              file=sys.stderr) as bar:
+        publish(env, PacedSource(traffic.bodies(count), count, None, bar))
+    if (depth := queue_depth(env)) != count:
+        raise FarloomError(f"the queue holds {depth:,} messages after publishing {count:,}")
+    consumer = Consumer(env, kind, _consumer_args(kind, count, cap, None, idle_seconds))
+    try:
+        finished = consumer.wait(cap + READY_TIMEOUT)
+        figures = consumer.figures()
+    finally:
+        consumer.stop()
+    messages, clicks = _done(kind, figures)
+    complete = messages == count and clicks == count * cpm
+    if kind == "farloom":
+        complete = complete and env.stored_clicks() == count * cpm
+    note = "" if complete else (f"stopped by the {cap:g} s cap" if kind != "farloom"
+                                or not finished else "incomplete")
+    return Row(PRELOADED, cpm, kind, count, messages, clicks,
+               float(figures.get("clicks_per_s", 0.0)), complete,
+               peak_rss_mb=_rss_mb(consumer, figures),
+               latency_p50_s=figures.get("latency_p50_s") if kind == "farloom" else None,
+               latency_p99_s=figures.get("latency_p99_s") if kind == "farloom" else None,
+               note=note)
+
+
+def _count_stored_at(env: BenchEnv, moments: list[float], into: list[int]) -> threading.Thread:
+    def count() -> None:
+        for moment in moments:
+            time.sleep(max(0.0, moment - time.time()))
+            into.append(env.stored_clicks())
+
+    thread = threading.Thread(target=count, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
+                  sizes: Sizes) -> Row:
+    env.reset()
+    cpm = traffic.clicks_per_message
+    per_second = rate / cpm
+    count = max(1, round(per_second * sizes.duration))
+    drain_cap = sizes.naive_drain_cap if kind == "naive" else sizes.drain_cap
+    with tempfile.TemporaryDirectory(prefix="farloom-bench-") as scratch:
+        stats_file = Path(scratch) / "stats.json" if kind == "farloom" else None
+        cap = READY_TIMEOUT + sizes.duration + drain_cap
+        consumer = Consumer(env, kind, _consumer_args(kind, count, cap, stats_file,
+                                                     sizes.idle_seconds))
+        try:
+            wait_for_consumer(env, consumer)
+            start = time.time()
+            marks = [start + max(1.0, sizes.duration * WARMUP_FRACTION), start + sizes.duration]
+            stored: list[int] = []
+            counter = _count_stored_at(env, marks, stored) if kind == "farloom" else None
+            publish(env, PacedSource(traffic.bodies(count), count, per_second))
+            published_at = time.time()
+            done_when_published = env.stored_clicks() if kind == "farloom" else 0
+            if counter is not None:
+                counter.join(sizes.duration + EXIT_TIMEOUT)
+                deadline = time.monotonic() + drain_cap
+                while env.stored_clicks() < count * cpm and time.monotonic() < deadline:
+                    time.sleep(0.2)
+            else:
+                consumer.wait(drain_cap)
+            figures = consumer.figures(stats_file)
+        finally:
+            consumer.stop()
+    if kind == "farloom":
+        in_window = stored[1] - stored[0] if len(stored) == 2 else 0
+    else:
+        timeline = figures.get("timeline", [])
+        in_window = _clicks_at(timeline, marks[1]) - _clicks_at(timeline, marks[0])
+        done_when_published = _clicks_at(timeline, published_at)
+    # Clicks published but not yet durable (or acked) when the publisher finished; a
+    # consumer's prefetch buffer hides these from the queue's ready count, so count them here.
+    behind = count * cpm - done_when_published
+    published_rate = count * cpm / max(published_at - start, 1e-9)
+    messages, clicks = _done(kind, figures)
+    complete = messages == count and clicks == count * cpm
+    if kind == "farloom":
+        complete = complete and env.stored_clicks() == count * cpm
+    notes = [] if complete else [f"not drained within {drain_cap:g} s"]
+    if published_rate < PUBLISHER_SHORTFALL * rate:
+        notes.append("publisher fell short of the offered rate")
+    return Row(SUSTAINED, cpm, kind, count, messages, clicks,
+               in_window / (marks[1] - marks[0]), complete,
+               offered_clicks_per_s=rate, published_clicks_per_s=published_rate,
+               behind_clicks=behind, kept_up=behind <= rate * KEPT_UP_SECONDS,
+               peak_rss_mb=_rss_mb(consumer, figures),
+               latency_p50_s=figures.get("latency_p50_s") if kind == "farloom" else None,
+               latency_p99_s=figures.get("latency_p99_s") if kind == "farloom" else None,
+               note="; ".join(notes))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Measure Farloom's ingest worker against a null consumer (decode + ack) and a naive "
+        "one (prefetch 1, one INSERT+commit and one ZINCRBY per click), on identical "
+        "messages, preloaded and at a sustained rate. Runs in a throw-away database, Redis db "
+        "and vhost on the configured servers. The default run takes about 5 minutes.")
+    parser.add_argument("--messages", type=int, default=None, metavar="N",
+                        help="messages to preload per scenario for (a) and (c) "
+                             "(default: 100,000 at 1 click/msg, 3,000 at 100)")
+    parser.add_argument("--naive-messages", type=int, default=None, metavar="N",
+                        help="the naive consumer's smaller preload (default: 2,000 at 1 "
+                             "click/msg, 20 at 100); it also stops at a 30 s cap")
+    parser.add_argument("--clicks-per-message", type=int, action="append", default=None,
+                        metavar="K", help="clicks in each message; repeatable "
+                                          "(default: both 1 and 100)")
+    parser.add_argument("--rate", type=float, action="append", default=None, metavar="CLICKS/S",
+                        help="sustained publishing rate, repeatable (default: 5,000 and "
+                             "12,000 clicks/s at 1 click/msg, 60,000 at 100)")
+    parser.add_argument("--duration", type=float, default=None, metavar="S",
+                        help="seconds of publishing in each sustained run (default 15)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N",
+                        help="run each preloaded drain of (a) and (c) N times, interleaved, "
+                             "and report the median run (default 3; single runs swing by "
+                             "20%% on a shared 2-core machine)")
+    parser.add_argument("--mode", choices=("both", PRELOADED, SUSTAINED), default="both",
+                        help="which scenarios to run (default both)")
+    parser.add_argument("--consumers", default=",".join(CONSUMER_KINDS),
+                        help="comma-separated subset of null,naive,farloom (default all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: a smoke run of the harness, not a measurement")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the machine and ingest sections of docs/benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=DOCS_PATH, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
+                        help="also write the rows and targets as JSON to PATH")
+
+
+def _sizes(args: argparse.Namespace) -> Sizes:
+    base = QUICK if args.quick else DEFAULT
+    cpms = args.clicks_per_message or sorted(base.messages)
+    if any(cpm < 1 for cpm in cpms):
+        raise FarloomError("--clicks-per-message must be at least 1")
+    messages = {c: args.messages or base.messages.get(c, base.messages[1] // c or 1)
+                for c in cpms}
+    naive = {c: min(messages[c], args.naive_messages or base.naive_messages.get(
+        c, max(1, base.naive_messages[1] // c))) for c in cpms}
+    rates = {c: args.rate or base.rates.get(c, base.rates[1]) for c in cpms}
+    return Sizes(messages, naive, base.naive_cap, rates, args.duration or base.duration,
+                 base.drain_cap, base.naive_drain_cap, base.idle_seconds)
+
+
+def plan(sizes: Sizes, mode: str, kinds: list[str],
+         repeat: int = 1) -> list[tuple[str, int, str, float]]:
+    """(mode, clicks/msg, consumer, offered rate or 0) for every run, in order.
+
+    Preloaded drains of the null consumer and Farloom run ``repeat`` times,
+    interleaved, so that a slow spell of the machine hits both alike; the
+    naive consumer (capped, and ten times slower anyway) runs once.
+    """
+    runs: list[tuple[str, int, str, float]] = []
+    for cpm in sizes.messages:
+        if mode in ("both", PRELOADED):
+            runs += [(PRELOADED, cpm, kind, 0.0) for n in range(repeat) for kind in kinds
+                     if n == 0 or kind != "naive"]
+        if mode in ("both", SUSTAINED):
+            runs += [(SUSTAINED, cpm, kind, rate) for rate in sizes.rates[cpm] for kind in kinds]
+    return runs
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    kinds = [k.strip() for k in args.consumers.split(",") if k.strip()]
+    if unknown := set(kinds) - set(CONSUMER_KINDS):
+        raise FarloomError(f"unknown consumers {sorted(unknown)}; choose from null,naive,farloom")
+    if "farloom" in kinds and importlib.util.find_spec("workers.ingest") is None:
+        raise FarloomError("the ingest worker (workers/ingest.py) is not available in this "
+                           "tree; measure the baselines only with --consumers null,naive")
+    if args.repeat < 1:
+        raise FarloomError("--repeat must be at least 1")
+    sizes = _sizes(args)
+    runs = plan(sizes, args.mode, kinds, 1 if args.quick else args.repeat)
+    rows: list[Row] = []
+    load_before = os.getloadavg()
+    started = datetime.now(UTC)
+    with isolated_bench_env(settings) as env:
+        machine = describe_machine(env.settings)
+        traffic = {cpm: Traffic(cpm, time.time()) for cpm in sizes.messages}
+        with tqdm(runs, desc="bench ingest", unit="run", file=sys.stderr) as bar:
+            for mode, cpm, kind, rate in bar:
+                bar.set_postfix_str(f"{mode} {cpm} click/msg {kind}"
+                                    + (f" at {rate:,.0f}/s" if rate else ""))
+                if mode == PRELOADED:
+                    count = sizes.naive_messages[cpm] if kind == "naive" else sizes.messages[cpm]
+                    cap = sizes.naive_cap if kind == "naive" else 600.0
+                    rows.append(run_preloaded(env, kind, traffic[cpm], count, cap,
+                                              sizes.idle_seconds))
+                else:
+                    rows.append(run_sustained(env, kind, traffic[cpm], rate, sizes))
+    load_after = os.getloadavg()
+    rows = report.combine_repeats(rows)
+    found = report.targets(rows)
+    context = (f"Measured {started:%Y-%m-%d %H:%M} UTC with `farloom {' '.join(sys.argv[1:])}`"
+               f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}. "
+               f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+               f"on {os.cpu_count()} cores: figures from a shared machine are indicative only.")
+    text = report.markdown(rows, found, context)
+    print(text)
+    if args.report:
+        args.report.write_text(orjson.dumps(
+            {"rows": [asdict(r) for r in rows], "targets": [asdict(t) for t in found],
+             "machine": machine, "load_average": [load_before[0], load_after[0]]},
+            option=orjson.OPT_INDENT_2).decode())
+    if args.write_docs:
+        document = args.docs.read_text() if args.docs.exists() else ""
+        document = report.update_docs(document, report.machine_markdown(machine),
+                                      "## Ingest\n\n" + text)
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(document)
+        print(f"updated {args.docs}", file=sys.stderr)
+    return 0

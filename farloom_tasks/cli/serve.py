@@ -1,0 +1,31 @@
+"""``farloom serve``: the query API and the dashboard, on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+from farloom_tasks.settings import Settings
+from farloom_tasks.stores import agg_reads as queries
+from farloom_tasks.stores import db
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 in containers)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from farloom_tasks.api.app import create_app
+
+    where = db.redacted(queries.read_only_url(settings.database_url,
+                                              settings.api_database_url))
+    print(f"farloom serve: dashboard http://{args.host}:{args.port}/ , "
+          f"API docs http://{args.host}:{args.port}/docs ; reading {where}", flush=True)
+    # uvicorn handles SIGINT/SIGTERM itself: it stops accepting and finishes
+    # the requests in flight.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port,
+                log_level=settings.log_level.lower(), access_log=False)
+    return 0

@@ -1,0 +1,3 @@
+"""The pipeline: the steps that Celery tasks and workers call (durable write, closing,
+aggregation, replay, reconciliation, Redis loss, status). Core logic over stores.
+"""

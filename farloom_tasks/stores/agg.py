@@ -1,0 +1,270 @@
+"""The aggregated side of PostgreSQL (adapter): minute results into ``agg.*``.
+
+``write_part`` runs up to three short transactions, each of which first
+skips the part if the minute already holds this revision or a newer one
+finalised (a duplicate, or an older revision arriving late):
+1. *top*: replaces the minute's top ads if they are of an older revision.
+   Every part carries its revision's whole (exact) top k, so the ranking is
+   published by whichever part arrives first, in milliseconds, without
+   waiting for the per-ad counts.
+2. *part*: upserts the part's per-ad counts, never over a row of a newer
+   revision, and records the part in ``agg.minute_parts`` (idempotent on its
+   key); if that makes the revision complete, step 3 follows.
+3. *finalise*: upserts the minute's totals (``agg.minute_totals.revision`` is
+   the minute's finalised revision), deletes per-ad rows of older revisions
+   (ads a replay dropped) and the revision's part bookkeeping.
+
+Concurrency, per minute, with two advisory locks (any number of writers):
+- the *rows* lock is held shared by step 2, so parts of one minute are
+  upserted in parallel, and exclusively by step 3, which therefore waits for
+  every upsert in flight, and after which any upsert of an older revision
+  sees the newer totals and is skipped: no stale row can outlive a finalise;
+- the *book* lock serialises steps 1 and the bookkeeping end of step 2, so the
+  top is replaced by one writer at a time, and of the parts committing side by
+  side exactly the last one counts them all (each count is a fresh snapshot
+  taken after the previous holder committed).
+Locks are always taken rows-then-book, so writers cannot deadlock on them.
+Each step is idempotent, so a crash between or inside steps is repaired by
+the redelivery: the writer acks only after ``write_part`` returned.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+from sqlalchemy.engine import Engine
+
+from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
+from farloom_tasks.core.topk import top_k
+from farloom_tasks.stores.db import OwnedConnection
+
+# The two-key advisory lock space (classid, objid) never meets the one-key
+# watermark lock: PostgreSQL tells them apart by objsubid.
+ROWS_LOCK_CLASS = 0x46_4C_41  # "FLA": a minute's per-ad rows
+BOOK_LOCK_CLASS = 0x46_4C_42  # "FLB": a minute's top and part bookkeeping
+_INT4_MAX = 2**31 - 1
+_INT8_MAX = 2**63 - 1
+
+_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s, %s)"
+
+_FINALISED_REVISION = (
+    "SELECT revision FROM agg.minute_totals WHERE minute = to_timestamp(%s)"
+)
+
+_UPSERT_ADS = """
+INSERT INTO agg.ad_clicks_per_minute AS t (minute, ad_id, clicks, revision)
+SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)
+ON CONFLICT (minute, ad_id) DO UPDATE
+SET clicks = excluded.clicks, revision = excluded.revision
+WHERE t.revision <= excluded.revision
+"""
+
+# The first aggregation of a minute (no finalised revision, no other revision's
+# parts, this part not seen) cannot meet an existing row: a plain INSERT then
+# costs about half the upsert's speculative insertion.
+_INSERT_ADS = """
+INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
+SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)
+"""
+
+_OTHER_PARTS = """
+SELECT EXISTS (SELECT 1 FROM agg.minute_parts WHERE minute = to_timestamp(%s)
+               AND (revision <> %s OR part = %s))
+"""
+
+_RECORD_PART = """
+INSERT INTO agg.minute_parts (minute, revision, part, parts)
+VALUES (to_timestamp(%s), %s, %s, %s)
+ON CONFLICT (minute, revision, part) DO NOTHING;
+SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s
+"""
+
+_TOP_REVISION = "SELECT max(revision) FROM agg.top_ads WHERE minute = to_timestamp(%s)"
+
+_REPLACE_TOP = """
+DELETE FROM agg.top_ads WHERE minute = to_timestamp(%s);
+INSERT INTO agg.top_ads (minute, rank, ad_id, clicks, revision)
+SELECT to_timestamp(%s), r, a, c, %s
+FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS x(r, a, c)
+"""
+
+_UPSERT_TOTALS = """
+INSERT INTO agg.minute_totals AS t (minute, clicks, distinct_ads, revision, computed_at)
+VALUES (to_timestamp(%s), %s, %s, %s, to_timestamp(%s))
+ON CONFLICT (minute) DO UPDATE
+SET clicks = excluded.clicks, distinct_ads = excluded.distinct_ads,
+    revision = excluded.revision, computed_at = excluded.computed_at
+WHERE t.revision <= excluded.revision
+"""
+
+_COUNT_PARTS = (
+    "SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s"
+)
+
+_DROP_OLDER = """
+DELETE FROM agg.ad_clicks_per_minute WHERE minute = to_timestamp(%s) AND revision < %s;
+DELETE FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision <= %s
+"""
+
+
+class Outcome(enum.Enum):
+    WRITTEN = "written"  # the part is stored; its revision still misses parts
+    FINALISED = "finalised"  # this part completed its revision, now the minute's result
+    STALE = "stale"  # the minute already holds this revision or a newer one: nothing changed
+    COMPLETE = "complete"  # (internal) every part is stored; the revision awaits its finalise
+
+
+def check_writable(part: MinuteResultPart) -> None:
+    """Raise InvalidAggregate if PostgreSQL could not store ``part`` as it is.
+
+    ``aggregates.decode`` checks the contract; this checks what the columns can
+    hold, so that bad input is dead-lettered rather than failing a transaction
+    again on every redelivery.
+    """
+    if part.revision > _INT8_MAX or part.clicks > _INT8_MAX:
+        raise InvalidAggregate("revision and clicks must fit in 64 signed bits")
+    if part.parts > _INT4_MAX or part.distinct_ads > _INT4_MAX:
+        raise InvalidAggregate("parts and distinct_ads must fit in 32 signed bits")
+    for name, pairs in (("top", part.top), ("ads", part.ads)):
+        seen: set[str] = set()
+        for ad_id, clicks in pairs:
+            if not ad_id or "\x00" in ad_id:
+                raise InvalidAggregate(f"{name} holds an empty ad_id or one with a NUL character")
+            if clicks > _INT8_MAX:
+                raise InvalidAggregate(f"{name} holds a click count beyond 64 signed bits")
+            if ad_id in seen:
+                raise InvalidAggregate(f"{name} holds ad_id {ad_id[:64]!r} twice")
+            if not ad_id.isascii():
+                try:
+                    ad_id.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise InvalidAggregate(f"{name} holds an ad_id that is not UTF-8") from None
+            seen.add(ad_id)
+
+
+def ranked_top(part: MinuteResultPart) -> list[tuple[int, str, int]]:
+    """(rank, ad_id, clicks) of the part's top, re-ranked so the order never depends
+    on the producer: clicks descending, then ad_id in code-point order."""
+    best = top_k(part.top, part.k if part.k > 0 else len(part.top))
+    return [(rank, ad_id, clicks) for rank, (ad_id, clicks) in enumerate(best, start=1)]
+
+
+def text_array(values: Iterable[str]) -> str:
+    """A PostgreSQL text[] literal. One string parameter parses far faster than
+    psycopg2's ARRAY[...] expression of one constant per element."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def int_array(values: Iterable[int]) -> str:
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+
+def minute_lock_key(minute: int, lock_class: int = ROWS_LOCK_CLASS) -> tuple[int, int]:
+    # Two minutes sharing a key (every 4,000 years) merely queue behind each other.
+    return lock_class, (minute // 60) % (_INT4_MAX + 1)
+
+
+class AggStore:
+    """Owns one PostgreSQL connection for a single-threaded aggregated writer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._db = OwnedConnection(engine)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def write_part(self, part: MinuteResultPart) -> Outcome:
+        """Store one part (see the module docstring); never returns COMPLETE.
+
+        Raises DatabaseUnavailable on a lost connection (retry the same part:
+        every step is idempotent), and InvalidAggregate when PostgreSQL refuses
+        the part's data (dead-letter it: it would fail again).
+        """
+        if self._run(part, self._write_top) is Outcome.STALE:
+            return Outcome.STALE
+        outcome = self._run(part, self._write_part)
+        if outcome is Outcome.COMPLETE:
+            return self._run(part, self._finalise)
+        return outcome
+
+    def _run(self, part: MinuteResultPart, work: Callable[[Any, MinuteResultPart], Outcome]
+             ) -> Outcome:
+        try:
+            return self._db.run(lambda cursor: work(cursor, part))
+        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+            # The part itself is the problem: retrying would fail forever.
+            raise InvalidAggregate(f"PostgreSQL refused it: {exc}".strip()) from exc
+
+    @staticmethod
+    def _lock_and_check(cursor: Any, part: MinuteResultPart, statement: str,
+                        lock_class: int) -> bool:
+        """Take one of the minute's locks; True if the part is stale."""
+        cursor.execute(statement, minute_lock_key(part.minute, lock_class))
+        cursor.execute(_FINALISED_REVISION, (part.minute,))
+        row = cursor.fetchone()
+        return row is not None and int(row[0]) >= part.revision
+
+    @staticmethod
+    def _store_ads(cursor: Any, part: MinuteResultPart) -> None:
+        # Sorted, the index insertions walk each B-tree in order, and writers
+        # upserting the same ads side by side lock them in the same order.
+        ads = sorted(part.ads)
+        params = (part.minute, part.revision, text_array(a for a, _ in ads),
+                  int_array(c for _, c in ads))
+        cursor.execute(_FINALISED_REVISION, (part.minute,))
+        if cursor.fetchone() is None:
+            cursor.execute(_OTHER_PARTS, (part.minute, part.revision, part.part))
+            if not cursor.fetchone()[0]:
+                cursor.execute("SAVEPOINT plain_insert")
+                try:
+                    cursor.execute(_INSERT_ADS, params)
+                    cursor.execute("RELEASE SAVEPOINT plain_insert")
+                    return
+                except psycopg2.errors.UniqueViolation:
+                    # A writer of another revision, a redelivered duplicate, or parts
+                    # that overlap (a producer bug): the upsert settles it.
+                    cursor.execute("ROLLBACK TO SAVEPOINT plain_insert")
+        cursor.execute(_UPSERT_ADS, params)
+
+    def _write_top(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+        m, rev = part.minute, part.revision
+        if self._lock_and_check(cursor, part, _LOCK, BOOK_LOCK_CLASS):
+            return Outcome.STALE
+        cursor.execute(_TOP_REVISION, (m,))
+        (top_revision,) = cursor.fetchone()
+        if top_revision is None or top_revision < rev:
+            top = ranked_top(part)
+            cursor.execute(_REPLACE_TOP, (m, m, rev, int_array(r for r, _, _ in top),
+                                          text_array(a for _, a, _ in top),
+                                          int_array(c for _, _, c in top)))
+        return Outcome.WRITTEN
+
+    def _write_part(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+        m, rev = part.minute, part.revision
+        if self._lock_and_check(cursor, part, _LOCK_SHARED, ROWS_LOCK_CLASS):
+            return Outcome.STALE
+        if part.ads:
+            self._store_ads(cursor, part)
+        cursor.execute(_LOCK, minute_lock_key(m, BOOK_LOCK_CLASS))
+        cursor.execute(_RECORD_PART, (m, rev, part.part, part.parts, m, rev))
+        (received,) = cursor.fetchone()
+        return Outcome.COMPLETE if received >= part.parts else Outcome.WRITTEN
+
+    def _finalise(self, cursor: Any, part: MinuteResultPart) -> Outcome:
+        m, rev = part.minute, part.revision
+        if self._lock_and_check(cursor, part, _LOCK, ROWS_LOCK_CLASS):
+            return Outcome.STALE  # a duplicate of this part finalised it meanwhile
+        cursor.execute(_COUNT_PARTS, (m, rev))
+        if cursor.fetchone()[0] < part.parts:
+            return Outcome.WRITTEN  # unreachable: parts rows go only with a finalise
+        cursor.execute(_UPSERT_TOTALS, (m, part.clicks, part.distinct_ads, rev,
+                                        part.computed_at))
+        cursor.execute(_DROP_OLDER, (m, rev, m, rev))
+        return Outcome.FINALISED

@@ -1,0 +1,156 @@
+"""The ingest side of PostgreSQL (adapter): raw rows, the Redis outbox, late marks.
+
+One call to ``commit_batch`` is one transaction that
+1. takes the watermark lock in shared mode and reads the closed watermark,
+2. inserts the clicks, skipping click ids already stored (the dedup key),
+3. records the new clicks' Redis increments in ``raw.redis_outbox``,
+4. marks minutes at or before the watermark as late,
+5. deletes outbox rows of earlier batches that Redis has since applied.
+Nothing here is visible to anyone until the commit, so a crash anywhere leaves
+either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from psycopg2.extras import Json
+from sqlalchemy.engine import Engine
+
+from farloom_tasks.core import increments as inc
+from farloom_tasks.core.clicks import Click
+from farloom_tasks.stores.db import WATERMARK_LOCK_KEY, OwnedConnection
+
+# The batch travels as one JSON document: psycopg2 adapts Python lists element by
+# element (about 14 ms per 2,000 clicks of client CPU), orjson encodes it in 0.5 ms.
+# What comes back is the new clicks counted per (ad, minute), grouped by PostgreSQL:
+# a row per stored click would cost the worker a tuple and a dict update each.
+_INSERT_CLICKS = """
+WITH stored AS (
+    INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
+    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co
+    FROM (
+        SELECT c, a, to_timestamp(t) AS ts, u, i, co
+        FROM json_to_recordset(%s::json) AS x(c text, a text, t float8, u text, i text, co text)
+    ) AS batch
+    ON CONFLICT (click_id) DO NOTHING
+    RETURNING ad_id, minute
+)
+SELECT ad_id, extract(epoch FROM minute)::bigint, count(*) FROM stored GROUP BY ad_id, minute
+"""
+
+_READ_WATERMARK = (
+    f"SELECT pg_advisory_xact_lock_shared({WATERMARK_LOCK_KEY}); "
+    "SELECT extract(epoch FROM closed_through)::bigint FROM agg.watermark WHERE id = 1"
+)
+
+_MARK_LATE = """
+INSERT INTO agg.late_minutes AS l (minute, late_clicks)
+SELECT to_timestamp(m), n FROM unnest(%s::bigint[], %s::bigint[]) AS x(m, n)
+ON CONFLICT (minute) DO UPDATE
+SET late_clicks = l.late_clicks + excluded.late_clicks,
+    mark_seq = nextval('agg.late_mark_seq'),
+    last_marked_at = now()
+"""
+
+
+@dataclass(frozen=True)
+class CommittedBatch:
+    """What one committed transaction stored, and what Redis still has to apply."""
+
+    batch_id: str
+    increments: inc.Increments
+    new_clicks: int
+    duplicates: int
+    late_clicks: int
+    late_minutes: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class PendingOutbox:
+    batch_id: str
+    increments: inc.Increments
+
+
+class RawStore:
+    """Owns one PostgreSQL connection for a single-threaded ingest worker."""
+
+    def __init__(self, engine: Engine, shard_count: int) -> None:
+        self.engine = engine
+        self.shard_count = shard_count
+        self._db = OwnedConnection(engine)
+        self._run = self._db.run
+
+    def close(self) -> None:
+        self._db.close()
+
+    def commit_batch(self, clicks: Sequence[Click],
+                     applied_batch_ids: Sequence[str] = ()) -> CommittedBatch:
+        """Store ``clicks`` durably with their outbox row (see the module docstring)."""
+        batch_id = str(uuid.uuid4())
+
+        def work(cursor: Any) -> CommittedBatch:
+            cursor.execute(_READ_WATERMARK)
+            row = cursor.fetchone()
+            closed_through = row[0] if row else None
+            cursor.execute(_INSERT_CLICKS, (_batch_document(clicks),))
+            counted: list[tuple[str, int, int]] = cursor.fetchall()
+            increments = inc.group_counts(counted, self.shard_count)
+            new_clicks = sum(clicks for _, _, clicks in counted)
+            late: dict[int, int] = {}
+            if closed_through is not None:
+                late = {m: n for m, n in inc.clicks_per_minute(increments).items()
+                        if m <= closed_through}
+            if increments:
+                minutes = inc.minutes_of(increments)
+                cursor.execute(
+                    "INSERT INTO raw.redis_outbox (batch_id, increments, min_minute, max_minute) "
+                    "VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s))",
+                    (batch_id, Json(inc.to_json(increments), dumps=_dumps),
+                     min(minutes), max(minutes)),
+                )
+            if late:
+                # Sorted so that concurrent workers lock the same rows in the same order.
+                minutes_late = sorted(late)
+                cursor.execute(_MARK_LATE, (minutes_late, [late[m] for m in minutes_late]))
+            if applied_batch_ids:
+                cursor.execute("DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])",
+                               (list(applied_batch_ids),))
+            return CommittedBatch(
+                batch_id=batch_id, increments=increments, new_clicks=new_clicks,
+                duplicates=len(clicks) - new_clicks, late_clicks=sum(late.values()),
+                late_minutes=tuple(sorted(late)),
+            )
+
+        return self._run(work)
+
+    def clear_outbox(self, batch_ids: Sequence[str]) -> None:
+        if not batch_ids:
+            return
+        self._run(lambda cursor: cursor.execute(
+            "DELETE FROM raw.redis_outbox WHERE batch_id = ANY(%s::uuid[])", (list(batch_ids),)))
+
+    def pending_outbox(self, limit: int = 1000) -> list[PendingOutbox]:
+        """Outbox rows whose Redis application is not yet confirmed, oldest first."""
+
+        def work(cursor: Any) -> list[PendingOutbox]:
+            cursor.execute("SELECT batch_id::text, increments FROM raw.redis_outbox "
+                           "ORDER BY created_at LIMIT %s", (limit,))
+            return [PendingOutbox(batch_id, inc.from_json(doc)) for batch_id, doc in
+                    cursor.fetchall()]
+
+        return self._run(work)
+
+
+def _batch_document(clicks: Sequence[Click]) -> str:
+    return orjson.dumps([
+        {"c": c.click_id, "a": c.ad_id, "t": c.clicked_at, "u": c.user_id, "i": c.ip,
+         "co": c.country} for c in clicks]).decode("utf-8")
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode("utf-8")
