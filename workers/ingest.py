@@ -61,7 +61,7 @@ import pika.exceptions
 import psycopg2
 import psycopg2.errors
 
-from farloom_tasks import crash_points
+from farloom_tasks import failpoints
 from farloom_tasks.core.batching import Batch, Batcher, prefetch_for
 from farloom_tasks.core.clicks import Click, Rejection
 from farloom_tasks.core.messages import DeadLetter, decode_message
@@ -126,7 +126,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        crash_points.arm(settings.failpoints)
+        failpoints.arm(settings.failpoints)
     except ValueError as exc:
         raise ConfigError(f"FARLOOM_FAILPOINTS: {exc}") from None
     stop = threading.Event()
@@ -230,7 +230,7 @@ class DurableSink:
 
     def write(self, clicks: Sequence[Click]) -> Written:
         def attempt() -> Written:
-            crash_points.reach("before_commit")
+            failpoints.reach("before_commit")
             batch = self.writer.write(clicks)
             return Written(batch.new_clicks, batch.duplicates, batch.late_clicks)
 
@@ -498,10 +498,10 @@ class IngestWorker:
                     return
                 if written.refused:
                     dead.publish(written.refused)
-            crash_points.reach("after_redis")
+            failpoints.reach("after_redis")
             with topology.translated_errors():
                 channel.basic_ack(delivery_tag=entry.batch.last_delivery_tag, multiple=True)
-            crash_points.reach("after_ack")
+            failpoints.reach("after_ack")
             self._in_flight.popleft()
             self._idle_writers.append(entry.writer)
             self._record(entry.batch, written, entry.started, time.time())

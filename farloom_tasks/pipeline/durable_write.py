@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from farloom_tasks import crash_points
+from farloom_tasks import failpoints
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.stores.raw import CommittedBatch, RawStore
 from farloom_tasks.stores.redis_counts import RedisCounts
@@ -39,7 +39,7 @@ class DurableWriter:
         """
         batch = self.raw.commit_batch(clicks, self._applied_not_cleared)
         self._applied_not_cleared = []
-        crash_points.reach("after_commit")
+        failpoints.reach("after_commit")
         if batch.increments:
             self.counts.apply_batch(batch.batch_id, batch.increments)
             self._applied_not_cleared.append(batch.batch_id)

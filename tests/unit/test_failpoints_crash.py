@@ -8,24 +8,24 @@ import sys
 
 import pytest
 
-from farloom_tasks import crash_points
+from farloom_tasks import failpoints
 
 
 def test_only_known_crash_points_are_taken_from_a_shared_spec() -> None:
-    assert crash_points.parse("after_commit:3, topk_shard:1,after_ack:1") == {
+    assert failpoints.crash_plan("after_commit:3, topk_shard:1,after_ack:1") == {
         "after_commit": 3, "after_ack": 1}
-    assert crash_points.parse("") == {}
+    assert failpoints.crash_plan("") == {}
 
 
 @pytest.mark.parametrize("spec", ["after_commit", "after_commit:0", "after_commit:x"])
 def test_a_malformed_crash_point_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="after_commit"):
-        crash_points.parse(spec)
+        failpoints.crash_plan(spec)
 
 
 def test_an_armed_point_kills_the_process_on_its_nth_reach_only() -> None:
     script = (
-        "from farloom_tasks import crash_points as c\n"
+        "from farloom_tasks import failpoints as c\n"
         "c.arm('after_redis:3')\n"
         "for i in range(5):\n"
         "    c.reach('after_commit')\n"
@@ -39,6 +39,6 @@ def test_an_armed_point_kills_the_process_on_its_nth_reach_only() -> None:
 
 
 def test_reach_does_nothing_when_disarmed() -> None:
-    crash_points.arm("")
+    failpoints.arm("")
     for _ in range(3):
-        crash_points.reach("after_commit")
+        failpoints.reach("after_commit")
