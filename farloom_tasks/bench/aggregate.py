@@ -3,7 +3,7 @@
 The workload is one minute of ``--clicks`` clicks over exactly ``--ads`` ads
 (each ad at least once, the rest Zipf), loaded straight into ``raw.ad_clicks``
 (COPY) and the per-shard Redis sorted sets (pipelined), in an isolated
-environment (bench_env). Then the real pipeline runs as subprocesses: a Celery
+environment (``bench/env.py``). Then the real pipeline runs as subprocesses: a Celery
 worker, Celery beat (whose ``close_due_minutes`` tick closes the minute) and
 the aggregated writer. The grace period is chosen so that the minute's
 deadline falls a warm-up after loading; the delays are measured from that
@@ -21,14 +21,12 @@ Every result is checked against the workload's own counts before it is reported.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import logging
 import math
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,8 +40,15 @@ from typing import IO, Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
+from farloom_tasks import processes as child_processes
 from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
-from farloom_tasks.bench.report import machine_markdown, replace_section, slower_middle
+from farloom_tasks.bench.options import AggregateOptions
+from farloom_tasks.bench.report import (
+    DOCS_PATH,
+    machine_markdown,
+    replace_section,
+    slower_middle,
+)
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.core.windows import MINUTE, iso, minute_of
@@ -54,43 +59,15 @@ from farloom_tasks.stores import db, redis_counts
 from farloom_tasks.stores.migrations import PROJECT_ROOT
 from farloom_tasks.stores.raw import RawStore
 
-DOCS_PATH = PROJECT_ROOT / "docs" / "benchmarks.md"
 SECTION = "aggregate"
 POLL_SECONDS = 0.01  # s between looks at agg while timing; the figures' resolution
 COPY_ROWS = 50_000  # rows per COPY chunk
 REDIS_BATCH = 10_000  # members per pipelined ZADD batch
+STOP_GRACE = 20.0  # s a stopped worker (and its prefork pool) gets before SIGKILL
 
 
 class BenchFailed(FarloomError):
     """The benchmark could not produce trustworthy figures; the message says why."""
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Close one minute of --clicks clicks over --ads ads with the real pipeline (Celery "
-        "chord, aggregated writer) and with PostgreSQL alone, and replay it from raw; "
-        "report delays after the deadline and replay throughput. Runs in its own "
-        "throw-away database, Redis db and vhost.")
-    parser.add_argument("--clicks", type=int, default=1_000_000, help="clicks in the minute")
-    parser.add_argument("--ads", type=int, default=100_000, help="distinct ads in the minute")
-    parser.add_argument("--zipf", type=float, default=1.0,
-                        help="Zipf exponent of the clicks beyond one per ad (default 1.0)")
-    parser.add_argument("--seed", type=int, default=1, help="workload random seed")
-    parser.add_argument("--warmup", type=float, default=20.0,
-                        help="seconds between loading and the deadline, for the workers "
-                             "to start (default 20)")
-    parser.add_argument("--writers", type=int, default=2,
-                        help="aggregated writer processes side by side (default 2)")
-    parser.add_argument("--replays", type=int, default=3,
-                        help="replays from raw of the closed minute, one after the other; "
-                             "the median counts (default 3)")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for each result before giving up (default 300)")
-    parser.add_argument("--logs", type=Path, default=None,
-                        help="directory for the workers' logs (default: a temporary one, "
-                             "removed at the end)")
-    parser.add_argument("--write-docs", action="store_true",
-                        help=f"write the results into {DOCS_PATH.relative_to(PROJECT_ROOT)}")
 
 
 @dataclass(frozen=True)
@@ -204,22 +181,9 @@ def _processes(env: BenchEnv, logs: Path, grace: float,
         yield started
     finally:
         for process in started.values():
-            stop_process(process)
+            child_processes.stop(process, grace=STOP_GRACE, group=True)
         for handle in handles:
             handle.close()
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=timeout)
 
 
 def _scalar(engine: sa.Engine, sql: str, **params: Any) -> Any:
@@ -322,27 +286,28 @@ class Figures:
     load_average: float  # the machine's 1-minute load average when the minute closed
 
 
-def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: Path) -> Figures:
+def measure(env: BenchEnv, workload: Workload, options: AggregateOptions,
+            logs: Path) -> Figures:
     settings = env.settings
     engine = db.make_engine(settings.database_url, pool_size=1)
     m = workload.minute
     try:
-        deadline = time.time() + args.warmup
+        deadline = time.time() + options.warmup
         grace = deadline - (m + MINUTE)
-        print(f"deadline of {iso(m)} in {args.warmup:.0f} s (grace {grace:.1f} s); "
+        print(f"deadline of {iso(m)} in {options.warmup:.0f} s (grace {grace:.1f} s); "
               "starting the Celery worker, beat and the aggregated writer", file=sys.stderr)
-        with _processes(env, logs, grace, args.writers) as processes:
+        with _processes(env, logs, grace, options.writers) as processes:
             # The first tick closes the (empty) minute before: proof the chain is up.
             warm_at = _wait_until(
                 engine, "SELECT 1 FROM agg.minute_totals WHERE minute = to_timestamp(:m)",
-                args.timeout, "the pipeline to close the minute before", processes, logs,
+                options.timeout, "the pipeline to close the minute before", processes, logs,
                 m=m - MINUTE)
             top_at = _wait_until(
                 engine, "SELECT 1 FROM agg.top_ads WHERE minute = to_timestamp(:m) LIMIT 1",
-                args.timeout + args.warmup, "the top k", processes, logs, m=m)
+                options.timeout + options.warmup, "the top k", processes, logs, m=m)
             all_at = _wait_until(
                 engine, "SELECT 1 FROM agg.minute_totals WHERE minute = to_timestamp(:m)",
-                args.timeout, "every per-ad count", processes, logs, m=m)
+                options.timeout, "every per-ad count", processes, logs, m=m)
             load_average = os.getloadavg()[0]
             first_revision = check_exact(engine, workload, settings.top_k)
             with db.translated_errors(), engine.connect() as conn:
@@ -350,7 +315,8 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
                     "SELECT extract(epoch FROM requested_at)::float8, "
                     "extract(epoch FROM published_at)::float8 FROM agg.minute_closes "
                     "WHERE minute = to_timestamp(:m)"), {"m": m}).one()
-            stop_process(processes.pop("beat"))  # no reconciliation may replay behind our back
+            # No reconciliation may replay behind our back.
+            child_processes.stop(processes.pop("beat"), grace=STOP_GRACE, group=True)
 
             raw = RawStore(engine, settings.shard_count)
             counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
@@ -367,13 +333,14 @@ def measure(env: BenchEnv, workload: Workload, args: argparse.Namespace, logs: P
             app = make_app(replace(settings, grace_seconds=grace))
             replay_seconds: list[float] = []
             replayed_revision = first_revision
-            # Several replays, one after the other: a single one swings by 10% or more.
-            for _ in range(args.replays):
+            # Several replays, one after the other: a single one swings too much to judge
+            # the target on (how much: docs/benchmarks.md, "Figures behind the code").
+            for _ in range(options.replays):
                 sent = time.perf_counter()
                 app.send_task("farloom.replay_minute", args=[m, "raw"])
                 _wait_until(engine, "SELECT 1 FROM agg.minute_totals "
                             "WHERE minute = to_timestamp(:m) AND revision > :r",
-                            args.timeout, "the replayed revision", processes, logs,
+                            options.timeout, "the replayed revision", processes, logs,
                             m=m, r=replayed_revision)
                 replay_seconds.append(time.perf_counter() - sent)
                 replayed_revision = check_exact(engine, workload, settings.top_k)
@@ -444,28 +411,29 @@ def report(figures: Figures, workload: Workload, settings: Settings, writers: in
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(options: AggregateOptions, settings: Settings) -> int:
+    """Load the minute, close and replay it, print the report; 0 once it is written."""
     logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines drown the progress
-    if args.replays < 1:
+    if options.replays < 1:
         raise FarloomError("--replays must be at least 1")
     with isolated_bench_env(settings) as env, tempfile.TemporaryDirectory(
             prefix="farloom-bench-aggregate-") as tmp:
-        logs = Path(args.logs or tmp)
+        logs = Path(options.logs or tmp)
         logs.mkdir(parents=True, exist_ok=True)
         machine = describe_machine(env.settings)
         minute = minute_of(time.time()) - MINUTE
-        workload = make_workload(minute, args.clicks, args.ads, args.zipf, args.seed)
-        load(env, workload, args.seed)
+        workload = make_workload(minute, options.clicks, options.ads, options.zipf, options.seed)
+        load(env, workload, options.seed)
         try:
-            figures = measure(env, workload, args, logs)
+            figures = measure(env, workload, options, logs)
         except BenchFailed:
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text(errors="replace").splitlines()[-15:]
                 print(f"--- {log.name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
             raise
-    body = report(figures, workload, env.settings, args.writers)
+    body = report(figures, workload, env.settings, options.writers)
     print(body)
-    if args.write_docs:
+    if options.write_docs:
         section = "\n".join(["## Aggregation", "", machine_markdown(machine), "", body])
         DOCS_PATH.parent.mkdir(parents=True, exist_ok=True)
         document = DOCS_PATH.read_text() if DOCS_PATH.exists() else "# Benchmarks\n"

@@ -11,7 +11,6 @@ end: p50 and p99 against the target.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -29,6 +28,8 @@ from random import Random
 
 import sqlalchemy as sa
 
+from farloom_tasks import processes
+from farloom_tasks.bench.options import ApiOptions
 from farloom_tasks.bench.report import DOCS_PATH, replace_section
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
 from farloom_tasks.errors import FarloomError
@@ -38,6 +39,7 @@ from farloom_tasks.stores import migrations as migrate
 
 SECTION = "api"
 TARGET_SECONDS = 0.2
+SERVER_STOP_GRACE = 10.0  # s `farloom serve` gets to exit on SIGTERM before SIGKILL
 
 # Per minute: ad i (1-based rank) gets about peak/i^0.9 clicks plus noise; which
 # ad sits at rank i changes every `drift` minutes, so a 60-minute window holds
@@ -76,33 +78,21 @@ class Timing:
     worst: float  # s
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hours", type=int, default=24, help="hours of minutes to fill")
-    parser.add_argument("--ads-per-minute", type=int, default=3000,
-                        help="distinct ads in each minute (default: 3000)")
-    parser.add_argument("--universe", type=int, default=50_000,
-                        help="distinct ads overall (default: 50000)")
-    parser.add_argument("--requests", type=int, default=300,
-                        help="timed requests per 60-minute scenario (default: 300)")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the api section of docs/benchmarks.md")
-
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(options: ApiOptions, settings: Settings) -> int:
+    """Fill a scratch database, time the API; 0 if every M=60 scenario met its target."""
     with _scratch_database(settings.database_url) as url:
         started = time.perf_counter()
-        rows, last = _fill(url, args.hours, args.ads_per_minute, args.universe)
+        rows, last = _fill(url, options.hours, options.ads_per_minute, options.universe)
         fill_s = time.perf_counter() - started
-        print(f"filled {rows:,} rows ({args.hours} h x {args.ads_per_minute} ads) "
+        print(f"filled {rows:,} rows ({options.hours} h x {options.ads_per_minute} ads) "
               f"in {fill_s:.0f} s", file=sys.stderr)
         with _server(url) as base:
-            timings = _measure(base, last, args.hours, args.requests, Random(args.seed))
+            timings = _measure(base, last, options.hours, options.requests, Random(options.seed))
         load = os.getloadavg()[0]  # 1-minute average: mostly the timed requests
-    body = report(timings, rows=rows, hours=args.hours, ads=args.ads_per_minute,
-                  universe=args.universe, load=load)
+    body = report(timings, rows=rows, hours=options.hours, ads=options.ads_per_minute,
+                  universe=options.universe, load=load)
     print(body)
-    if args.write_docs:
+    if options.write_docs:
         DOCS_PATH.parent.mkdir(parents=True, exist_ok=True)
         document = DOCS_PATH.read_text() if DOCS_PATH.exists() else "# Benchmarks\n"
         DOCS_PATH.write_text(replace_section(document, SECTION, body))
@@ -243,9 +233,4 @@ def _server(database_url: str) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        processes.stop(server, grace=SERVER_STOP_GRACE)

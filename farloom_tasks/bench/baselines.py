@@ -7,7 +7,7 @@
 - ``naive``: what a first attempt looks like: prefetch_count=1, and for each
   click one INSERT committed on its own and one ZINCRBY, then one ack per message.
 
-Each runs as its own process (``python -m farloom_tasks.bench.baselines KIND``),
+Each runs as its own process (``farloom bench baseline-consumer KIND``),
 like the real worker, so that the three compete for the CPU alike and their
 RSS can be sampled. It consumes until it has seen ``--expect-messages``, the
 ``--time-cap`` passes or SIGTERM arrives, then prints one JSON line of figures,
@@ -17,7 +17,6 @@ rate inside a sustained run's window.
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from farloom_tasks.bench.options import BaselineOptions
 from farloom_tasks.core.messages import decode_message
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.windows import minute_of
@@ -161,27 +161,14 @@ def run_naive(settings: Settings, run: _Run) -> None:
 CONSUMERS = {"null": run_null, "naive": run_naive}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m farloom_tasks.bench.baselines",
-        description="A baseline consumer for `farloom bench ingest` (prints JSON figures).")
-    parser.add_argument("kind", choices=sorted(CONSUMERS))
-    parser.add_argument("--expect-messages", type=int, required=True,
-                        help="stop after acking this many messages")
-    parser.add_argument("--time-cap", type=float, default=600.0,
-                        help="stop after this many seconds (default 600)")
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    run = _Run(args.expect_messages, args.time_cap)
+def run(options: BaselineOptions, settings: Settings) -> int:
+    """Consume until a stop condition, then print the figures as one JSON line on stdout."""
+    run = _Run(options.expect_messages, options.time_cap)
 
     def stop(_signum: int, _frame: object) -> None:
         run.stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    CONSUMERS[args.kind](settings, run)
+    CONSUMERS[options.kind](settings, run)
     sys.stdout.write(orjson.dumps(run.stats.report()).decode() + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Consumer subprocesses for the benchmark: start, wait until attached, sample RSS, collect figures.
 
-Each consumer (Farloom's ``farloom ingest`` or a baseline from bench_baselines)
+Each consumer (Farloom's ``farloom ingest`` or a baseline from ``bench/baselines.py``)
 is its own process, so its peak RSS is measured with psutil from outside and
 the three compete for the CPU alike. A consumer prints one JSON line of figures
 when it exits (the ingest worker also writes it to ``--stats-file`` on SIGTERM).
@@ -9,7 +9,6 @@ when it exits (the ingest worker also writes it to ``--stats-file`` on SIGTERM).
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 import psutil
 
+from farloom_tasks import processes
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.stores import topology
@@ -34,13 +34,12 @@ class Consumer:
     """A consumer subprocess whose RSS is sampled while it runs."""
 
     def __init__(self, env: BenchEnv, kind: str, args: list[str]) -> None:
-        module = ["farloom_tasks.cli", "ingest"] if kind == "farloom" else [
-            "farloom_tasks.bench.baselines", kind]
+        command = ["ingest"] if kind == "farloom" else ["bench", "baseline-consumer", kind]
         self.kind = kind
         self.output = tempfile.TemporaryFile("w+")  # noqa: SIM115
-        self.process = subprocess.Popen([sys.executable, "-m", *module, *args],
-                                        env=env.subprocess_env(), stdout=self.output,
-                                        stderr=subprocess.DEVNULL, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "farloom_tasks.cli", *command, *args],
+            env=env.subprocess_env(), stdout=self.output, stderr=subprocess.DEVNULL, text=True)
         self.peak_rss = 0
         self._done = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -63,11 +62,7 @@ class Consumer:
 
     def stop(self) -> None:
         """SIGTERM (the worker then writes its stats), then SIGKILL if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            if not self.wait(EXIT_TIMEOUT):
-                self.process.kill()
-                self.process.wait(EXIT_TIMEOUT)
+        processes.stop(self.process, grace=EXIT_TIMEOUT)
         self._done.set()
         self._sampler.join(5)
 

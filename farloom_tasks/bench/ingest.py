@@ -1,7 +1,7 @@
 """``farloom bench ingest``: Farloom's ingest worker against two baseline consumers.
 
 Every consumer is a subprocess reading the same messages from the same queue of
-an isolated environment (bench_env), in two modes:
+an isolated environment (``bench/env.py``), in two modes:
 - preloaded: N messages are published (and confirmed) first; the consumer's
   own drain rate is reported (first delivery to last ack/exit);
 - sustained: the publisher runs at a fixed rate for ``--duration`` seconds
@@ -13,8 +13,6 @@ The figures are only as good as the machine is quiet: the report says so.
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from farloom_tasks.bench.consumers import (
     wait_for_consumer,
 )
 from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
+from farloom_tasks.bench.options import BOTH, CONSUMER_KINDS, IngestOptions
 from farloom_tasks.bench.report import PRELOADED, SUSTAINED, Row
 from farloom_tasks.bench.traffic import PacedSource, Traffic, publish
 from farloom_tasks.errors import FarloomError
@@ -61,20 +60,17 @@ class Sizes:
     idle_seconds: float  # s the burst-mode ingest worker waits on an empty queue before exiting
 
 
-# 100,000 one-click messages drain in about 3 s: a drain of 30,000 lasted about 1 s, of
-# which the worker's start (a 200-message window until its first batch shows the message
-# size) and the end of the burst (20 ms of quiet, then the last write) took several
-# percent, and the ratio to the null consumer is about capacity, not start-up.
+# Preloads big enough that the worker's start (a 200-message window until its first
+# batch shows the message size) and the end of the burst (a short quiet, then the last
+# write) are a small share of the drain, so the ratio to the null consumer is about
+# capacity, not start-up. The drain times behind this choice: docs/benchmarks.md,
+# "Figures behind the code".
 DEFAULT = Sizes(messages={1: 100_000, 100: 3_000}, naive_messages={1: 2_000, 100: 20},
                 naive_cap=30.0, rates={1: [5_000, 12_000], 100: [60_000]}, duration=15.0,
                 drain_cap=20.0, naive_drain_cap=2.0, idle_seconds=1.0)
 QUICK = Sizes(messages={1: 300, 100: 30}, naive_messages={1: 100, 100: 5}, naive_cap=30.0,
               rates={1: [200], 100: [1_000]}, duration=2.0, drain_cap=20.0,
               naive_drain_cap=20.0, idle_seconds=0.3)
-
-
-CONSUMER_KINDS = ("null", "naive", "farloom")
-DOCS_PATH = report.DOCS_PATH
 
 
 def _clicks_at(timeline: list[list[float]], moment: float) -> int:
@@ -205,55 +201,17 @@ def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
                note="; ".join(notes))
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Measure Farloom's ingest worker against a null consumer (decode + ack) and a naive "
-        "one (prefetch 1, one INSERT+commit and one ZINCRBY per click), on identical "
-        "messages, preloaded and at a sustained rate. Runs in a throw-away database, Redis db "
-        "and vhost on the configured servers. The default run takes about 5 minutes.")
-    parser.add_argument("--messages", type=int, default=None, metavar="N",
-                        help="messages to preload per scenario for (a) and (c) "
-                             "(default: 100,000 at 1 click/msg, 3,000 at 100)")
-    parser.add_argument("--naive-messages", type=int, default=None, metavar="N",
-                        help="the naive consumer's smaller preload (default: 2,000 at 1 "
-                             "click/msg, 20 at 100); it also stops at a 30 s cap")
-    parser.add_argument("--clicks-per-message", type=int, action="append", default=None,
-                        metavar="K", help="clicks in each message; repeatable "
-                                          "(default: both 1 and 100)")
-    parser.add_argument("--rate", type=float, action="append", default=None, metavar="CLICKS/S",
-                        help="sustained publishing rate, repeatable (default: 5,000 and "
-                             "12,000 clicks/s at 1 click/msg, 60,000 at 100)")
-    parser.add_argument("--duration", type=float, default=None, metavar="S",
-                        help="seconds of publishing in each sustained run (default 15)")
-    parser.add_argument("--repeat", type=int, default=3, metavar="N",
-                        help="run each preloaded drain of (a) and (c) N times, interleaved, "
-                             "and report the median run (default 3; single runs swing by "
-                             "20%% on a shared 2-core machine)")
-    parser.add_argument("--mode", choices=("both", PRELOADED, SUSTAINED), default="both",
-                        help="which scenarios to run (default both)")
-    parser.add_argument("--consumers", default=",".join(CONSUMER_KINDS),
-                        help="comma-separated subset of null,naive,farloom (default all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes: a smoke run of the harness, not a measurement")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the machine and ingest sections of docs/benchmarks.md")
-    parser.add_argument("--docs", type=Path, default=DOCS_PATH, metavar="PATH",
-                        help="the Markdown file --write-docs updates (default %(default)s)")
-    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
-                        help="also write the rows and targets as JSON to PATH")
-
-
-def _sizes(args: argparse.Namespace) -> Sizes:
-    base = QUICK if args.quick else DEFAULT
-    cpms = args.clicks_per_message or sorted(base.messages)
+def _sizes(options: IngestOptions) -> Sizes:
+    base = QUICK if options.quick else DEFAULT
+    cpms = options.clicks_per_message or sorted(base.messages)
     if any(cpm < 1 for cpm in cpms):
         raise FarloomError("--clicks-per-message must be at least 1")
-    messages = {c: args.messages or base.messages.get(c, base.messages[1] // c or 1)
+    messages = {c: options.messages or base.messages.get(c, base.messages[1] // c or 1)
                 for c in cpms}
-    naive = {c: min(messages[c], args.naive_messages or base.naive_messages.get(
+    naive = {c: min(messages[c], options.naive_messages or base.naive_messages.get(
         c, max(1, base.naive_messages[1] // c))) for c in cpms}
-    rates = {c: args.rate or base.rates.get(c, base.rates[1]) for c in cpms}
-    return Sizes(messages, naive, base.naive_cap, rates, args.duration or base.duration,
+    rates = {c: list(options.rates) or base.rates.get(c, base.rates[1]) for c in cpms}
+    return Sizes(messages, naive, base.naive_cap, rates, options.duration or base.duration,
                  base.drain_cap, base.naive_drain_cap, base.idle_seconds)
 
 
@@ -267,25 +225,23 @@ def plan(sizes: Sizes, mode: str, kinds: list[str],
     """
     runs: list[tuple[str, int, str, float]] = []
     for cpm in sizes.messages:
-        if mode in ("both", PRELOADED):
+        if mode in (BOTH, PRELOADED):
             runs += [(PRELOADED, cpm, kind, 0.0) for n in range(repeat) for kind in kinds
                      if n == 0 or kind != "naive"]
-        if mode in ("both", SUSTAINED):
+        if mode in (BOTH, SUSTAINED):
             runs += [(SUSTAINED, cpm, kind, rate) for rate in sizes.rates[cpm] for kind in kinds]
     return runs
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    kinds = [k.strip() for k in args.consumers.split(",") if k.strip()]
+def run(options: IngestOptions, settings: Settings) -> int:
+    """Run every planned scenario, print the Markdown report; 0 once it is written."""
+    kinds = list(options.consumers)
     if unknown := set(kinds) - set(CONSUMER_KINDS):
         raise FarloomError(f"unknown consumers {sorted(unknown)}; choose from null,naive,farloom")
-    if "farloom" in kinds and importlib.util.find_spec("workers.ingest") is None:
-        raise FarloomError("the ingest worker (workers/ingest.py) is not available in this "
-                           "tree; measure the baselines only with --consumers null,naive")
-    if args.repeat < 1:
+    if options.repeat < 1:
         raise FarloomError("--repeat must be at least 1")
-    sizes = _sizes(args)
-    runs = plan(sizes, args.mode, kinds, 1 if args.quick else args.repeat)
+    sizes = _sizes(options)
+    runs = plan(sizes, options.mode, kinds, 1 if options.quick else options.repeat)
     rows: list[Row] = []
     load_before = os.getloadavg()
     started = datetime.now(UTC)
@@ -306,22 +262,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     load_after = os.getloadavg()
     rows = report.combine_repeats(rows)
     found = report.targets(rows)
-    context = (f"Measured {started:%Y-%m-%d %H:%M} UTC with `farloom {' '.join(sys.argv[1:])}`"
-               f"{' (--quick: a smoke run, not a measurement)' if args.quick else ''}. "
+    context = (f"Measured {started:%Y-%m-%d %H:%M} UTC with `farloom {options.command_line}`"
+               f"{' (--quick: a smoke run, not a measurement)' if options.quick else ''}. "
                f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
                f"on {os.cpu_count()} cores: figures from a shared machine are indicative only.")
     text = report.markdown(rows, found, context)
     print(text)
-    if args.report:
-        args.report.write_text(orjson.dumps(
+    if options.report:
+        options.report.write_text(orjson.dumps(
             {"rows": [asdict(r) for r in rows], "targets": [asdict(t) for t in found],
              "machine": machine, "load_average": [load_before[0], load_after[0]]},
             option=orjson.OPT_INDENT_2).decode())
-    if args.write_docs:
-        document = args.docs.read_text() if args.docs.exists() else ""
+    if options.write_docs:
+        document = options.docs.read_text() if options.docs.exists() else ""
         document = report.update_docs(document, report.machine_markdown(machine),
                                       "## Ingest\n\n" + text)
-        args.docs.parent.mkdir(parents=True, exist_ok=True)
-        args.docs.write_text(document)
-        print(f"updated {args.docs}", file=sys.stderr)
+        options.docs.parent.mkdir(parents=True, exist_ok=True)
+        options.docs.write_text(document)
+        print(f"updated {options.docs}", file=sys.stderr)
     return 0

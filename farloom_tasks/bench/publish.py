@@ -12,7 +12,6 @@ message, so that it is never the pipeline's bottleneck.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from farloom_tasks.bench import report as bench_report
 from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
+from farloom_tasks.bench.options import PublishOptions
 from farloom_tasks.bench.traffic import PacedSource, Traffic, publish
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
@@ -31,17 +31,6 @@ from farloom_tasks.stores.click_publisher import Outgoing
 
 TARGET_MESSAGES_PER_S = 15_000
 DOCS_SECTION = "publish"
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--messages", type=int, default=300_000,
-                        help="one-click messages Farloom's publisher sends (default 300,000)")
-    parser.add_argument("--naive-messages", type=int, default=20_000,
-                        help="messages the naive publisher sends (default 20,000)")
-    parser.add_argument("--repeat", type=int, default=3, metavar="N",
-                        help="Farloom publisher runs; the median run counts (default 3)")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the publish section of docs/benchmarks.md")
 
 
 def _naive(env: BenchEnv, bodies: Iterator[Outgoing], count: int) -> float:
@@ -63,25 +52,27 @@ def _farloom(env: BenchEnv, bodies: Iterator[Outgoing], count: int) -> float:
         return publish(env, PacedSource(bodies, count, None, bar))
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.repeat < 1:
+def run(options: PublishOptions, settings: Settings) -> int:
+    """Both publishers into an isolated vhost, every message checked queued; prints the table."""
+    if options.repeat < 1:
         raise FarloomError("--repeat must be at least 1")
     with isolated_bench_env(settings) as env:
         traffic = Traffic(clicks_per_message=1, base_time=time.time())
-        naive_s = _naive(env, traffic.bodies(args.naive_messages), args.naive_messages)
-        # Several runs: a single one swings by 20% on a shared 2-core machine.
+        naive_s = _naive(env, traffic.bodies(options.naive_messages), options.naive_messages)
+        # Several runs: a single one swings too much on a shared machine (how much:
+        # docs/benchmarks.md, "Figures behind the code").
         runs: list[float] = []
-        for _ in range(args.repeat):
+        for _ in range(options.repeat):
             env.reset()
-            runs.append(_farloom(env, traffic.bodies(args.messages), args.messages))
+            runs.append(_farloom(env, traffic.bodies(options.messages), options.messages))
             depth = _queued(env)
-            if depth != args.messages:
-                raise FarloomError(f"{depth:,} of {args.messages:,} messages reached the queue")
+            if depth != options.messages:
+                raise FarloomError(f"{depth:,} of {options.messages:,} messages reached the queue")
         machine = describe_machine(env.settings)
-    naive_rate = args.naive_messages / naive_s
+    naive_rate = options.naive_messages / naive_s
     farloom_s = bench_report.slower_middle(runs)
-    farloom_rate = args.messages / farloom_s
-    all_runs = ", ".join(f"{int(args.messages / seconds):,}" for seconds in runs)
+    farloom_rate = options.messages / farloom_s
+    all_runs = ", ".join(f"{int(options.messages / seconds):,}" for seconds in runs)
     met = farloom_rate >= TARGET_MESSAGES_PER_S
     body = "\n".join([
         "## Publisher (log watcher)",
@@ -93,18 +84,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "",
         "| publisher | messages | seconds | messages/s |",
         "|---|---:|---:|---:|",
-        f"| naive (sync confirms) | {args.naive_messages:,} | {naive_s:.2f} | "
+        f"| naive (sync confirms) | {options.naive_messages:,} | {naive_s:.2f} | "
         f"{int(naive_rate):,} |",
-        f"| Farloom (median of {len(runs)} runs: {all_runs} messages/s) | {args.messages:,} | "
+        f"| Farloom (median of {len(runs)} runs: {all_runs} messages/s) | {options.messages:,} | "
         f"{farloom_s:.2f} | {int(farloom_rate):,} |",
         "",
         f"Farloom / naive: {math.floor(farloom_rate / naive_rate * 10) / 10}x. "
         f"Target: >= {TARGET_MESSAGES_PER_S:,} messages/s: "
         f"{'met' if met else '**not met**'} ({int(farloom_rate):,}). "
-        f"Messages in the queue after each run: {args.messages:,} (every one confirmed).",
+        f"Messages in the queue after each run: {options.messages:,} (every one confirmed).",
     ])
     print(body)
-    if args.write_docs:
+    if options.write_docs:
         path = bench_report.DOCS_PATH
         document = path.read_text() if path.exists() else bench_report.DOCS_TITLE + "\n"
         document = bench_report.replace_section(

@@ -1,73 +1,232 @@
-"""``farloom bench``: throughput and latency benchmarks, one subcommand per part.
+"""``farloom bench``: the benchmarks' command line, one subcommand per benchmark.
 
-- ``ingest`` (bench_ingest): the ingest worker against two baseline consumers;
-- ``aggregate`` (bench_aggregate): closing minutes with the top-k chord;
-- ``api`` (bench_api): the query API.
-Each lives in its own module, imported only when chosen, so a part that is not
-in this tree yet gives a clear message instead of breaking the others.
+- ``ingest``: the ingest worker against two baseline consumers;
+- ``aggregate``: closing minutes with the top-k chord;
+- ``api``: the query API;
+- ``publish``: the confirming click publisher against synchronous confirms.
+
+Every flag is defined here and turned into the benchmark's frozen options
+(``farloom_tasks.bench.options``, whose defaults the flags show); the benchmark
+module itself is imported only when its subcommand runs, so ``farloom bench
+--help`` imports none of them. This module and the benchmarks are the only
+code that imports ``farloom_tasks.bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
+from farloom_tasks.bench.options import (
+    BASELINE_KINDS,
+    BOTH,
+    CONSUMER_KINDS,
+    AggregateOptions,
+    ApiOptions,
+    BaselineOptions,
+    IngestOptions,
+    PublishOptions,
+)
+from farloom_tasks.bench.report import DOCS_PATH, PRELOADED, SUSTAINED
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 
-# subcommand -> (module, one-line help)
-PARTS: dict[str, tuple[str, str]] = {
-    "ingest": ("farloom_tasks.bench.ingest",
-               "ingest worker vs. a null and a naive consumer: clicks/s, RSS, latency"),
-    "aggregate": ("farloom_tasks.bench.aggregate",
-                  "closing minutes: per-shard top-k chord and merge"),
-    "api": ("farloom_tasks.bench.api", "the query API: requests/s and latency"),
-    "publish": ("farloom_tasks.bench.publish",
-                "the log watcher's confirming publisher vs. synchronous confirms: messages/s"),
+# The subcommand `farloom bench ingest` starts each baseline consumer with; not
+# listed in --help (it is the harness's, not a benchmark).
+BASELINE_COMMAND = "baseline-consumer"
+# Benchmark-only libraries (the [bench] extra), named in the hint when one is missing.
+BENCH_EXTRA = frozenset({"psutil"})
+
+
+@dataclass(frozen=True)
+class Part:
+    help: str | None  # None: a hidden subcommand
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Settings], int]
+
+
+def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = IngestOptions()
+    parser.description = (
+        "Measure Farloom's ingest worker against a null consumer (decode + ack) and a naive "
+        "one (prefetch 1, one INSERT+commit and one ZINCRBY per click), on identical "
+        "messages, preloaded and at a sustained rate. Runs in a throw-away database, Redis db "
+        "and vhost on the configured servers. The default run takes about 5 minutes.")
+    parser.add_argument("--messages", type=int, default=defaults.messages, metavar="N",
+                        help="messages to preload per scenario for (a) and (c) "
+                             "(default: 100,000 at 1 click/msg, 3,000 at 100)")
+    parser.add_argument("--naive-messages", type=int, default=defaults.naive_messages,
+                        metavar="N",
+                        help="the naive consumer's smaller preload (default: 2,000 at 1 "
+                             "click/msg, 20 at 100); it also stops at a 30 s cap")
+    parser.add_argument("--clicks-per-message", type=int, action="append", default=None,
+                        metavar="K", help="clicks in each message; repeatable "
+                                          "(default: both 1 and 100)")
+    parser.add_argument("--rate", type=float, action="append", default=None, metavar="CLICKS/S",
+                        help="sustained publishing rate, repeatable (default: 5,000 and "
+                             "12,000 clicks/s at 1 click/msg, 60,000 at 100)")
+    parser.add_argument("--duration", type=float, default=defaults.duration, metavar="S",
+                        help="seconds of publishing in each sustained run (default 15)")
+    parser.add_argument("--repeat", type=int, default=defaults.repeat, metavar="N",
+                        help="run each preloaded drain of (a) and (c) N times, interleaved, "
+                             "and report the median run (default 3; single runs swing by "
+                             "20%% on a shared 2-core machine)")
+    parser.add_argument("--mode", choices=(BOTH, PRELOADED, SUSTAINED), default=defaults.mode,
+                        help="which scenarios to run (default both)")
+    parser.add_argument("--consumers", default=",".join(defaults.consumers),
+                        help=f"comma-separated subset of {','.join(CONSUMER_KINDS)} "
+                             "(default all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes: a smoke run of the harness, not a measurement")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the machine and ingest sections of docs/benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
+                        help="also write the rows and targets as JSON to PATH")
+
+
+def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import ingest
+
+    return ingest.run(IngestOptions(
+        messages=args.messages, naive_messages=args.naive_messages,
+        clicks_per_message=tuple(args.clicks_per_message or ()), rates=tuple(args.rate or ()),
+        duration=args.duration, repeat=args.repeat, mode=args.mode,
+        consumers=tuple(k.strip() for k in args.consumers.split(",") if k.strip()),
+        quick=args.quick, write_docs=args.write_docs, docs=args.docs, report=args.report,
+        command_line=" ".join(sys.argv[1:])), settings)
+
+
+def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = AggregateOptions()
+    parser.description = (
+        "Close one minute of --clicks clicks over --ads ads with the real pipeline (Celery "
+        "chord, aggregated writer) and with PostgreSQL alone, and replay it from raw; "
+        "report delays after the deadline and replay throughput. Runs in its own "
+        "throw-away database, Redis db and vhost.")
+    parser.add_argument("--clicks", type=int, default=defaults.clicks, help="clicks in the minute")
+    parser.add_argument("--ads", type=int, default=defaults.ads,
+                        help="distinct ads in the minute")
+    parser.add_argument("--zipf", type=float, default=defaults.zipf,
+                        help="Zipf exponent of the clicks beyond one per ad (default 1.0)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="workload random seed")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help="seconds between loading and the deadline, for the workers "
+                             "to start (default 20)")
+    parser.add_argument("--writers", type=int, default=defaults.writers,
+                        help="aggregated writer processes side by side (default 2)")
+    parser.add_argument("--replays", type=int, default=defaults.replays,
+                        help="replays from raw of the closed minute, one after the other; "
+                             "the median counts (default 3)")
+    parser.add_argument("--timeout", type=float, default=defaults.timeout,
+                        help="seconds to wait for each result before giving up (default 300)")
+    parser.add_argument("--logs", type=Path, default=defaults.logs,
+                        help="directory for the workers' logs (default: a temporary one, "
+                             "removed at the end)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"write the results into {DOCS_PATH.parent.name}/{DOCS_PATH.name}")
+
+
+def _run_aggregate(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import aggregate
+
+    return aggregate.run(AggregateOptions(
+        clicks=args.clicks, ads=args.ads, zipf=args.zipf, seed=args.seed, warmup=args.warmup,
+        writers=args.writers, replays=args.replays, timeout=args.timeout, logs=args.logs,
+        write_docs=args.write_docs), settings)
+
+
+def _api_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ApiOptions()
+    parser.add_argument("--hours", type=int, default=defaults.hours,
+                        help="hours of minutes to fill")
+    parser.add_argument("--ads-per-minute", type=int, default=defaults.ads_per_minute,
+                        help="distinct ads in each minute (default: 3000)")
+    parser.add_argument("--universe", type=int, default=defaults.universe,
+                        help="distinct ads overall (default: 50000)")
+    parser.add_argument("--requests", type=int, default=defaults.requests,
+                        help="timed requests per 60-minute scenario (default: 300)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the api section of docs/benchmarks.md")
+
+
+def _run_api(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import api
+
+    return api.run(ApiOptions(
+        hours=args.hours, ads_per_minute=args.ads_per_minute, universe=args.universe,
+        requests=args.requests, seed=args.seed, write_docs=args.write_docs), settings)
+
+
+def _publish_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = PublishOptions()
+    parser.add_argument("--messages", type=int, default=defaults.messages,
+                        help="one-click messages Farloom's publisher sends (default 300,000)")
+    parser.add_argument("--naive-messages", type=int, default=defaults.naive_messages,
+                        help="messages the naive publisher sends (default 20,000)")
+    parser.add_argument("--repeat", type=int, default=defaults.repeat, metavar="N",
+                        help="Farloom publisher runs; the median run counts (default 3)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the publish section of docs/benchmarks.md")
+
+
+def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import publish
+
+    return publish.run(PublishOptions(
+        messages=args.messages, naive_messages=args.naive_messages, repeat=args.repeat,
+        write_docs=args.write_docs), settings)
+
+
+def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("A baseline consumer for `farloom bench ingest` "
+                          "(prints JSON figures).")
+    parser.add_argument("kind", choices=BASELINE_KINDS)
+    parser.add_argument("--expect-messages", type=int, required=True,
+                        help="stop after acking this many messages")
+    parser.add_argument("--time-cap", type=float, default=600.0,
+                        help="stop after this many seconds (default 600)")
+
+
+def _run_baseline(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import baselines
+
+    return baselines.run(BaselineOptions(args.kind, args.expect_messages, args.time_cap),
+                         settings)
+
+
+PARTS: dict[str, Part] = {
+    "ingest": Part("ingest worker vs. a null and a naive consumer: clicks/s, RSS, latency",
+                   _ingest_arguments, _run_ingest),
+    "aggregate": Part("closing minutes: per-shard top-k chord and merge",
+                      _aggregate_arguments, _run_aggregate),
+    "api": Part("the query API: requests/s and latency", _api_arguments, _run_api),
+    "publish": Part("the log watcher's confirming publisher vs. synchronous confirms: "
+                    "messages/s", _publish_arguments, _run_publish),
+    BASELINE_COMMAND: Part(None, _baseline_arguments, _run_baseline),
 }
-
-
-class PartUnavailable(FarloomError):
-    """A benchmark whose module is not in this tree."""
-
-
-def _load(part: str) -> ModuleType:
-    module_name = PARTS[part][0]
-    try:
-        importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the module exists but one of its imports is missing: a real bug
-        raise PartUnavailable(f"`farloom bench {part}` is not available in this build "
-                              f"({module_name} is missing)") from None
-    module = sys.modules[module_name]
-    if not (hasattr(module, "configure") and hasattr(module, "run")):
-        raise PartUnavailable(f"`farloom bench {part}` is not available in this build "
-                              f"({module_name} has no configure/run)")
-    return module
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    # Only the chosen benchmark's module is imported (the API one pulls in a web stack).
-    chosen = next((arg for arg in sys.argv[1:] if arg in PARTS), None)
-    for part, (_, help_text) in PARTS.items():
-        part_parser = sub.add_parser(part, help=help_text, description=help_text)
-        if chosen is not None and part != chosen:
-            continue
-        try:
-            module = _load(part)
-        except PartUnavailable as exc:
-            part_parser.description = f"{help_text}. Not available: {exc}"
-            part_parser.set_defaults(bench_unavailable=str(exc))
-            continue
-        module.configure(part_parser)
+    for part_name, part in PARTS.items():
+        if part.help is None:  # without help= argparse leaves it out of the listing
+            part.add_arguments(sub.add_parser(part_name))
+        else:
+            part.add_arguments(sub.add_parser(part_name, help=part.help,
+                                              description=part.help))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    if getattr(args, "bench_unavailable", None):
-        raise PartUnavailable(args.bench_unavailable)
-    code: int = _load(args.bench).run(args, settings)
-    return code
+    try:
+        return PARTS[args.bench].run(args, settings)
+    except ModuleNotFoundError as exc:
+        if exc.name not in BENCH_EXTRA:
+            raise
+        raise FarloomError(f"{exc.name} is missing: the benchmarks need the bench extra "
+                           "(pip install -e '.[bench]', or make bench)") from exc

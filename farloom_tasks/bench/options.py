@@ -1,0 +1,84 @@
+"""What each benchmark accepts: one frozen options dataclass per ``farloom bench`` part.
+
+The command line (``farloom_tasks/cli/bench.py``) builds these from its flags and
+takes its defaults from here, so a default is written once. This module is
+light on purpose (no I/O library): the CLI imports it to build every parser
+without importing any benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from farloom_tasks.bench.report import CONSUMER_LABELS, DOCS_PATH
+
+CONSUMER_KINDS = tuple(CONSUMER_LABELS)  # ("null", "naive", "farloom"), the report's order
+BASELINE_KINDS = ("naive", "null")
+BOTH = "both"  # ingest mode: preloaded then sustained
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """``farloom bench ingest``. A None size means the scenario's own default (see Sizes)."""
+
+    messages: int | None = None  # preloaded messages for (a) and (c)
+    naive_messages: int | None = None  # the naive consumer's smaller preload
+    clicks_per_message: tuple[int, ...] = ()  # empty: both 1 and 100
+    rates: tuple[float, ...] = ()  # sustained offered clicks/s; empty: the defaults
+    duration: float | None = None  # s of publishing in each sustained run
+    repeat: int = 3  # preloaded drains of (a) and (c); the median run counts
+    mode: str = BOTH  # BOTH, report.PRELOADED or report.SUSTAINED
+    consumers: tuple[str, ...] = CONSUMER_KINDS
+    quick: bool = False  # tiny sizes: a smoke run of the harness
+    write_docs: bool = False
+    docs: Path = DOCS_PATH  # the Markdown file write_docs updates
+    report: Path | None = None  # also write rows and targets as JSON here
+    command_line: str = "bench ingest"  # how it was run, quoted in the report
+
+
+@dataclass(frozen=True)
+class AggregateOptions:
+    """``farloom bench aggregate``: one minute of ``clicks`` clicks over ``ads`` ads."""
+
+    clicks: int = 1_000_000
+    ads: int = 100_000
+    zipf: float = 1.0  # exponent of the clicks beyond one per ad
+    seed: int = 1
+    warmup: float = 20.0  # s between loading and the deadline, for the workers to start
+    writers: int = 2  # aggregated writer processes side by side
+    replays: int = 3  # replays from raw, one after the other; the median counts
+    timeout: float = 300.0  # s to wait for each result before giving up
+    logs: Path | None = None  # the workers' logs; None: a temporary directory
+    write_docs: bool = False
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """``farloom bench api``: GET /v1/ads/top over ``hours`` of minutes in agg."""
+
+    hours: int = 24
+    ads_per_minute: int = 3000
+    universe: int = 50_000  # distinct ads overall
+    requests: int = 300  # timed requests per 60-minute scenario
+    seed: int = 7
+    write_docs: bool = False
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """``farloom bench publish``: Farloom's confirming publisher against sync confirms."""
+
+    messages: int = 300_000  # one-click messages Farloom's publisher sends, per run
+    naive_messages: int = 20_000
+    repeat: int = 3  # Farloom publisher runs; the median run counts
+    write_docs: bool = False
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """One baseline consumer subprocess of ``farloom bench ingest``."""
+
+    kind: str  # one of BASELINE_KINDS
+    expect_messages: int  # stop after acking this many messages
+    time_cap: float = 600.0  # s; stop after this long anyway
