@@ -9,7 +9,7 @@
 
 A tick that waited in the queue longer than a few periods expires unrun: the
 next one does the same work, so queued-up ticks after an outage are waste.
-Run exactly one beat; a duplicate tick is harmless anyway (DESIGN.md).
+Run exactly one beat; a duplicate tick is harmless anyway (docs/design.md, "Idempotence").
 """
 
 from __future__ import annotations

@@ -162,7 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
             ads.append(doc)
         return {"from": iso(first), "to": iso(last), "minutes": minutes, "n": n, "ads": ads}
 
-    # `:path` because an ad id may contain '/' (any printable character, DESIGN.md).
+    # `:path` because an ad id may contain '/' (any printable character:
+    # docs/design.md, "The click message").
     @app.get("/v1/ads/{ad_id:path}/clicks",
              summary="One ad's clicks per closed minute and total")
     def ad_clicks(ad_id: Annotated[str, PathParam(min_length=1, max_length=64)],

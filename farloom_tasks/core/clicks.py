@@ -1,4 +1,4 @@
-"""The click contract (DESIGN.md, "Click message"): one element in, a Click or a Rejection out.
+"""The click contract (docs/design.md, "The click message"): a Click or a Rejection per element.
 
 Pure: the current time is an argument. Each rule that fails produces a
 Rejection with a stable ``code`` (low-cardinality, for metrics and for

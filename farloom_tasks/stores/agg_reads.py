@@ -42,7 +42,7 @@ def last_closed_minute(conn: sa.Connection) -> int | None:
 
 
 # Exact: sums every ad's counts over the window, then ranks (clicks desc, ad_id
-# asc in code-point order, as DESIGN.md's ranking contract says). The covering
+# asc in code-point order: docs/design.md, "Windows, ranking and shards"). The covering
 # index ad_clicks_per_minute_window_idx makes the scan index-only; the role's
 # work_mem keeps the hash in memory. Summing int4 (one ad's clicks in one minute
 # is far below 2^31; a larger value fails loudly) accumulates in int8 instead of

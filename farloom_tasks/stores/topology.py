@@ -1,4 +1,4 @@
-"""RabbitMQ names and topology (DESIGN.md contracts), declared idempotently.
+"""RabbitMQ names and topology (docs/design.md, "RabbitMQ topology"), declared idempotently.
 
 Every program that touches a queue declares the whole topology first with the
 same arguments, so start-up order never matters.

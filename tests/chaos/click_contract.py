@@ -1,4 +1,4 @@
-"""The test's own reading of the click contract (DESIGN.md, README "The click message").
+"""The test's own reading of the click contract (docs/design.md and README, "The click message").
 
 An oracle written from the contract's text, not from farloom_tasks.core.clicks: it
 says whether a message body is rejected whole (and why) and, for a well-formed

@@ -1,4 +1,4 @@
-"""Exact top-k and the merge of per-shard rankings (DESIGN.md, "Ranking" and "Shards")."""
+"""Exact top-k and the merge of shard rankings (docs/design.md, "Windows, ranking and shards")."""
 
 from __future__ import annotations
 
