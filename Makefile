@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: install run test lint typecheck pytest bench audit services clean
 
@@ -11,6 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The benchmarks' own dependencies: the optional extra [bench] (the dev extra includes it).
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[bench]"
+	touch $(BENCH_STAMP)
 
 install: $(STAMP)
 
@@ -34,7 +42,7 @@ test: lint typecheck pytest
 
 # Every benchmark, each in its own throw-away database, Redis db and vhost, each
 # rewriting its section of docs/benchmarks.md (about 20 minutes; run on a quiet machine).
-bench: $(STAMP) services
+bench: $(BENCH_STAMP) services
 	$(BIN)/farloom bench publish --write-docs
 	$(BIN)/farloom bench ingest --write-docs
 	$(BIN)/farloom bench aggregate --write-docs
