@@ -8,9 +8,9 @@ import pytest
 # Fixtures shared by every module. Defined here once: a session-scoped fixture
 # imported into several test modules becomes one instance per module, which
 # started a Celery worker per module, all competing for the same queue.
-from tests.celery_worker import celery_worker, session_worker  # noqa: F401
-from tests.minute_checks import aggregate_writer  # noqa: F401
-from tests.stack import Stack, isolated_stack
+from tests.support.celery_worker import celery_worker, session_worker  # noqa: F401
+from tests.support.minute_checks import aggregate_writer  # noqa: F401
+from tests.support.stack import Stack, isolated_stack
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from farloom_tasks.core.traffic import TokenBucket, zipf_cumulative_weights
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 MINUTE = 60
 LATE_SECONDS = (150.0, 240.0)  # a late click's age: its minute closed long ago (grace 1 s)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import Stack, isolated_stack
+from tests.support.stack import Stack, isolated_stack
 
 CHAOS_DIR = Path(__file__).parent
 

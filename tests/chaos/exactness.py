@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from farloom_tasks.stores import topology
 from tests.chaos.click_feed import ClickFeed
-from tests.stack import Stack
+from tests.support import broker
+from tests.support.broker import queue_depth
+from tests.support.database import sql
+from tests.support.stack import Stack
 
 POLL_SECONDS = 0.5
 
@@ -46,30 +47,9 @@ class Outcome:
     dead_letter_repeats: int  # published again after a redelivery (allowed: at least once)
 
 
-def _sql(stack: Stack, statement: str, **params: Any) -> list[Any]:
-    engine = stack.engine()
-    try:
-        with engine.begin() as conn:
-            return list(conn.execute(sa.text(statement), params).fetchall())
-    finally:
-        engine.dispose()
-
-
-def raw_rows(stack: Stack) -> int:
-    return int(_sql(stack, "SELECT count(*) FROM raw.ad_clicks")[0][0])
-
-
-def _queue_depth(stack: Stack, queue: str) -> int:
-    connection = stack.amqp()
-    try:
-        return topology.queue_depth(connection.channel(), queue)
-    finally:
-        connection.close()
-
-
 def minute_state(stack: Stack, minute: int) -> dict[str, Any]:
     """One minute's close bookkeeping and the revision agg holds for it (None: absent)."""
-    rows = _sql(stack, """
+    rows = sql(stack, """
         SELECT c.attempts, c.started_revision, c.published_revision, t.revision
         FROM (SELECT CAST(:m AS timestamptz) AS minute) AS wanted
         LEFT JOIN agg.minute_closes c USING (minute)
@@ -81,7 +61,7 @@ def minute_state(stack: Stack, minute: int) -> dict[str, Any]:
 
 def closes_summary(stack: Stack, minutes: list[int]) -> dict[str, Any]:
     """Close attempts of each minute (oldest first) and how many are unpublished."""
-    rows = _sql(stack, """
+    rows = sql(stack, """
         SELECT attempts, started_revision IS DISTINCT FROM published_revision
         FROM agg.minute_closes WHERE minute = ANY(CAST(:ms AS timestamptz[])) ORDER BY minute""",
                 ms=[_timestamp(m) for m in minutes])
@@ -91,11 +71,11 @@ def closes_summary(stack: Stack, minutes: list[int]) -> dict[str, Any]:
 def settle_state(stack: Stack, feed: ClickFeed) -> dict[str, Any]:
     """Every condition of a settled pipeline, each True when met (or a count that is off)."""
     minutes = feed.minutes()
-    raw_rows, outbox, late, watermark = _sql(stack, """
+    raw_rows, outbox, late, watermark = sql(stack, """
         SELECT (SELECT count(*) FROM raw.ad_clicks), (SELECT count(*) FROM raw.redis_outbox),
                (SELECT count(*) FROM agg.late_minutes),
                (SELECT extract(epoch FROM closed_through)::bigint FROM agg.watermark)""")[0]
-    unwritten = _sql(stack, """
+    unwritten = sql(stack, """
         SELECT extract(epoch FROM m)::bigint FROM unnest(CAST(:ms AS timestamptz[])) AS m
         LEFT JOIN agg.minute_closes c ON c.minute = m
         LEFT JOIN agg.minute_totals t ON t.minute = m
@@ -108,10 +88,10 @@ def settle_state(stack: Stack, feed: ClickFeed) -> dict[str, Any]:
         "no late minute pending": late == 0 or late,
         "watermark past the last minute": (watermark or 0) >= (minutes[-1] if minutes else 0),
         "every minute's latest revision written": not unwritten or len(unwritten),
-        "ingest queue empty": _queue_depth(stack, topology.INGEST_QUEUE) == 0,
-        "aggregates queue empty": _queue_depth(stack, topology.AGGREGATES_QUEUE) == 0,
+        "ingest queue empty": queue_depth(stack, topology.INGEST_QUEUE) == 0,
+        "aggregates queue empty": queue_depth(stack, topology.AGGREGATES_QUEUE) == 0,
         # At least: a dead letter is published again when its message is redelivered.
-        "every dead letter in place": _queue_depth(stack, topology.DEAD_QUEUE)
+        "every dead letter in place": queue_depth(stack, topology.DEAD_QUEUE)
         >= sum(feed.invalid_codes.values()),
     }
 
@@ -144,17 +124,9 @@ def ranking(counts: dict[str, int], k: int) -> list[tuple[str, int]]:
 def dead_letters(stack: Stack) -> list[tuple[str, bytes]]:
     """(reason code, body) of every dead letter; the queue is left as it was."""
     letters: list[tuple[str, bytes]] = []
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, body = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
-            if method is None:
-                break
-            code = (properties.headers or {}).get(topology.REASON_CODE_HEADER)
-            letters.append((code.decode() if isinstance(code, bytes) else str(code), body))
-    finally:
-        connection.close()  # unacked: back to the queue
+    for body, headers in broker.dead_letters(stack):
+        code = headers.get(topology.REASON_CODE_HEADER)
+        letters.append((code.decode() if isinstance(code, bytes) else str(code), body))
     return letters
 
 
@@ -172,20 +144,20 @@ def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
     expected = feed.expected
 
     # (a) exactly the valid ids <prefix>-0 .. <prefix>-(n-1), one row each (click_id is unique).
-    rows, ours = _sql(stack, """
+    rows, ours = sql(stack, """
         SELECT count(*), count(*) FILTER (
             WHERE click_id ~ ('^' || :prefix || '-[0-9]+$')
               AND substr(click_id, length(:prefix) + 2)::bigint < :n)
         FROM raw.ad_clicks""", prefix=feed.prefix, n=feed.valid_clicks)[0]
     assert (rows, ours) == (feed.valid_clicks, feed.valid_clicks), (
         f"raw has {rows} rows, {ours} of them feed ids; the feed sent {feed.valid_clicks}")
-    raw = Counter({(int(m), ad): int(n) for m, ad, n in _sql(stack, """
+    raw = Counter({(int(m), ad): int(n) for m, ad, n in sql(stack, """
         SELECT extract(epoch FROM date_trunc('minute', clicked_at))::bigint, ad_id, count(*)
         FROM raw.ad_clicks GROUP BY 1, 2""")})
     assert raw == expected, f"raw has extra {raw - expected}, lacks {expected - raw}"
 
     # (b) agg, every minute.
-    agg = Counter({(int(m), ad): int(n) for m, ad, n in _sql(stack, """
+    agg = Counter({(int(m), ad): int(n) for m, ad, n in sql(stack, """
         SELECT extract(epoch FROM minute)::bigint, ad_id, clicks
         FROM agg.ad_clicks_per_minute WHERE clicks <> 0""")})
     lost = sum((expected - agg).values())
@@ -195,7 +167,7 @@ def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
     per_minute: dict[int, dict[str, int]] = {}
     for (minute, ad), n in expected.items():
         per_minute.setdefault(minute, {})[ad] = n
-    totals = {int(m): (int(c), int(d), int(r), p) for m, c, d, r, p in _sql(stack, """
+    totals = {int(m): (int(c), int(d), int(r), p) for m, c, d, r, p in sql(stack, """
         SELECT extract(epoch FROM t.minute)::bigint, t.clicks, t.distinct_ads, t.revision,
                c.published_revision
         FROM agg.minute_totals t LEFT JOIN agg.minute_closes c USING (minute)""")}
@@ -209,7 +181,7 @@ def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
     extra_minutes = {m: c for m, (c, _, _, _) in totals.items() if m not in per_minute and c}
     assert not extra_minutes, f"minutes outside the feed have clicks: {extra_minutes}"
     top: dict[int, list[tuple[str, int]]] = {}
-    for minute, ad, n in _sql(stack, """
+    for minute, ad, n in sql(stack, """
             SELECT extract(epoch FROM minute)::bigint, ad_id, clicks FROM agg.top_ads
             ORDER BY minute, rank"""):
         top.setdefault(int(minute), []).append((ad, int(n)))

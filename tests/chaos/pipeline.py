@@ -43,7 +43,7 @@ from farloom_tasks.stores import topology
 from tests.chaos.click_feed import ClickFeed, FeedRun
 from tests.chaos.exactness import Outcome, assert_exact
 from tests.chaos.processes import PipelineProcess
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.stack import PROJECT_ROOT, Stack
 
 __all__ = ["ClickFeed", "FeedRun", "Outcome", "Pipeline", "PipelineProcess", "assert_exact",
            "record_outcome"]

@@ -8,7 +8,6 @@ start appends), so a failure message can show what the process said.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.stack import PROJECT_ROOT
+from farloom_tasks import processes
+from tests.support.stack import PROJECT_ROOT
 
 STOP_SECONDS = 15.0  # SIGTERM, then SIGKILL after this long
 
@@ -65,9 +65,8 @@ class PipelineProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group: no flush, no goodbye."""
         assert self.alive(), f"{self.name} is not running:\n{self.tail()}"
-        os.killpg(self.pid, signal.SIGKILL)
         assert self._process is not None
-        self._process.wait(timeout=STOP_SECONDS)
+        processes.stop(self._process, sig=signal.SIGKILL, grace=STOP_SECONDS, group=True)
         self.kills += 1
 
     def restart(self, ready_timeout: float = 60.0) -> None:
@@ -76,23 +75,8 @@ class PipelineProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL; reaps stray group members either way. Never raises."""
-        if self._process is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self._process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self._process.wait(timeout=STOP_SECONDS)
-                if sig == signal.SIGTERM:
-                    # The leader is gone; its children may not be (prefork pool).
-                    os.killpg(self._process.pid, signal.SIGKILL)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-            except ProcessLookupError:
-                break
+        if self._process is not None:
+            processes.stop(self._process, grace=STOP_SECONDS, group=True)
 
     def rss_bytes(self) -> int:
         """Resident memory of the process and its children (a prefork pool counts)."""

@@ -7,23 +7,18 @@ until the broker answers again.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import pika.exceptions
 
-from tests.chaos.exactness import raw_rows
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.database import raw_rows
+from tests.support.stack import Stack, rabbitmqctl
+from tests.support.waiting import wait_for
 
 OUTAGE_SECONDS = 4.0
 BROKER_BACK_SECONDS = 120.0
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
 def _broker_answers(stack: Stack) -> bool:
@@ -43,11 +38,11 @@ def test_a_rabbitmq_restart_mid_stream_loses_no_confirmed_click(
             wait_for("the ingest worker to store", lambda: raw_rows(stack) > 10_000, 60,
                      context=pipeline.tails)
             try:
-                _rabbitmqctl("stop_app")
+                rabbitmqctl("stop_app", timeout=120)
                 stopped = time.monotonic()
                 time.sleep(OUTAGE_SECONDS)
             finally:
-                _rabbitmqctl("start_app")
+                rabbitmqctl("start_app", timeout=120)
                 wait_for("RabbitMQ to answer again", lambda: _broker_answers(stack),
                          BROKER_BACK_SECONDS, poll=0.5)
             started = time.monotonic()

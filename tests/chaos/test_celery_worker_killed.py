@@ -9,8 +9,8 @@ from farloom_tasks import failpoints
 from tests.chaos.click_feed import minute_of
 from tests.chaos.exactness import minute_state
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 # Shard 0 of the target minute fails this many times (the task retries itself up
 # to three times), so its chord is certainly unfinished when the worker is killed.

@@ -6,10 +6,10 @@ import random
 import time
 from pathlib import Path
 
-from tests.chaos.exactness import raw_rows
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.database import raw_rows
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 CLICKS = 200_000
 KILLS = 5

@@ -19,38 +19,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pika
-import sqlalchemy as sa
-
-from farloom_tasks.stores import redis_counts, topology
-from tests.chaos.broker_view import wait_until
+from farloom_tasks.stores import topology
 from tests.chaos.click_contract import Verdict, judge_body
 from tests.chaos.pipeline import record_outcome
 from tests.chaos.poison import draw_messages, with_unique_click_ids
 from tests.chaos.processes import PipelineProcess
-from tests.stack import Stack
+from tests.support.broker import dead_letters, publish, queue_depth
+from tests.support.database import raw_rows, sql
+from tests.support.redis_view import redis_minute_counts
+from tests.support.stack import Stack
+from tests.support.waiting import seconds_until, wait_for
 
 MAX_BYTES = 65_536  # the worker's FARLOOM_MAX_MESSAGE_BYTES: oversized bodies stay cheap
 MESSAGES = 4_000
 CHUNKS = 8
 CANARY_CLICKS = 25
-
-
-def _publish(stack: Stack, bodies: list[bytes]) -> None:
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        topology.declare(channel)
-        channel.confirm_delivery()
-        for body in bodies:
-            channel.basic_publish(
-                topology.CLICKS_EXCHANGE, "", body,
-                pika.BasicProperties(delivery_mode=topology.PERSISTENT, headers={
-                    topology.PUBLISHED_AT_HEADER: topology.published_at_stamp(time.time())}))
-    finally:
-        connection.close()
 
 
 def _canonical(body: bytes) -> str:
@@ -60,57 +44,20 @@ def _canonical(body: bytes) -> str:
 def _dead_letters(stack: Stack) -> list[tuple[str, str, int | None, bytes]]:
     """(reason code, reason, element index, body) of every dead letter, left in place."""
     letters = []
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, body = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
-            if method is None:
-                break
-            headers: dict[str, Any] = dict(properties.headers or {})
-            index = headers.get(topology.ELEMENT_INDEX_HEADER)
-            letters.append((str(headers.get(topology.REASON_CODE_HEADER, "")),
-                            str(headers.get(topology.REASON_HEADER, "")),
-                            None if index is None else int(index), body))
-    finally:
-        connection.close()
+    for body, headers in dead_letters(stack):
+        index = headers.get(topology.ELEMENT_INDEX_HEADER)
+        letters.append((str(headers.get(topology.REASON_CODE_HEADER, "")),
+                        str(headers.get(topology.REASON_HEADER, "")),
+                        None if index is None else int(index), body))
     return letters
-
-
-def _sql(stack: Stack, statement: str) -> list[Any]:
-    engine = stack.engine()
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(sa.text(statement)).all())
-    finally:
-        engine.dispose()
-
-
-def _redis_counts(stack: Stack) -> Counter[tuple[int, str]]:
-    client = stack.redis()
-    seen: Counter[tuple[int, str]] = Counter()
-    for key in client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*:clicks:*", count=1000):
-        minute = int(bytes(key).decode().rsplit(":", 1)[1])
-        members: Any = client.zrange(key, 0, -1, withscores=True)
-        for ad, score in members:
-            seen[(minute, bytes(ad).decode())] += int(score)
-    return seen
 
 
 def _canary_stored(stack: Stack, chunk: int) -> Callable[[], bool]:
     def stored() -> bool:
-        found = _sql(stack, "SELECT count(*) FROM raw.ad_clicks "
-                     f"WHERE click_id LIKE 'canary-{chunk}-%'")[0][0]
+        found = sql(stack, "SELECT count(*) FROM raw.ad_clicks "
+                    f"WHERE click_id LIKE 'canary-{chunk}-%'")[0][0]
         return bool(found == CANARY_CLICKS)
     return stored
-
-
-def _dead_queue_depth(stack: Stack) -> int:
-    connection = stack.amqp()
-    try:
-        return topology.queue_depth(connection.channel(), topology.DEAD_QUEUE)
-    finally:
-        connection.close()
 
 
 def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_restart(
@@ -158,24 +105,24 @@ def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_
                 stored[(f"canary-{chunk}-{n}", "canary", int(at // 60) * 60)] += 1
             # The canary goes in the middle of its chunk of poison.
             part = bodies[chunk * size:(chunk + 1) * size]
-            _publish(stack, [*part[:size // 2], json.dumps(canary).encode(), *part[size // 2:]])
-            canary_waits.append(wait_until(_canary_stored(stack, chunk),
-                                           f"canary {chunk} to be stored", timeout=60))
-        wait_until(lambda: _sql(stack, "SELECT count(*) FROM raw.ad_clicks")[0][0]
-                   >= sum(stored.values()) and _dead_queue_depth(stack) >= sum(dead.values()),
-                   "every click stored and every dead letter published", timeout=120)
+            publish(stack, [*part[:size // 2], json.dumps(canary).encode(), *part[size // 2:]])
+            canary_waits.append(seconds_until(f"canary {chunk} to be stored",
+                                              _canary_stored(stack, chunk), 60))
+        wait_for("every click stored and every dead letter published",
+                 lambda: raw_rows(stack) >= sum(stored.values())
+                 and queue_depth(stack, topology.DEAD_QUEUE) >= sum(dead.values()), 120)
         elapsed = time.monotonic() - started
         assert ingest.alive() and ingest.pid == pid and ingest.starts == 1, ingest.tail()
     finally:
         ingest.stop()
 
-    rows = Counter((str(c), str(a), int(m)) for c, a, m in _sql(
+    rows = Counter((str(c), str(a), int(m)) for c, a, m in sql(
         stack, "SELECT click_id, ad_id, extract(epoch FROM minute)::bigint FROM raw.ad_clicks"))
     assert rows == stored, f"raw has extra {rows - stored}, lacks {stored - rows}"
     per_minute: Counter[tuple[int, str]] = Counter()
     for (_, ad_id, minute), n in stored.items():
         per_minute[(minute, ad_id)] += n
-    assert _redis_counts(stack) == per_minute
+    assert redis_minute_counts(stack) == per_minute
 
     letters = _dead_letters(stack)
     assert all(code and reason for code, reason, _, _ in letters), "a dead letter lacks a reason"

@@ -13,10 +13,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.chaos.broker_view import queue_counts, raw_rows, wait_until
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
 from tests.chaos.tcp_proxy import TcpProxy
-from tests.stack import Stack
+from tests.support.broker import queue_counts
+from tests.support.database import raw_rows
+from tests.support.stack import Stack
+from tests.support.waiting import seconds_until, wait_for
 
 OUTAGE_SECONDS = 20.0
 
@@ -35,7 +37,7 @@ def test_postgresql_unreachable_for_20_s_acks_nothing_unwritten_and_loses_nothin
             ingest = pipeline.ingest[0]
             pid = ingest.pid
             run = feed.start_publishing(stack, clicks=24_000, rate=1_200)
-            wait_until(lambda: raw_rows(stack) > 2_000, "the worker to store through the proxy")
+            wait_for("the worker to store through the proxy", lambda: raw_rows(stack) > 2_000, 120)
 
             proxy.cut()
             cut_at = time.monotonic()
@@ -47,8 +49,8 @@ def test_postgresql_unreachable_for_20_s_acks_nothing_unwritten_and_loses_nothin
                 samples.append((ready + held, held, raw_rows(stack)))
                 time.sleep(1.0)
             proxy.restore()
-            resumed_seconds = wait_until(lambda: raw_rows(stack) > raw_at_cut,
-                                         "the worker to store again")
+            resumed_seconds = seconds_until("the worker to store again",
+                                            lambda: raw_rows(stack) > raw_at_cut, 120)
 
             run.wait(timeout=180)
             outcome = assert_exact(stack, feed, timeout=180, on_timeout=pipeline.tails)

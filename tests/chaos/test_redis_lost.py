@@ -15,20 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.database import sql
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 
 def _one(stack: Stack, statement: str) -> Any:
-    engine = stack.engine()
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(statement)).first()
-    finally:
-        engine.dispose()
+    """The first row of ``statement``, None if it has none."""
+    rows = sql(stack, statement)
+    return rows[0] if rows else None
 
 
 def test_a_flushed_redis_mid_stream_is_detected_rebuilt_from_raw_and_agg_stays_exact(

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.exactness import raw_rows
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.database import raw_rows
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 RATE = 5_000  # clicks/s offered
 DURATION_SECONDS = 300.0

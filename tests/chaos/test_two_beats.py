@@ -9,8 +9,8 @@ import pytest
 
 from tests.chaos.exactness import closes_summary
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
-from tests.chaos.waiting import wait_for
-from tests.stack import Stack
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 DURATION_SECONDS = 180.0
 RATE = 1_000  # clicks/s: steady traffic into every minute of the window

@@ -9,7 +9,7 @@ from typing import Any
 
 from farloom_tasks.core.messages import DecodedMessage, decode_message
 from farloom_tasks.stores import topology
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 # pika would otherwise decode the float publish-time header cast to int (pika/pika#599).
 

@@ -1,4 +1,4 @@
-"""Helpers of the ingest worker's integration tests: streams, publishing, ground truth.
+"""Helpers of the ingest worker's integration tests: streams, their ground truth, workers.
 
 Every expected figure is computed here from the test's own input; the system
 under test is only read back (raw rows, Redis sets, the dead-letter queue).
@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import pika
-import sqlalchemy as sa
-
+from farloom_tasks import processes
 from farloom_tasks.core.windows import minute_of
-from farloom_tasks.stores import redis_counts, topology
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.database import raw_rows, sql
+from tests.support.redis_view import redis_minute_counts
+from tests.support.stack import PROJECT_ROOT, Stack
 
 WAIT_SECONDS = 90.0  # upper bound of every wait; a healthy run needs a few seconds
 
@@ -105,77 +102,10 @@ def one_click_stream(count: int, now: float, *, seed: int = 1, prefix: str = "cl
     return stream
 
 
-def publish(stack: Stack, bodies: list[bytes], *, confirm: bool = True) -> None:
-    """Publish persistent messages stamped with their publish time."""
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        topology.declare(channel)
-        if confirm:
-            channel.confirm_delivery()
-        for body in bodies:
-            stamp = topology.published_at_stamp(time.time())
-            channel.basic_publish(
-                topology.CLICKS_EXCHANGE, "", body,
-                pika.BasicProperties(delivery_mode=topology.PERSISTENT,
-                                     headers={topology.PUBLISHED_AT_HEADER: stamp}))
-    finally:
-        connection.close()
-
-
-def queue_counts(stack: Stack, queue: str = topology.INGEST_QUEUE) -> tuple[int, int]:
-    """(ready, unacked) of a queue, from the management CLI."""
-    done = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", stack.vhost, "--no-table-headers",
-         "name", "messages_ready", "messages_unacknowledged"],
-        capture_output=True, text=True, timeout=60, check=True)
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0] == queue:
-            return int(parts[1]), int(parts[2])
-    raise AssertionError(f"queue {queue} not found in {done.stdout!r}")
-
-
 def raw_counts(stack: Stack) -> Counter[tuple[int, str]]:
-    engine = stack.engine()
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT extract(epoch FROM minute)::bigint, ad_id, count(*) "
-                "FROM raw.ad_clicks GROUP BY 1, 2")).all()
-    finally:
-        engine.dispose()
+    rows = sql(stack, "SELECT extract(epoch FROM minute)::bigint, ad_id, count(*) "
+               "FROM raw.ad_clicks GROUP BY 1, 2")
     return Counter({(int(m), str(ad)): int(n) for m, ad, n in rows})
-
-
-def raw_rows(stack: Stack) -> int:
-    engine = stack.engine()
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM raw.ad_clicks")).scalar_one())
-    finally:
-        engine.dispose()
-
-
-def redis_minute_counts(stack: Stack) -> Counter[tuple[int, str]]:
-    """Every per-(minute, ad) count in Redis, found by scanning, so extras show up too."""
-    client = stack.redis()
-    seen: Counter[tuple[int, str]] = Counter()
-    for key in client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*:clicks:*", count=1000):
-        minute = int(key.decode().rsplit(":", 1)[1])
-        members: Any = client.zrange(key, 0, -1, withscores=True)
-        for ad, score in members:
-            seen[(minute, ad.decode())] += int(score)
-    return seen
-
-
-def pending_outbox(stack: Stack) -> int:
-    engine = stack.engine()
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM raw.redis_outbox")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def assert_exact(stack: Stack, stream: Stream) -> None:
@@ -206,7 +136,7 @@ def run_burst(stack: Stack, *args: str, **settings: object) -> dict[str, Any]:
 @contextlib.contextmanager
 def worker(stack: Stack, *args: str, log: IO[str] | None = None,
            **settings: object) -> Iterator[subprocess.Popen[str]]:
-    """A long-running ingest worker, killed on the way out whatever happened."""
+    """A long-running ingest worker, SIGKILLed on the way out whatever happened."""
     process = subprocess.Popen([sys.executable, "-m", "farloom_tasks.cli", "ingest", *args],
                                env=worker_env(stack, **settings), cwd=PROJECT_ROOT, text=True,
                                stdout=log or subprocess.DEVNULL,
@@ -214,33 +144,7 @@ def worker(stack: Stack, *args: str, log: IO[str] | None = None,
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=WAIT_SECONDS)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def dead_letters(stack: Stack) -> list[tuple[bytes, dict[str, Any]]]:
-    """Every message in the dead-letter queue (body, headers), left in place."""
-    connection = stack.amqp()
-    letters: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, body = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
-            if method is None:
-                break
-            letters.append((body, dict(properties.headers or {})))
-    finally:
-        connection.close()  # unacked: back to the queue
-    return letters
+        processes.stop(process, sig=signal.SIGKILL, grace=WAIT_SECONDS)
 
 
 def read_log(path: Path) -> str:

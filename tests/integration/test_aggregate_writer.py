@@ -16,16 +16,17 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import pika
 import pytest
 import sqlalchemy as sa
 
 from farloom_tasks.core import aggregates
 from farloom_tasks.core.aggregates import MinuteResultPart
 from farloom_tasks.core.topk import AdCount, top_k
+from farloom_tasks.processes import stop as stop_process
 from farloom_tasks.stores import topology
 from farloom_tasks.stores.agg import AggStore, Outcome
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.broker import dead_letters, publish
+from tests.support.stack import PROJECT_ROOT, Stack
 
 MINUTE = 1_796_000_040 - 1_796_000_040 % 60
 K = 3
@@ -204,36 +205,11 @@ def _fields(part: MinuteResultPart) -> dict[str, Any]:
 
 
 def _publish(stack: Stack, bodies: Sequence[bytes]) -> None:
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        topology.declare(channel)
-        channel.confirm_delivery()
-        for body in bodies:
-            channel.basic_publish(
-                exchange=topology.AGGREGATES_EXCHANGE, routing_key="", body=body,
-                properties=pika.BasicProperties(
-                    delivery_mode=topology.PERSISTENT,
-                    # pika cannot encode a float header; kombu (Celery's producer) can.
-                    headers={topology.PUBLISHED_AT_HEADER:
-                             topology.published_at_stamp(time.time())}))
-    finally:
-        connection.close()
+    publish(stack, bodies, exchange=topology.AGGREGATES_EXCHANGE)
 
 
 def _drain_dead(stack: Stack) -> list[tuple[bytes, dict[str, Any]]]:
-    connection = stack.amqp()
-    found: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        channel = connection.channel()
-        while True:
-            method, properties, body = channel.basic_get(topology.AGGREGATES_DEAD_QUEUE,
-                                                         auto_ack=True)
-            if method is None:
-                return found
-            found.append((body, dict(properties.headers or {})))
-    finally:
-        connection.close()
+    return dead_letters(stack, topology.AGGREGATES_DEAD_QUEUE, take=True)
 
 
 def _writer(stack: Stack, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -250,9 +226,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
         yield started
     finally:
         for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+            stop_process(process, sig=signal.SIGKILL, grace=10)
 
 
 def _finish(process: subprocess.Popen[str], timeout: float = 60) -> str:

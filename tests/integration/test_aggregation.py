@@ -12,18 +12,18 @@ import pytest
 from farloom_tasks import failpoints
 from farloom_tasks.core.windows import MINUTE, last_due_minute, to_datetime
 from farloom_tasks.pipeline import closing
-from tests.minute_checks import (
+from tests.support.database import sql
+from tests.support.minute_checks import (
     assert_agg_is,
     clicks_for,
     closes,
     counted,
     durable_writer,
     set_watermark,
-    sql,
     wait_published,
     write_aggregates,
 )
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -212,7 +212,7 @@ def test_a_late_minute_is_still_published_after_the_broker_dropped_every_connect
 @pytest.mark.parametrize("missed", [4])
 def test_minutes_missed_while_beat_was_down_are_each_closed_once_oldest_first(
         stack: Stack, tmp_path: Path, missed: int) -> None:
-    from tests.celery_worker import running_beat
+    from tests.support.celery_worker import running_beat
 
     minutes = _past_minutes(missed)
     set_watermark(stack, minutes[0] - MINUTE)  # beat last closed this, then went away

@@ -15,8 +15,8 @@ from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.pipeline.minute_aggregation import result_parts, snapshot_shard
 from farloom_tasks.pipeline.replay import rebuild_from_raw
 from farloom_tasks.stores import redis_counts
-from tests.minute_checks import durable_writer, raw_counts, set_watermark
-from tests.stack import Stack
+from tests.support.minute_checks import durable_writer, raw_counts, set_watermark
+from tests.support.stack import Stack
 
 MINUTE_0 = 1_790_000_040 - 1_790_000_040 % MINUTE
 SHARDS = 8

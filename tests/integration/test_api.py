@@ -17,7 +17,7 @@ from farloom_tasks.api.app import create_app
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
 from farloom_tasks.stores import agg_reads as queries
 from farloom_tasks.stores import topology
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.stack import PROJECT_ROOT, Stack
 
 BASE = minute_of(datetime(2026, 11, 29, 14, 0, tzinfo=UTC).timestamp())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 CONSUMERS = {"null", "naive", "farloom"}
 

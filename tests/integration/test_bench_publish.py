@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 
 def test_the_publish_benchmark_confirms_every_message_of_both_publishers(stack: Stack) -> None:

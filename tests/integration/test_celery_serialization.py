@@ -18,9 +18,10 @@ import pika
 import pytest
 
 from farloom_tasks import celery as farloom_celery
-from tests.integration.ingest_support import queue_counts
-from tests.minute_checks import sql, wait_until
-from tests.stack import Stack
+from tests.support.broker import queue_counts
+from tests.support.database import sql
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -69,8 +70,8 @@ def test_a_pickled_task_message_is_refused_unread_while_a_json_one_runs(
     tasks.reconcile.delay(0, 0, "json").get(timeout=60)
     # Taken off the queue (every session worker of this vhost competes for it), so
     # a worker has seen it: had it been accepted, it would have run and loaded.
-    wait_until("a worker to take the pickled message off the queue",
-               lambda: queue_counts(stack, farloom_celery.TASK_QUEUE) == (0, 0))
+    wait_for("a worker to take the pickled message off the queue",
+             lambda: queue_counts(stack, farloom_celery.TASK_QUEUE) == (0, 0))
 
     triggers = [row[0] for row in sql(stack, "SELECT trigger FROM agg.reconciliation_runs")]
     assert triggers == ["json"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +11,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from farloom_tasks import processes
 from farloom_tasks.core.windows import minute_of, to_datetime
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.ports import free_port
+from tests.support.stack import PROJECT_ROOT, Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
@@ -22,13 +22,6 @@ SCREENSHOTS = PROJECT_ROOT / "var" / "screenshots"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="needs Debian's chromium at /usr/bin/chromium (scripts/ensure-browser installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -49,12 +42,7 @@ def served(stack: Stack) -> Iterator[str]:
                 time.sleep(0.2)
             yield url
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
+            processes.stop(server, grace=10)
 
 
 def fill_last_hour(stack: Stack) -> int:

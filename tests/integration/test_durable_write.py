@@ -13,7 +13,7 @@ from farloom_tasks.core.windows import minute_of
 from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
 from farloom_tasks.stores import redis_counts
 from farloom_tasks.stores.raw import RawStore
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 
 def _writer(stack: Stack) -> tuple[DurableWriter, RawStore, redis_counts.RedisCounts]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 
+from farloom_tasks import processes
 from farloom_tasks.core.windows import MINUTE
 from farloom_tasks.stores import topology
 from tests.integration.click_queue import click_ids, drain
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.stack import PROJECT_ROOT, Stack
 
 
 def test_generate_publishes_exactly_the_requested_clicks_and_mix(stack: Stack) -> None:
@@ -57,9 +59,7 @@ def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> 
         assert closed == 1
         stdout, stderr = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        processes.stop(process, sig=signal.SIGKILL, grace=10)
     assert process.returncode == 0, stderr
     assert "republished after 1 reconnects" in stdout, stdout + stderr
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from farloom_tasks.core.windows import minute_of
 from tests.integration.click_queue import drain
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.stack import PROJECT_ROOT, Stack
 from workers.import_file import timestamp_for_contract
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "talkingdata_train_sample.csv"

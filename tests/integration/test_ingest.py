@@ -14,17 +14,15 @@ from farloom_tasks.core.windows import MINUTE, minute_of
 from farloom_tasks.stores import redis_counts, topology
 from tests.integration.ingest_support import (
     assert_exact,
-    dead_letters,
     mixed_stream,
     one_click_stream,
-    pending_outbox,
-    publish,
-    queue_counts,
-    redis_minute_counts,
     run_burst,
     valid_click,
 )
-from tests.stack import Stack
+from tests.support.broker import dead_letters, publish, queue_counts
+from tests.support.database import pending_outbox
+from tests.support.redis_view import redis_minute_counts
+from tests.support.stack import Stack
 
 
 def test_duplicates_and_invalid_elements_leave_exact_rows_and_counts(stack: Stack) -> None:

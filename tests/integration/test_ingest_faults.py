@@ -4,10 +4,8 @@ and Redis. After each, raw rows and Redis counts equal the test's own truth."""
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,21 +15,22 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from farloom_tasks import processes
 from tests.integration.ingest_support import (
     WAIT_SECONDS,
     assert_exact,
     mixed_stream,
     one_click_stream,
-    publish,
-    queue_counts,
-    raw_rows,
     read_log,
     run_burst,
-    wait_until,
     worker,
     worker_env,
 )
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.broker import publish, queue_counts
+from tests.support.database import raw_rows
+from tests.support.ports import free_port
+from tests.support.stack import PROJECT_ROOT, Stack
+from tests.support.waiting import wait_for
 
 # Small batches and prefetch make many flushes out of a small stream, so that the
 # faults below land mid-stream without publishing much.
@@ -64,7 +63,7 @@ def test_a_worker_killed_at_random_moments_and_restarted_leaves_exact_results(
     for _ in range(3):
         before = raw_rows(stack)
         with worker(stack, **SLOW):
-            wait_until(lambda before=before: raw_rows(stack) > before, "the worker to store")
+            wait_for("the worker to store", lambda before=before: raw_rows(stack) > before)
             time.sleep(rng.uniform(0.0, 0.3))
         # worker() SIGKILLs it on the way out.
     run_burst(stack)
@@ -86,9 +85,7 @@ def test_two_workers_side_by_side_give_exact_results(stack: Stack) -> None:
         codes = [process.wait(timeout=WAIT_SECONDS) for process in workers]
     finally:
         for process in workers:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=WAIT_SECONDS)
+            processes.stop(process, sig=signal.SIGKILL, grace=WAIT_SECONDS)
     assert codes == [0, 0]
 
     assert_exact(stack, stream)
@@ -102,7 +99,7 @@ def test_sigterm_mid_stream_flushes_and_acks_before_exiting(stack: Stack,
     stats = tmp_path / "stats.json"
 
     with worker(stack, "--stats-file", str(stats), **SLOW) as process:
-        wait_until(lambda: raw_rows(stack) > 0, "the worker to store")
+        wait_for("the worker to store", lambda: raw_rows(stack) > 0)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_SECONDS) == 0
 
@@ -138,14 +135,14 @@ def test_a_broker_side_connection_close_is_survived_with_exact_results(
     publish(stack, stream.bodies)
     log_path = tmp_path / "worker.log"
 
-    port = _free_port()
+    port = free_port()
 
     with log_path.open("w") as log, worker(stack, log=log, metrics_port=port,
                                            **SLOW) as process:
-        wait_until(lambda: raw_rows(stack) > 0, "the worker to store")
+        wait_for("the worker to store", lambda: raw_rows(stack) > 0)
         assert _close_vhost_connections(stack) >= 1
-        wait_until(lambda: queue_counts(stack) == (0, 0) and raw_rows(stack) == 3000,
-                   "the worker to reconnect and finish")
+        wait_for("the worker to reconnect and finish",
+                 lambda: queue_counts(stack) == (0, 0) and raw_rows(stack) == 3000)
         scraped = _scrape(port)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_SECONDS) == 0
@@ -155,12 +152,6 @@ def test_a_broker_side_connection_close_is_survived_with_exact_results(
     # Redelivered clicks are duplicates, never stored twice, in the metrics too.
     assert scraped["farloom_ingest_clicks_stored_total"] == 3000
     assert scraped['farloom_ingest_transient_errors_total{service="rabbitmq"}'] >= 1
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -202,9 +193,9 @@ def test_lost_postgresql_and_redis_connections_are_retried_with_exact_results(
     with log_path.open("w") as log, worker(stack, log=log, **SLOW) as process:
         for _ in range(3):
             before = raw_rows(stack)
-            wait_until(lambda before=before: raw_rows(stack) > before, "the worker to store")
+            wait_for("the worker to store", lambda before=before: raw_rows(stack) > before)
             assert _cut_store_connections(stack) >= 1
-        wait_until(lambda: queue_counts(stack) == (0, 0), "the worker to finish")
+        wait_for("the worker to finish", lambda: queue_counts(stack) == (0, 0))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_SECONDS) == 0
 

@@ -7,7 +7,7 @@ import time
 from farloom_tasks.core.windows import minute_of
 from farloom_tasks.pipeline import closing
 from farloom_tasks.stores.transactions import transaction
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 
 def _claim(stack: Stack, late_interval: float) -> list[int]:

@@ -6,11 +6,9 @@ everything, and every click the demo publisher had confirmed is stored or still 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,20 +18,15 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from farloom_tasks import processes
 from farloom_tasks.stores import topology
-from tests.stack import PROJECT_ROOT, Stack
+from tests.support.ports import free_port
+from tests.support.stack import PROJECT_ROOT, Stack
 
 pytestmark = pytest.mark.slow
 DEADLINE_SECONDS = 180  # the bound: closed minutes within 3 minutes of the start
 INSTALL_SECONDS = 300  # creating the clone's virtualenv comes first
 PUBLISHED = re.compile(r"published ([\d,]+) messages \(([\d,]+) clicks\)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -64,15 +57,8 @@ def pipeline(stack: Stack, tmp_path: Path, fresh_clone: Path,
         try:
             yield process, env, str(log_path)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal would
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # any straggler in the group
+            # SIGINT as Ctrl-C in a terminal would; then any straggler in the group.
+            processes.stop(process, sig=signal.SIGINT, grace=30, group=True)
 
 
 def closed_minutes_matching_raw(stack: Stack, api: str) -> int:

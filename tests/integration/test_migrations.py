@@ -14,7 +14,7 @@ from farloom_tasks.stores import agg as agg_store
 from farloom_tasks.stores import db
 from farloom_tasks.stores import migrations as migrate
 from farloom_tasks.stores.agg import int_array, text_array
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 SCHEMAS = ("raw", "agg")
 

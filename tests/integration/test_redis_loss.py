@@ -12,19 +12,19 @@ import pytest
 
 from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of
 from farloom_tasks.stores import redis_counts
-from tests.minute_checks import (
+from tests.support.database import sql
+from tests.support.minute_checks import (
     assert_agg_is,
     clicks_for,
     closes,
     counted,
     durable_writer,
     set_watermark,
-    sql,
     wait_published,
-    wait_until,
     write_aggregates,
 )
-from tests.stack import Stack
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -68,7 +68,7 @@ def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
     writer.write(late + more)
 
     assert _tick() == []  # the detecting tick claims nothing
-    losses = wait_until("the loss to be repaired", lambda: sql(
+    losses = wait_for("the loss to be repaired", lambda: sql(
         stack, "SELECT minutes_rebuilt, minutes_reaggregated FROM agg.redis_losses "
         "WHERE repaired_at IS NOT NULL"))
     assert [tuple(r) for r in losses] == [(2, 1)]  # both minutes rebuilt; the closed one again

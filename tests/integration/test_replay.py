@@ -8,17 +8,17 @@ from collections.abc import Iterator
 import pytest
 
 from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, to_datetime
-from tests.minute_checks import (
+from tests.support.database import sql
+from tests.support.minute_checks import (
     assert_agg_is,
     clicks_for,
     counted,
     durable_writer,
     set_watermark,
-    sql,
     wait_published,
     write_aggregates,
 )
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from farloom_tasks import processes
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
 from farloom_tasks.stores import topology
-from tests.stack import PROJECT_ROOT, Stack, isolated_stack
+from tests.support.stack import PROJECT_ROOT, Stack, isolated_stack
 
 
 def close_minute(stack: Stack, minute: int) -> None:
@@ -150,12 +151,7 @@ def _check_celery_ping(stack: Stack, tmp_path: Path) -> None:
                 break
             time.sleep(1)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
+        processes.stop(worker, grace=20)
 
     assert alone == 1 and "no Celery worker answered the ping" in alone_doc["problems"]
     assert code == 0, doc["problems"]

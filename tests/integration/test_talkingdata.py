@@ -16,8 +16,9 @@ import pytest
 
 from farloom_tasks.core import topk
 from farloom_tasks.core.windows import MINUTE, from_datetime, iso
-from tests.minute_checks import TEST_K, sql
-from tests.stack import Stack
+from tests.support.database import sql
+from tests.support.minute_checks import TEST_K
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.usefixtures("celery_worker"), pytest.mark.slow]
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from farloom_tasks import processes
 from tests.integration.click_queue import Delivered, click_ids, drain
-from tests.stack import Stack
+from tests.support.stack import Stack
 
 
 def _line(click_id: str) -> str:
@@ -62,13 +63,8 @@ class Watcher:
         return next((entry["offset"] for entry in state["files"] if entry["ino"] == ino), -1)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            processes.stop(self.process, sig=sig, grace=30)
         self.process = None
 
 

@@ -1,13 +1,11 @@
 """A real Celery worker (and beat) subprocess against the test stack; no eager mode.
 
-Import the fixtures into a test module (``from tests.celery_worker import
+Import the fixtures into a test module (``from tests.support.celery_worker import
 celery_worker``) or use the context managers directly for special settings.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,25 +16,14 @@ from pathlib import Path
 import pytest
 
 from farloom_tasks import celery as farloom_celery
-from tests.stack import PROJECT_ROOT, Stack
+from farloom_tasks import processes
+from tests.support.stack import PROJECT_ROOT, Stack
 
 READY_TIMEOUT_SECONDS = 60
 # Small enough that test minutes span several parts and ties cross the top-k boundary.
 TEST_ENV = {"FARLOOM_TOP_K": "5", "FARLOOM_AGGREGATE_CHUNK_ADS": "7",
             # Armed with no failures; a test sets the Redis counter to make them fire.
             "FARLOOM_FAILPOINTS": "topk_shard,close_due_minutes"}
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # The whole process group: the prefork children too.
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=15)
 
 
 def _spawn(stack: Stack, args: list[str], log_path: Path,
@@ -65,7 +52,7 @@ def running_worker(stack: Stack, log_path: Path,
             time.sleep(0.2)
         yield process
     finally:
-        _stop(process)
+        processes.stop(process, grace=15, group=True)  # the prefork children too
 
 
 @contextmanager
@@ -78,7 +65,7 @@ def running_beat(stack: Stack, tmp_path: Path,
     try:
         yield process
     finally:
-        _stop(process)
+        processes.stop(process, grace=15, group=True)  # the prefork children too
 
 
 def point_app_at(stack: Stack) -> None:

@@ -6,24 +6,24 @@ asserts on speed.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
+from farloom_tasks import processes
 from farloom_tasks.core import topk
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.windows import minute_of, to_datetime
 from farloom_tasks.pipeline.durable_write import DurableWriter
 from farloom_tasks.stores import redis_counts
 from farloom_tasks.stores.raw import RawStore
-from tests.celery_worker import TEST_ENV
-from tests.stack import Stack
+from tests.support.celery_worker import TEST_ENV
+from tests.support.database import sql
+from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 TEST_K = int(TEST_ENV["FARLOOM_TOP_K"])
 WAIT_SECONDS = 90.0
@@ -55,16 +55,6 @@ def counted(clicks: Iterable[Click]) -> Counts:
     return Counter((minute_of(c.clicked_at), c.ad_id) for c in unique.values())
 
 
-def sql(stack: Stack, statement: str, **params: Any) -> list[Any]:
-    engine = stack.engine()
-    try:
-        with engine.begin() as conn:
-            result = conn.execute(sa.text(statement), params)
-            return list(result.fetchall()) if result.returns_rows else []
-    finally:
-        engine.dispose()
-
-
 def set_watermark(stack: Stack, minute: int | None) -> None:
     sql(stack, "UPDATE agg.watermark SET closed_through = :m WHERE id = 1",
         m=None if minute is None else to_datetime(minute))
@@ -76,17 +66,6 @@ def closes(stack: Stack, minutes: Sequence[int]) -> dict[int, tuple[int, int | N
                "published_revision FROM agg.minute_closes WHERE minute = ANY(:ms)",
                ms=[to_datetime(m) for m in minutes])
     return {int(m): (a, s, p) for m, a, s, p in rows}
-
-
-def wait_until(what: str, check: Any, timeout: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def wait_published(stack: Stack, minutes: Sequence[int], after: int = 0,
@@ -103,8 +82,8 @@ def wait_published(stack: Stack, minutes: Sequence[int], after: int = 0,
         ready = all(((state.get(m) or (0, None, None))[2] or 0) > after for m in minutes)
         return state if ready and late == 0 else None
 
-    result: dict[int, tuple[int, int | None, int | None]] = wait_until(
-        f"minutes {list(minutes)} to be published", done)
+    result: dict[int, tuple[int, int | None, int | None]] = wait_for(
+        f"minutes {list(minutes)} to be published", done, WAIT_SECONDS, poll=0.25)
     return result
 
 
@@ -116,12 +95,7 @@ def aggregate_writer(stack: Stack, tmp_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=20)
+            processes.stop(process, grace=20)
 
 
 def write_aggregates(stack: Stack) -> None:

@@ -27,7 +27,7 @@ from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, topology
 from farloom_tasks.stores import migrations as migrate
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,10 @@ class Stack:
         empty_everything(self.settings)
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+def rabbitmqctl(*args: str, timeout: float = 60) -> str:
+    """Run ``rabbitmqctl -q ARGS`` against the local node; its output (fails loudly)."""
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                          text=True, timeout=timeout).stdout
 
 
 @contextmanager
@@ -99,8 +101,8 @@ def isolated_stack(**overrides: Any) -> Iterator[Stack]:
             redis_url=f"redis://127.0.0.1:6379/{redis_db}",
             **overrides,
         )
-        _rabbitmqctl("add_vhost", vhost)
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         redis.Redis.from_url(settings.redis_url).flushdb()
         stack = Stack(settings=settings, run_id=run_id, vhost=vhost, redis_db=redis_db)
         try:
@@ -109,4 +111,4 @@ def isolated_stack(**overrides: Any) -> Iterator[Stack]:
         finally:
             db.drop_database(settings.database_url)
             redis.Redis.from_url(settings.redis_url).flushdb()
-            _rabbitmqctl("delete_vhost", vhost)
+            rabbitmqctl("delete_vhost", vhost)

@@ -1,0 +1,12 @@
+"""Test helpers shared by tests/integration and tests/chaos: one copy of each.
+
+- ``stack``: an isolated stack per pytest process (own database, Redis db, vhost).
+- ``celery_worker``: a real Celery worker and beat as subprocesses, and their fixtures.
+- ``minute_checks``: write clicks, drive the closer, read agg and raw back.
+- ``waiting``: bounded polling that fails saying what never happened.
+- ``broker``: publish with confirms, queue counts and depths, dead letters left in place.
+- ``database``: one-off SQL against the stack, raw row and outbox counts.
+- ``redis_view``: every per-minute count in Redis, found by scanning.
+
+Stopping a child process is ``farloom_tasks.processes.stop``, for tests as for benchmarks.
+"""
