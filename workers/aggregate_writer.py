@@ -1,4 +1,4 @@
-"""``farloom write-aggregates``: consume minute results into ``agg.*``.
+"""The aggregated writer's loop (``farloom write-aggregates``): minute results into ``agg.*``.
 
 A pipeline of one message at a time: decode → check → write (one PostgreSQL
 transaction, see farloom_tasks.stores.agg) → ack.
@@ -14,49 +14,44 @@ Ack rules:
   queue and the writer reconnects with backoff. Either way nothing unwritten
   is acked, and a redelivered part is harmless (idempotent writes).
 - SIGTERM (or SIGINT) lets the current message finish, then exits 0.
-  ``--burst`` exits 0 once the queue is empty.
+  A burst run exits 0 once the queue is empty.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
 
 import pika
-from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.adapters.blocking_connection import BlockingConnection
 
 from farloom_tasks.core import aggregates
+from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable
 from farloom_tasks.metrics import writer as writer_metrics
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, topology
 from farloom_tasks.stores.agg import AggStore, Outcome, check_writable
+from farloom_tasks.stores.dead_letters import DeadLetterPublisher
 
 log = logging.getLogger("farloom.aggregate_writer")
 
 INITIAL_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
+# Plain doubling (no jitter) for both the broker reconnects and the PostgreSQL retries.
+BACKOFF = Backoff(INITIAL_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
 POLL_SECONDS = 0.5  # how often an idle consumer looks at the stop flag and the queue depth
-MAX_REASON_CHARS = 1000
 
 
-def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.description = (
-        "Consume per-minute results from the queue farloom.aggregates.writer and write "
-        "them into agg.ad_clicks_per_minute, agg.top_ads and agg.minute_totals. Safe to "
-        "run several side by side. Invalid messages go to farloom.aggregates.dead with "
-        "their reason. Stops cleanly on SIGTERM."
-    )
-    parser.add_argument("--burst", action="store_true",
-                        help="exit once the queue is empty instead of waiting for more")
+def run_writer(settings: Settings, *, burst: bool) -> int:
+    """Run one writer process until SIGTERM/SIGINT (or, with ``burst``, an empty queue).
 
-
-def run(args: argparse.Namespace, settings: Settings) -> int:
+    Installs the signal handlers and serves the writer's metrics; returns the
+    exit code (0).
+    """
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -69,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = db.make_engine(settings.database_url, pool_size=1)
     store = AggStore(engine)
     try:
-        return AggregateWriter(settings, store, stop).run(burst=bool(args.burst))
+        return AggregateWriter(settings, store, stop).run(burst=burst)
     finally:
         store.close()
         engine.dispose()
@@ -85,19 +80,20 @@ class AggregateWriter:
         self._connected = False  # since the last broker failure
 
     def run(self, *, burst: bool) -> int:
-        delay = INITIAL_BACKOFF_SECONDS
+        failures = 0  # broker failures in a row
         while not self.stop.is_set():
             try:
                 self._consume(burst=burst)
                 return 0
             except BrokerUnavailable as exc:
                 if self._connected:  # it worked for a while: start the backoff afresh
-                    delay, self._connected = INITIAL_BACKOFF_SECONDS, False
+                    failures, self._connected = 0, False
+                delay = BACKOFF.delay(failures)
+                failures += 1
                 writer_metrics.TRANSIENT_ERRORS.labels("rabbitmq").inc()
                 log.warning("%s; unacked messages return to the queue; reconnecting in %.1f s",
                             exc, delay)
                 self.stop.wait(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
         return 0
 
     def _consume(self, *, burst: bool) -> None:
@@ -108,8 +104,8 @@ class AggregateWriter:
                 channel = connection.channel()
                 topology.declare(channel)
                 channel.basic_qos(prefetch_count=self.settings.aggregate_prefetch_count)
-                dead = connection.channel()
-                dead.confirm_delivery()
+                dead = DeadLetterPublisher(connection, topology.AGGREGATES_QUEUE,
+                                           exchange=topology.AGGREGATES_DEAD_EXCHANGE)
                 self._connected = True
                 log.info("consuming %s", topology.AGGREGATES_QUEUE)
                 for method, properties, body in channel.consume(
@@ -117,7 +113,7 @@ class AggregateWriter:
                     if method is None:
                         if self.stop.is_set() or (
                                 burst and topology.queue_depth(
-                                    dead, topology.AGGREGATES_QUEUE) == 0):
+                                    dead.channel, topology.AGGREGATES_QUEUE) == 0):
                             break
                         continue
                     if not self._handle(connection, dead, properties, body):
@@ -133,7 +129,7 @@ class AggregateWriter:
             except BrokerUnavailable:
                 pass  # already gone; the broker requeues whatever was unacked
 
-    def _handle(self, connection: BlockingConnection, dead: BlockingChannel,
+    def _handle(self, connection: BlockingConnection, dead: DeadLetterPublisher,
                 properties: pika.BasicProperties, body: bytes) -> bool:
         """Make one message durable or dead-lettered. False if stopped before that."""
         limit = self.settings.aggregate_max_message_bytes
@@ -147,7 +143,7 @@ class AggregateWriter:
         except (aggregates.InvalidAggregate, ValueError, TypeError, OverflowError) as exc:
             self._dead_letter(dead, properties, body, "invalid_aggregate", str(exc))
             return True
-        delay = INITIAL_BACKOFF_SECONDS
+        failures = 0  # PostgreSQL failures in a row for this message
         while True:
             started = time.perf_counter()
             try:
@@ -159,10 +155,11 @@ class AggregateWriter:
                 writer_metrics.TRANSIENT_ERRORS.labels("postgresql").inc()
                 if self.stop.is_set():
                     return False
+                delay = BACKOFF.delay(failures)
+                failures += 1
                 log.warning("%s; retrying minute %s revision %d in %.1f s",
                             exc, part.minute, part.revision, delay)
                 self._sleep(connection, delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
                 continue
             writer_metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
             break
@@ -185,18 +182,10 @@ class AggregateWriter:
             log.info("minute %d revision %d final: %d clicks, %d ads",
                      part.minute, part.revision, part.clicks, part.distinct_ads)
 
-    def _dead_letter(self, dead: BlockingChannel, properties: pika.BasicProperties,
+    def _dead_letter(self, dead: DeadLetterPublisher, properties: pika.BasicProperties,
                      body: bytes, code: str, reason: str) -> None:
-        """Publish to the dead-letter exchange and wait for the broker's confirm."""
-        headers: dict[str, Any] = topology.dead_letter_headers(
-            code, reason[:MAX_REASON_CHARS], None, topology.AGGREGATES_QUEUE)
-        with topology.translated_errors():
-            dead.basic_publish(
-                exchange=topology.AGGREGATES_DEAD_EXCHANGE, routing_key="", body=body,
-                properties=pika.BasicProperties(
-                    delivery_mode=topology.PERSISTENT, headers=headers,
-                    content_type=properties.content_type),
-                mandatory=True)
+        """Dead-letter ``body`` (with its own content type) and wait for the broker's confirm."""
+        dead.publish_one(body, code, reason, content_type=properties.content_type)
         writer_metrics.DEAD_LETTERS.labels(code).inc()
         log.warning("dead-lettered an aggregates message (%s): %s", code, reason[:200])
 

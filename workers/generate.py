@@ -1,4 +1,4 @@
-"""``farloom generate``: publish synthetic click traffic to ``farloom.clicks``.
+"""Publishing synthetic click traffic to ``farloom.clicks`` (``farloom generate``).
 
 Clicks come from farloom_tasks.core.traffic (Zipf popularity, an exact
 duplicate/late/invalid mix); the ConfirmingPublisher sends them with
@@ -9,12 +9,12 @@ outstanding confirms, so the final figures are all confirmed clicks.
 
 from __future__ import annotations
 
-import argparse
 import random
 import signal
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm import tqdm
@@ -59,55 +59,47 @@ class GeneratedTraffic:
         pass  # nothing to record: generated clicks have no position to keep
 
 
-def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.description = (
-        "Publish synthetic clicks (Zipf ad popularity, optional duplicate/late/invalid mix) "
-        "to farloom.clicks with asynchronous publisher confirms, then print the confirmed "
-        "messages/s.")
-    parser.epilog = ("example: farloom generate --rate 2000 --duration 60 "
-                     "--duplicate-rate 0.01 --invalid-rate 0.001")
-    parser.add_argument("--count", type=int, default=None,
-                        help="clicks to publish (default: unlimited unless --duration)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds to generate for (default: until --count or Ctrl-C)")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="target clicks/s; 0 = as fast as the broker confirms (default 0)")
-    parser.add_argument("--ads", type=int, default=10_000,
-                        help="distinct ads (default 10000)")
-    parser.add_argument("--zipf-s", type=float, default=1.1,
-                        help="Zipf exponent of ad popularity; 0 = uniform (default 1.1)")
-    parser.add_argument("--clicks-per-message", type=int, default=1,
-                        help="clicks per message; >1 publishes JSON arrays (default 1)")
-    parser.add_argument("--duplicate-rate", type=float, default=0.0,
-                        help="fraction of clicks that repeat a recent click_id (default 0)")
-    parser.add_argument("--late-rate", type=float, default=0.0,
-                        help="fraction dated 3-15 minutes ago, past the grace period (default 0)")
-    parser.add_argument("--invalid-rate", type=float, default=0.0,
-                        help="fraction violating the click contract in varied ways (default 0)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="random seed for a repeatable ad/kind sequence (ids stay unique)")
-    parser.add_argument("--run-prefix", default=None,
-                        help="click_id prefix (default: a fresh random one per run)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+@dataclass(frozen=True)
+class GenerateOptions:
+    """What to generate; every field is the ``farloom generate`` flag of the same name."""
+
+    count: int | None = None  # clicks; None = unlimited unless ``duration``
+    duration: float | None = None  # s; None = until ``count`` or a signal
+    rate: float = 0.0  # clicks/s; 0 = as fast as the broker confirms
+    ads: int = 10_000  # distinct ads
+    zipf_s: float = 1.1  # Zipf exponent of ad popularity; 0 = uniform
+    clicks_per_message: int = 1
+    duplicate_rate: float = 0.0  # fractions of the clicks
+    late_rate: float = 0.0
+    invalid_rate: float = 0.0
+    seed: int | None = None
+    run_prefix: str | None = None  # click_id prefix; None = a fresh random one
+    progress: bool = True  # show a progress bar on stderr
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    if args.clicks_per_message < 1 or args.ads < 1 or args.rate < 0:
+def generate_traffic(options: GenerateOptions, settings: Settings) -> int:
+    """Publish until the count, the duration or SIGINT/SIGTERM; return the exit code.
+
+    A signal stops generating and waits for the outstanding confirms, so the
+    figures printed are all confirmed clicks. Invalid options print why and
+    return 2.
+    """
+    if options.clicks_per_message < 1 or options.ads < 1 or options.rate < 0:
         print("farloom generate: --clicks-per-message and --ads must be >= 1, --rate >= 0",
               file=sys.stderr)
         return 2
-    mix = TrafficMix(args.duplicate_rate, args.late_rate, args.invalid_rate,
+    mix = TrafficMix(options.duplicate_rate, options.late_rate, options.invalid_rate,
                      late_min_seconds=120 + settings.grace_seconds + 60)
     try:
-        generator = TrafficGenerator(args.run_prefix or f"g{uuid.uuid4().hex[:10]}",
-                                     random.Random(args.seed), args.ads, args.zipf_s, mix)
+        generator = TrafficGenerator(options.run_prefix or f"g{uuid.uuid4().hex[:10]}",
+                                     random.Random(options.seed), options.ads, options.zipf_s, mix)
     except ValueError as exc:
         print(f"farloom generate: {exc}", file=sys.stderr)
         return 2
-    source = GeneratedTraffic(generator, clicks_per_message=args.clicks_per_message,
-                              count=args.count, duration=args.duration, rate=args.rate,
+    source = GeneratedTraffic(generator, clicks_per_message=options.clicks_per_message,
+                              count=options.count, duration=options.duration, rate=options.rate,
                               started=time.monotonic())
-    bar = tqdm(total=args.count, unit="click", file=sys.stderr, disable=args.no_progress,
+    bar = tqdm(total=options.count, unit="click", file=sys.stderr, disable=not options.progress,
                dynamic_ncols=True)
     shown = [0]
 

@@ -1,4 +1,4 @@
-"""``farloom import FILE``: load a CSV or NDJSON click file once into ``farloom.clicks``.
+"""Loading a CSV or NDJSON click file once into ``farloom.clicks`` (``farloom import``).
 
 Columns are mapped to the click contract (``--ad-column``, ``--time-column``,
 optional id/user/ip/country columns). Without ``--id-column`` the click id is
@@ -18,7 +18,6 @@ summary.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 import signal
@@ -189,75 +188,67 @@ def _count_lines(path: Path) -> int:
     return lines
 
 
-def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.description = (
-        "Load a CSV or NDJSON click file once into farloom.clicks, with confirms and a "
-        "progress bar. Rows that cannot be mapped are listed with their line number and "
-        "still published, so ingest dead-letters them with a reason.")
-    parser.epilog = ("example: farloom import talkingdata_train_sample.csv "
-                     "--ad-column channel --time-column click_time")
-    parser.add_argument("file", type=Path, metavar="FILE", help="a .csv or .ndjson/.jsonl file")
-    parser.add_argument("--format", choices=("auto", "csv", "ndjson"), default="auto",
-                        help="file format (default: from the extension; .csv is CSV)")
-    parser.add_argument("--ad-column", default="ad_id",
-                        help="column holding the ad id (default ad_id)")
-    parser.add_argument("--time-column", default="clicked_at",
-                        help="column holding the click time; naive times are UTC "
-                        "(default clicked_at)")
-    parser.add_argument("--id-column", default=None,
-                        help="column holding the click id (default: the 1-based row number)")
-    parser.add_argument("--id-prefix", default="",
-                        help="prefix for click ids made from row numbers, e.g. 'td-'")
-    parser.add_argument("--user-column", default=None, help="column holding user_id")
-    parser.add_argument("--ip-column", default=None, help="column holding ip")
-    parser.add_argument("--country-column", default=None, help="column holding country")
-    parser.add_argument("--clicks-per-message", type=int, default=100,
-                        help="clicks per published message (default 100)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--give-up-after", type=float, default=60.0, metavar="S",
-                        help="fail if RabbitMQ stays unreachable for S seconds (default: 60); "
-                             "what was confirmed before stays published, and a rerun is safe: "
-                             "click ids deduplicate")
+@dataclass(frozen=True)
+class ImportOptions:
+    """What to load and how; every field is the ``farloom import`` flag of the same name."""
+
+    file: Path  # a .csv or .ndjson/.jsonl file
+    format: str = "auto"  # "auto" (from the extension), "csv" or "ndjson"
+    ad_column: str = "ad_id"
+    time_column: str = "clicked_at"  # naive times are UTC
+    id_column: str | None = None  # None: ``id_prefix`` plus the 1-based row number
+    id_prefix: str = ""
+    user_column: str | None = None
+    ip_column: str | None = None
+    country_column: str | None = None
+    clicks_per_message: int = 100
+    progress: bool = True  # show a progress bar on stderr
+    give_up_after: float = 60.0  # s RabbitMQ may stay unreachable before the import fails
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    path: Path = args.file
+def import_clicks(options: ImportOptions, settings: Settings) -> int:
+    """Publish every row of the file, all confirmed; return the exit code.
+
+    An unreadable file, a missing column or a bad option prints why and returns
+    2; SIGINT/SIGTERM stops reading and waits for the outstanding confirms.
+    """
+    path: Path = options.file
     if not path.is_file():
         print(f"farloom import: {path} is not a readable file", file=sys.stderr)
         return 2
-    if args.clicks_per_message < 1:
+    if options.clicks_per_message < 1:
         print("farloom import: --clicks-per-message must be >= 1", file=sys.stderr)
         return 2
-    fmt = args.format
+    fmt = options.format
     if fmt == "auto":
         fmt = "csv" if path.suffix.lower() in (".csv", ".tsv") else "ndjson"
     # NDJSON in the click contract's own shape keeps its optional fields by default.
     same_name = fmt == "ndjson"
-    chosen: dict[str, str | None] = {"user_id": args.user_column, "ip": args.ip_column,
-                                     "country": args.country_column}
+    chosen: dict[str, str | None] = {"user_id": options.user_column, "ip": options.ip_column,
+                                     "country": options.country_column}
     optional = {name: column or name for name, column in chosen.items()
                 if column or same_name}
-    columns = ColumnMap(args.ad_column, args.time_column, args.id_column, args.id_prefix,
-                        optional)
+    columns = ColumnMap(options.ad_column, options.time_column, options.id_column,
+                        options.id_prefix, optional)
     if fmt == "csv":
         with path.open(newline="", encoding="utf-8", errors="replace") as handle:
             header = next(csv.reader(handle), [])
-        wanted = {args.ad_column, args.time_column, args.id_column, *optional.values()}
-        missing = sorted(wanted - {None, *header})
+        wanted = {options.ad_column, options.time_column, options.id_column, *optional.values()}
+        missing = sorted(column for column in wanted - set(header) if column is not None)
         if missing:
             print(f"farloom import: {path} has no column {', '.join(map(str, missing))} "
                   f"(its columns: {', '.join(header)})", file=sys.stderr)
             return 2
     rows = csv_rows(path, columns) if fmt == "csv" else ndjson_rows(path, columns)
     total = _count_lines(path) - (1 if fmt == "csv" else 0)
-    bar = tqdm(total=max(total, 0), unit="click", file=sys.stderr, disable=args.no_progress,
+    bar = tqdm(total=max(total, 0), unit="click", file=sys.stderr, disable=not options.progress,
                dynamic_ncols=True, desc=path.name)
-    source = FileSource(rows, args.clicks_per_message, bar)
+    source = FileSource(rows, options.clicks_per_message, bar)
     publisher = ConfirmingPublisher(settings.amqp_url, source,
                                     window=settings.publish_window_messages,
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,
-                                    give_up_after=args.give_up_after)
+                                    give_up_after=options.give_up_after)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: publisher.stop())
     started = time.monotonic()

@@ -1,4 +1,4 @@
-"""``farloom watch PATH...``: tail NDJSON click logs like ``tail -F`` and publish each line.
+"""Tailing NDJSON click logs like ``tail -F`` and publishing each line (``farloom watch``).
 
 - Rename rotation: when a new inode appears at a path, the old file is read
   to its end (and kept open for ``--rotate-linger`` seconds, for writers that
@@ -23,7 +23,6 @@ so the ingest worker dead-letters it with its reason.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -272,42 +271,34 @@ def default_state_file(settings: Settings, paths: list[str]) -> Path:
     return Path(settings.watch_state_dir).expanduser() / f"watch-{digest}.json"
 
 
-def configure(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.description = (
-        "Follow NDJSON click logs like `tail -F` (rename rotation, copytruncate, files that "
-        "appear later) and publish every line to farloom.clicks with publisher confirms. "
-        "Positions are saved only once the broker confirmed the lines, so a restart "
-        "neither skips nor re-sends a confirmed line.")
-    parser.epilog = "example: farloom watch /var/log/adserver/clicks.log --clicks-per-message 200"
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="NDJSON log files to follow (they may not exist yet)")
-    parser.add_argument("--state-file", type=Path, default=None,
-                        help="JSON file of confirmed positions (default: "
-                        "$FARLOOM_WATCH_STATE_DIR/watch-<hash of the paths>.json; the "
-                        "directory defaults to ~/.local/state/farloom)")
-    parser.add_argument("--clicks-per-message", type=int, default=100,
-                        help="JSON-object lines batched into one message (default 100)")
-    parser.add_argument("--poll-interval", type=float, default=0.2,
-                        help="seconds between checks of idle files (default 0.2)")
-    parser.add_argument("--rotate-linger", type=float, default=2.0,
-                        help="seconds a rotated file is still read after it went idle "
-                        "(default 2)")
-    parser.add_argument("--state-interval", type=float, default=0.5,
-                        help="at most this many seconds between state-file writes (default 0.5)")
+@dataclass(frozen=True)
+class WatchOptions:
+    """What to follow and how; every field is the ``farloom watch`` flag of the same name."""
+
+    paths: tuple[str, ...]  # NDJSON log files (they may not exist yet)
+    state_file: Path | None = None  # None = default_state_file(settings, paths)
+    clicks_per_message: int = 100  # JSON-object lines batched into one message
+    poll_interval: float = 0.2  # s between checks of idle files
+    rotate_linger: float = 2.0  # s a rotated file is still read after it went idle
+    state_interval: float = 0.5  # s at most between state-file writes
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    paths = [os.path.abspath(path) for path in args.paths]
-    state = StateFile(args.state_file or default_state_file(settings, paths))
+def watch_logs(options: WatchOptions, settings: Settings) -> int:
+    """Follow the files until SIGINT/SIGTERM, then wait for the confirms; return 0.
+
+    Confirmed positions are saved on the way out, whatever stopped the run.
+    """
+    paths = [os.path.abspath(path) for path in options.paths]
+    state = StateFile(options.state_file or default_state_file(settings, paths))
     positions = state.load()
-    tail = LogTail(paths, positions, clicks_per_message=max(1, args.clicks_per_message),
-                   poll_interval=args.poll_interval, rotate_linger=args.rotate_linger)
+    tail = LogTail(paths, positions, clicks_per_message=max(1, options.clicks_per_message),
+                   poll_interval=options.poll_interval, rotate_linger=options.rotate_linger)
     last_save = [0.0]
     last_report = [time.monotonic()]
 
     def progress(stats: PublishStats) -> None:
         now = time.monotonic()
-        if positions.dirty and now - last_save[0] >= args.state_interval:
+        if positions.dirty and now - last_save[0] >= options.state_interval:
             state.save(positions)
             last_save[0] = now
         if now - last_report[0] >= 10:
@@ -319,7 +310,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         """Saves confirmed positions also when no confirms arrive (a quiet log)."""
 
         def take(self, limit: int, now: float) -> list[Outgoing] | float | None:
-            if positions.dirty and time.monotonic() - last_save[0] >= args.state_interval:
+            if positions.dirty and time.monotonic() - last_save[0] >= options.state_interval:
                 state.save(positions)
                 last_save[0] = time.monotonic()
             return tail.take(limit, now)

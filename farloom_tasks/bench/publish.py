@@ -26,7 +26,7 @@ from farloom_tasks.bench.options import PublishOptions
 from farloom_tasks.bench.traffic import PacedSource, Traffic, publish
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import topology
+from farloom_tasks.stores import pika_fixes, topology
 from farloom_tasks.stores.click_publisher import Outgoing
 
 TARGET_MESSAGES_PER_S = 15_000
@@ -34,6 +34,10 @@ DOCS_SECTION = "publish"
 
 
 def _naive(env: BenchEnv, bodies: Iterator[Outgoing], count: int) -> float:
+    # The baseline is plain pika: it runs before the first ConfirmingPublisher
+    # of this process installs the frame-joining fix (stores/pika_fixes.py).
+    if pika_fixes.installed():
+        raise FarloomError("the naive baseline would run on patched pika")
     connection = topology.connect(env.settings.amqp_url)
     try:
         channel = connection.channel()

@@ -30,16 +30,14 @@ from typing import Any, Protocol
 import pika
 from pika.spec import Basic
 
+from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.errors import BrokerUnavailable
 from farloom_tasks.stores import pika_fixes, topology
-
-pika_fixes.install()
 
 log = logging.getLogger(__name__)
 logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect
 
-
-
+INITIAL_BACKOFF_SECONDS = 0.5  # the first reconnect wait; it doubles up to max_backoff
 PUMP_CHUNK = 2000  # messages published per ioloop turn, so acks are read in between
 IDLE_RECHECK = 0.1  # s before asking an idle source again when it gave no hint
 
@@ -106,6 +104,10 @@ class ConfirmingPublisher:
     def __init__(self, amqp_url: str, source: Source, *, window: int = 10_000,
                  channels: int = 2, max_backoff: float = 30.0, give_up_after: float | None = None,
                  on_progress: Callable[[PublishStats], None] | None = None) -> None:
+        # Process-wide, and only where this publisher is used: importing this
+        # module leaves pika alone (the naive baseline of `farloom bench publish`
+        # must run unpatched).
+        pika_fixes.install()
         self._params = pika.URLParameters(amqp_url)
         self._params.heartbeat = 30
         self._params.client_properties = topology.client_properties("publisher")
@@ -113,7 +115,7 @@ class ConfirmingPublisher:
         self._amqp_url = amqp_url
         self._source = source
         self._window = window
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(INITIAL_BACKOFF_SECONDS, max_backoff)
         self._give_up_after = give_up_after
         self._on_progress = on_progress
         self.stats = PublishStats()
@@ -131,7 +133,7 @@ class ConfirmingPublisher:
     # -- public -------------------------------------------------------------
     def run(self) -> PublishStats:
         """Publish until done; raises BrokerUnavailable only after ``give_up_after`` s down."""
-        backoff = 0.5
+        failures = 0  # connections in a row that confirmed nothing
         down_since: float | None = None
         while True:
             confirmed_before = self.stats.messages
@@ -143,7 +145,7 @@ class ConfirmingPublisher:
             if self._finished():
                 break
             if self.stats.messages > confirmed_before:
-                backoff, down_since = 0.5, None
+                failures, down_since = 0, None
             now = time.monotonic()
             down_since = down_since or now
             if self._give_up_after is not None and now - down_since > self._give_up_after:
@@ -152,11 +154,12 @@ class ConfirmingPublisher:
                     f"{len(self._pending):,} messages were not confirmed")
             self._requeue_in_flight()
             self.stats.reconnects += 1
+            backoff = self._backoff.delay(failures)
+            failures += 1
             log.warning("connection lost; %d unconfirmed messages will be republished; "
                         "reconnecting in %.1f s (%s messages confirmed so far)",
                         len(self._resend), backoff, f"{self.stats.messages:,}")
             time.sleep(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
         self.stats.finished = time.monotonic()
         return self.stats
 
