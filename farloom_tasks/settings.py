@@ -39,7 +39,7 @@ class Settings:
     batch_size: int = 2000  # clicks per durable write
     flush_interval_seconds: float = 0.2  # s before a partial batch is flushed
     # unacked messages the broker may hand one ingest worker (a ceiling: the worker
-    # sizes its window from the clicks per message it sees, batching.prefetch_for)
+    # sizes its window from the clicks per message it sees, core.prefetch.prefetch_for)
     prefetch_count: int = 12_000
     ingest_writers: int = 2  # batches one ingest worker writes concurrently (one connection each)
     max_message_bytes: int = 1_048_576  # bytes; larger messages are dead-lettered unparsed

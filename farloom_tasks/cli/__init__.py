@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("farloom_tasks.cli.watch",
               "tail NDJSON click logs (follows rotation) and publish them"),
     "import": ("farloom_tasks.cli.import_file", "load a CSV or NDJSON click file once"),
-    "ingest": ("workers.ingest", "consume clicks into raw and the Redis per-minute sets"),
+    "ingest": ("farloom_tasks.cli.ingest", "consume clicks into raw and the Redis per-minute sets"),
     "write-aggregates": ("farloom_tasks.cli.write_aggregates", "consume minute results into agg.*"),
     "replay": ("farloom_tasks.cli.replay", "recompute minutes from Redis or raw"),
     "reconcile": ("farloom_tasks.cli.replay", "compare raw with agg and repair differences"),

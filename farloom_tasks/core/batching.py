@@ -16,7 +16,6 @@ concurrent workers cannot deadlock on overlapping click ids.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from farloom_tasks.core.clicks import Click
@@ -109,18 +108,3 @@ class Batcher:
         """Drop the current batch (its channel is gone; the broker redelivers). Returns messages."""
         return self.take().messages
 
-
-MIN_PREFETCH = 16  # messages; keeps a worker busy even when messages are huge
-BATCHES_IN_FLIGHT = 4  # batches of clicks in flight: one being written while the next ones fill
-
-
-def prefetch_for(clicks_per_message: float, batch_size: int, ceiling: int) -> int:
-    """The prefetch (in messages) that keeps BATCHES_IN_FLIGHT batches of clicks in flight.
-
-    RabbitMQ counts prefetch in messages, but a worker's memory grows with the
-    clicks it holds: 12,000 messages of 100 clicks are 1.2 million clicks. Sizing the
-    window by the clicks per message seen so far bounds memory whatever
-    producers send, without starving a worker fed one click per message.
-    """
-    wanted = math.ceil(BATCHES_IN_FLIGHT * batch_size / max(1.0, clicks_per_message))
-    return max(min(MIN_PREFETCH, ceiling), min(ceiling, wanted))

@@ -109,18 +109,3 @@ def test_discard_drops_the_batch_and_reports_its_messages() -> None:
     assert batcher.discard() == 2
     assert len(batcher) == 0
 
-
-def test_the_prefetch_keeps_a_few_batches_of_clicks_in_flight() -> None:
-    from farloom_tasks.core.batching import prefetch_for
-
-    assert prefetch_for(1.0, batch_size=2000, ceiling=4000) == 4000
-    assert prefetch_for(100.0, batch_size=2000, ceiling=4000) == 80
-    assert prefetch_for(0.0, batch_size=2000, ceiling=4000) == 4000  # all-invalid messages
-
-
-def test_the_prefetch_never_drops_below_the_floor_nor_rises_above_the_ceiling() -> None:
-    from farloom_tasks.core.batching import MIN_PREFETCH, prefetch_for
-
-    assert prefetch_for(10_000.0, batch_size=2000, ceiling=4000) == MIN_PREFETCH
-    assert prefetch_for(1.0, batch_size=2000, ceiling=500) == 500
-    assert prefetch_for(10_000.0, batch_size=2000, ceiling=4) == 4

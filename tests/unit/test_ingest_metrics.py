@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from farloom_tasks.metrics import ingest as metrics
-from farloom_tasks.metrics.ingest import BatchHistogram, IngestStats, LatencyHistogram
+from farloom_tasks.metrics.histograms import BatchHistogram, LatencyHistogram
+from farloom_tasks.metrics.ingest import IngestStats
 
 
 def test_quantiles_are_within_a_few_percent_of_the_exact_ones() -> None:
