@@ -63,9 +63,10 @@ def combine_repeats(rows: Sequence[Row]) -> list[Row]:
 
     A 2-core machine shared by the broker, PostgreSQL, Redis and the consumer
     swings a single short run widely (docs/benchmarks.md, "Figures behind the
-    code"); the median of interleaved runs is steadier. The median run's row is kept whole (its latency belongs to
-    it), its peak RSS becomes the largest of any run, and its note lists every
-    run's rate. Order follows each scenario's first run.
+    code"); the median of interleaved runs is steadier. The median run's row
+    is kept whole (its latency belongs to it), its peak RSS becomes the largest
+    of any run, and its note lists every run's rate. Order follows each
+    scenario's first run.
     """
     groups: dict[tuple[str, int, str, float | None], list[Row]] = {}
     for row in rows:
