@@ -22,11 +22,16 @@ from celery import chord
 from farloom_tasks.celery import app, settings_of
 from farloom_tasks.core import windows
 from farloom_tasks.core.aggregates import encode
+from farloom_tasks.core.attempts import Attempt
+from farloom_tasks.core.minute_merge import ShardSummary
+from farloom_tasks.core.redis_horizon import redis_is_complete
+from farloom_tasks.core.replay_source import choose_source
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.errors import TransientError
 from farloom_tasks.pipeline import closing, minute_aggregation, redis_loss, replay
 from farloom_tasks.pipeline import reconcile as reconciliation
 from farloom_tasks.pipeline.durable_write import drain_outbox
+from farloom_tasks.stores import close_ledger
 from farloom_tasks.stores.aggregates_publisher import publish_with_one_reconnect
 from farloom_tasks.stores.transactions import transaction
 from farloom_tasks.task_resources import TaskResources, current
@@ -52,7 +57,7 @@ def _minute(value: int | str) -> int:
     return minute_of(value) if isinstance(value, int) else parse_minute(value)
 
 
-def start_aggregation(attempt: closing.Attempt) -> None:
+def start_aggregation(attempt: Attempt) -> None:
     """Start the chord of shard tasks and the merge for one claimed attempt."""
     settings = settings_of(app)
     body = merge_minute.s(attempt.minute, attempt.revision, attempt.mark_seq)
@@ -67,7 +72,7 @@ def close_due_minutes() -> list[dict[str, int | None]]:
     res = _resources()
     settings, now = res.settings, time.time()
     with transaction(res.engine) as cursor:
-        closed_through = closing.read_watermark(cursor)
+        closed_through = close_ledger.read_watermark(cursor)
     if windows.due_minutes(closed_through, now, settings.grace_seconds):
         with transaction(res.engine) as cursor:
             due = closing.advance_watermark(cursor, now, settings.grace_seconds)
@@ -95,9 +100,8 @@ def close_due_minutes() -> list[dict[str, int | None]]:
         res.failpoint("close_due_minutes", "claimed")
         drain_outbox(res.raw, res.counts)
         for attempt in attempts:
-            if not closing.redis_is_complete(attempt.minute, now,
-                                             settings.max_clock_skew_seconds,
-                                             settings.redis_retention_seconds):
+            if not redis_is_complete(attempt.minute, now, settings.max_clock_skew_seconds,
+                                     settings.redis_retention_seconds):
                 replay.rebuild_from_raw(res.engine, res.raw, res.counts, attempt.minute,
                                         settings.shard_count)
             start_aggregation(attempt)
@@ -107,8 +111,8 @@ def close_due_minutes() -> list[dict[str, int | None]]:
         # rather than after close_retry_seconds.
         with transaction(res.engine) as cursor:
             for attempt in attempts[started:]:
-                closing.record_failed(cursor, attempt.minute, attempt.revision,
-                                      settings.close_retry_seconds)
+                close_ledger.record_failed(cursor, attempt.minute, attempt.revision,
+                                           settings.close_retry_seconds)
         raise
     return [attempt.to_json() for attempt in attempts]
 
@@ -145,15 +149,15 @@ def merge_minute(shard_results: list[dict[str, Any]], minute: int, revision: int
     """
     res = _resources()
     with transaction(res.engine) as cursor:
-        if closing.already_published(cursor, minute, revision):
+        if close_ledger.already_published(cursor, minute, revision):
             return {"minute": minute, "revision": revision, "parts": 0}
-    summaries = [minute_aggregation.ShardSummary.from_json(doc) for doc in shard_results]
-    parts = _publish_result(res, closing.Attempt(minute, revision, mark_seq), summaries)
+    summaries = [ShardSummary.from_json(doc) for doc in shard_results]
+    parts = _publish_result(res, Attempt(minute, revision, mark_seq), summaries)
     return {"minute": minute, "revision": revision, "parts": parts}
 
 
-def _publish_result(res: TaskResources, attempt: closing.Attempt,
-                    summaries: list[minute_aggregation.ShardSummary]) -> int:
+def _publish_result(res: TaskResources, attempt: Attempt,
+                    summaries: list[ShardSummary]) -> int:
     """Publish every part with confirms, then record the attempt as published."""
     settings = res.settings
     minute, revision = attempt.minute, attempt.revision
@@ -175,11 +179,11 @@ def _publish_result(res: TaskResources, attempt: closing.Attempt,
 @app.task(name="farloom.aggregation_failed", **RETRYING)
 def aggregation_failed(request: Any, exc: Any, traceback: Any, minute: int,
                        revision: int) -> None:
-    """Error callback of a chord: let a tick retry ``minute`` soon (closing.record_failed)."""
+    """Error callback of a chord: let a tick retry ``minute`` soon (close_ledger.record_failed)."""
     log.warning("aggregation of %s revision %s failed: %r", iso(minute), revision, exc)
     res = _resources()
     with transaction(res.engine) as cursor:
-        closing.record_failed(cursor, minute, revision, res.settings.close_retry_seconds)
+        close_ledger.record_failed(cursor, minute, revision, res.settings.close_retry_seconds)
 
 
 @app.task(name="farloom.replay_minute", **RETRYING)
@@ -234,7 +238,7 @@ def replay_chunks(first: int, last: int) -> list[list[int]]:
 def replay_range(start: int | str, end: int | str, source: str = "auto") -> int:
     """Replay every minute of [start, end] in chunks (``replay_minutes``); returns how many."""
     first, last = _minute(start), _minute(end)
-    replay.choose_source(source, present_in_redis=False, redis_complete=False)  # validate
+    choose_source(source, present_in_redis=False, redis_complete=False)  # validate
     chunks = replay_chunks(first, last)
     for chunk in chunks:
         replay_minutes.delay(chunk, source)
@@ -258,7 +262,7 @@ def reconcile_recent() -> dict[str, Any] | None:
     """The periodic reconciliation: the last ``reconcile_lookback_minutes`` closed minutes."""
     res = _resources()
     with transaction(res.engine) as cursor:
-        closed_through = closing.read_watermark(cursor)
+        closed_through = close_ledger.read_watermark(cursor)
     if closed_through is None:
         return None
     start = closed_through - (res.settings.reconcile_lookback_minutes - 1) * MINUTE

@@ -1,6 +1,6 @@
 """The query API and the dashboard (FastAPI). OpenAPI docs at /docs.
 
-Reads schema agg through the read-only role only (queries.read_only_url), so a
+Reads schema agg through the read-only role only (agg_reads.read_only_url), so a
 bug here can never change a billed number. Times accept RFC 3339 or
 'YYYY-MM-DD HH:MM' (UTC); bad parameters get a 400 with a sentence saying what
 to send instead.
@@ -28,11 +28,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from farloom_tasks.core.health import assess
 from farloom_tasks.core.windows import MINUTE, iso, parse_minute
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import agg_reads as queries
-from farloom_tasks.stores import db
+from farloom_tasks.stores import agg_reads, db
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_WINDOW_MINUTES = 1440  # GET /v1/ads/top: a day at most
@@ -72,7 +72,7 @@ class _StatusCache:
 
 def create_app(settings: Settings) -> FastAPI:
     engine = db.make_engine(
-        queries.read_only_url(settings.database_url, settings.api_database_url), pool_size=4)
+        agg_reads.read_only_url(settings.database_url, settings.api_database_url), pool_size=4)
     registry = CollectorRegistry()
     requests = Counter("farloom_api_requests", "HTTP requests answered",
                        ["route", "status"], registry=registry)
@@ -118,7 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
     def closed_or_404(conn: sa.Connection, at: int | None) -> int:
         if at is not None:
             return at
-        last = queries.last_closed_minute(conn)
+        last = agg_reads.last_closed_minute(conn)
         if last is None:
             raise HTTPException(404, "no minute has been closed yet")
         return last
@@ -150,9 +150,9 @@ def create_app(settings: Settings) -> FastAPI:
         with engine.connect() as conn:
             last = closed_or_404(conn, _minute_param(at, "at"))
             first = last - (minutes - 1) * MINUTE
-            ranked = queries.top_ads(conn, first=first, last=last, n=n)
-            series = (queries.trends(conn, [ad.ad_id for ad in ranked],
-                                     first=last - (trend - 1) * MINUTE, last=last)
+            ranked = agg_reads.top_ads(conn, first=first, last=last, n=n)
+            series = (agg_reads.trends(conn, [ad.ad_id for ad in ranked],
+                                       first=last - (trend - 1) * MINUTE, last=last)
                       if trend else {})
         ads: list[dict[str, Any]] = []
         for ad in ranked:
@@ -170,7 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
                   first_text: From = None, last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:
             first, last = bounded_range(conn, first_text, last_text)
-            per_minute = queries.ad_clicks(conn, ad_id, first=first, last=last)
+            per_minute = agg_reads.ad_clicks(conn, ad_id, first=first, last=last)
         return {"ad_id": ad_id, "from": iso(first), "to": iso(last),
                 "total": sum(m["clicks"] for m in per_minute), "minutes": per_minute}
 
@@ -179,7 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
         at = _minute_param(minute, "minute")
         assert at is not None
         with engine.connect() as conn:
-            found = queries.minute(conn, at)
+            found = agg_reads.minute(conn, at)
         if found is None:
             raise HTTPException(404, f"minute {iso(at)} has no result (not closed yet?)")
         return found
@@ -188,7 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
     def minute_range(first_text: From = None, last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:
             first, last = bounded_range(conn, first_text, last_text)
-            found = queries.minutes(conn, first=first, last=last)
+            found = agg_reads.minutes(conn, first=first, last=last)
         return {"from": iso(first), "to": iso(last), "minutes": found}
 
     @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues")
@@ -199,9 +199,9 @@ def create_app(settings: Settings) -> FastAPI:
                 snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
                                           redis_url=settings.redis_url, now=now,
                                           ask_celery=False)
-                verdict = status.assess(snapshot, now=now,
-                                        max_lag_seconds=settings.status_max_lag_seconds,
-                                        previous_dead_letters=cache.dead_letters)
+                verdict = assess(snapshot, now=now,
+                                 max_lag_seconds=settings.status_max_lag_seconds,
+                                 previous_dead_letters=cache.dead_letters)
                 cache.report = status.report(snapshot, verdict)
                 cache.at = now
                 if snapshot.dead_letters is not None:
@@ -212,7 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
     def healthz() -> JSONResponse:
         try:
             with engine.connect() as conn:
-                queries.ping(conn)
+                agg_reads.ping(conn)
         except sa.exc.SQLAlchemyError:
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "ok"})

@@ -13,13 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from farloom_tasks.errors import (
-    BrokerUnavailable,
-    ConfigError,
-    DatabaseUnavailable,
-    FarloomError,
-    RedisUnavailable,
-)
+from farloom_tasks.cli.hints import HINTS
+from farloom_tasks.errors import ConfigError, FarloomError
 from farloom_tasks.settings import Settings
 
 # name -> (module, one-line help)
@@ -38,17 +33,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("farloom_tasks.cli.serve", "serve the query API and the dashboard (uvicorn)"),
     "status": ("farloom_tasks.cli.status", "pipeline health: queues, lag, late minutes, workers"),
 }
-
-HINTS = {
-    DatabaseUnavailable: "Is PostgreSQL running? Start it with: "
-    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
-    "(or check FARLOOM_DATABASE_URL).",
-    RedisUnavailable: "Is Redis running? Start it with: redis-server --daemonize yes "
-    "(or check FARLOOM_REDIS_URL).",
-    BrokerUnavailable: "Is RabbitMQ running? Start it with: rabbitmq-server -detached "
-    "(or check FARLOOM_AMQP_URL).",
-}
-
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -18,9 +18,8 @@ from tqdm import tqdm
 
 from farloom_tasks.core.windows import iso, parse_minute
 from farloom_tasks.errors import FarloomError
-from farloom_tasks.pipeline import closing
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db
+from farloom_tasks.stores import close_ledger, db
 from farloom_tasks.stores.transactions import transaction
 
 POLL_SECONDS = 0.5
@@ -167,18 +166,11 @@ def _closed_through(settings: Settings) -> int | None:
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         with transaction(engine) as cursor:
-            return closing.read_watermark(cursor)
+            return close_ledger.read_watermark(cursor)
     finally:
         engine.dispose()
 
 
 def _uncommitted(engine: Any, revisions: dict[int, int]) -> list[int]:
     with transaction(engine) as cursor:
-        cursor.execute("""
-            SELECT extract(epoch FROM w.minute)::bigint
-            FROM unnest(%s::bigint[], %s::bigint[]) AS x(m, r)
-            CROSS JOIN LATERAL (SELECT to_timestamp(x.m) AS minute) AS w
-            LEFT JOIN agg.minute_totals t ON t.minute = w.minute
-            WHERE t.revision IS NULL OR t.revision < x.r
-        """, (list(revisions), list(revisions.values())))
-        return [int(row[0]) for row in cursor.fetchall()]
+        return close_ledger.uncommitted_minutes(cursor, revisions)

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from farloom_tasks.cli.hints import HINTS  # the same advice the CLI gives on these errors
+from farloom_tasks.core.health import assess
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable, RedisUnavailable
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.preflight:
         return _preflight(snapshot)
     state = Path(args.state).expanduser()
-    verdict = status.assess(snapshot, now=now, max_lag_seconds=settings.status_max_lag_seconds,
+    verdict = assess(snapshot, now=now, max_lag_seconds=settings.status_max_lag_seconds,
                             previous_dead_letters=_previous_dead(state))
     _remember_dead(state, snapshot.dead_letters)
     doc = status.report(snapshot, verdict)
@@ -57,8 +59,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _preflight(snapshot: status.Snapshot) -> int:
-    from farloom_tasks.cli import HINTS  # the same advice the CLI gives on these errors
-
     kinds = {"postgresql": DatabaseUnavailable, "redis": RedisUnavailable,
              "rabbitmq": BrokerUnavailable}
     for service, error in sorted(snapshot.unreachable.items()):

@@ -15,11 +15,6 @@ from farloom_tasks.core.shards import shard_of
 Increments = dict[int, dict[int, dict[str, int]]]
 
 
-def group_increments(new_clicks: Iterable[tuple[str, int]], shard_count: int) -> Increments:
-    """Group (ad_id, minute) pairs, one per newly stored click, by shard and minute."""
-    return group_counts(((ad_id, minute, 1) for ad_id, minute in new_clicks), shard_count)
-
-
 def group_counts(counted: Iterable[tuple[str, int, int]], shard_count: int) -> Increments:
     """Group (ad_id, minute, clicks) rows by shard and minute; a pair may come more than once."""
     grouped: Increments = {}
@@ -50,3 +45,11 @@ def clicks_per_minute(increments: Increments) -> dict[int, int]:
         for minute, ads in minutes.items():
             totals[minute] = totals.get(minute, 0) + sum(ads.values())
     return totals
+
+
+def by_shard(ad_counts: Iterable[tuple[str, int]], shard_count: int) -> list[dict[str, int]]:
+    """(ad_id, clicks) rows of one minute, one row per ad, as one {ad_id: clicks} per shard."""
+    pages: list[dict[str, int]] = [{} for _ in range(shard_count)]
+    for ad_id, clicks in ad_counts:
+        pages[shard_of(ad_id, shard_count)][ad_id] = clicks
+    return pages

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NORMAL, DUPLICATE, LATE, INVALID = "normal", "duplicate", "late", "invalid"
-SPECIAL_KINDS = (DUPLICATE, LATE, INVALID)
 PPM = 1_000_000  # rates are kept in parts per million so the mix is exact integer arithmetic
 RECENT_CLICKS = 1000  # valid clicks a duplicate may copy
 

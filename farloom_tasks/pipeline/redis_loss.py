@@ -11,14 +11,14 @@ things go at once, silently:
 
 Detection: Redis keeps a data epoch (``redis_counts.EPOCH_KEY``), written once
 per Redis lifetime, and PostgreSQL remembers the epoch it last saw
-(``agg.redis_epoch``). Each tick compares them (``judge``, pure); a different
-epoch is a loss, recorded in ``agg.redis_losses`` under a row lock so that
-concurrent ticks record it once. The very first run, with no epoch known,
-records the epoch and is not a loss.
+(``agg.redis_epoch``, ``stores/redis_losses.py``). Each tick compares them
+(``core/redis_horizon.judge``, pure); a different epoch is a loss, recorded in
+``agg.redis_losses`` under a row lock so that concurrent ticks record it once.
+The very first run, with no epoch known, records the epoch and is not a loss.
 
 Repair (``repair``, the task ``repair_redis_loss``): every minute whose Redis
 keys the closer or a replay could still trust (``affected_window``, the same
-horizon as ``closing.redis_is_complete``) and that has raw rows is rebuilt
+horizon as ``redis_horizon.redis_is_complete``) and that has raw rows is rebuilt
 from raw with ``replay.rebuild_from_raw``, which drains the outbox and swaps
 the sets in under the exclusive watermark lock, so each is exact from then on.
 Then, in one transaction, every one of those minutes that the closer already
@@ -40,44 +40,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
-from farloom_tasks.core.windows import iso, minute_of
+from farloom_tasks.core.redis_horizon import Verdict, affected_window, judge
+from farloom_tasks.core.windows import iso
 from farloom_tasks.pipeline import replay
+from farloom_tasks.stores import close_ledger, redis_losses
+from farloom_tasks.stores import raw as raw_clicks
+from farloom_tasks.stores.db import Engine
 from farloom_tasks.stores.raw import RawStore
 from farloom_tasks.stores.redis_counts import RedisCounts
 from farloom_tasks.stores.transactions import transaction
 
 log = logging.getLogger(__name__)
-
-
-class Verdict(Enum):
-    FIRST_RUN = "first_run"  # no epoch known yet: remember this one
-    SAME = "same"  # Redis still holds what it held
-    LOST = "lost"  # a new epoch: Redis lost its data since the last tick
-
-
-def judge(known_epoch: str | None, current_epoch: str) -> Verdict:
-    """Compare the epoch PostgreSQL remembers with the one Redis has now. Pure."""
-    if known_epoch is None:
-        return Verdict.FIRST_RUN
-    return Verdict.SAME if known_epoch == current_epoch else Verdict.LOST
-
-
-def affected_window(now: float, retention_seconds: float,
-                    max_clock_skew_seconds: float) -> tuple[int, int]:
-    """First and last minute whose Redis keys may be read as complete again. Pure.
-
-    Older minutes are aggregated and replayed from raw anyway
-    (``closing.redis_is_complete`` is false for them, and only gets falser as
-    time passes); newer ones than ``now + skew`` cannot have clicks yet.
-    """
-    first = minute_of(now - retention_seconds + max_clock_skew_seconds)
-    last = minute_of(now + max_clock_skew_seconds)
-    return min(first, last), last
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,45 +68,27 @@ def check(engine: Engine, counts: RedisCounts, *, now: float, retention_seconds:
     """Compare epochs, record a loss if Redis lost its data, lease pending repairs."""
     current, _ = counts.ensure_epoch(now)
     with transaction(engine) as cursor:
-        cursor.execute("SELECT epoch FROM agg.redis_epoch WHERE id = 1")
-        row = cursor.fetchone()
-        verdict = judge(None if row is None else str(row[0]), current)
+        verdict = judge(redis_losses.known_epoch(cursor), current)
         if verdict is not Verdict.SAME:
             _record(cursor, current, now, retention_seconds, max_clock_skew_seconds)
-        cursor.execute("SELECT count(*) FROM agg.redis_losses WHERE repaired_at IS NULL")
-        pending = int(cursor.fetchone()[0])
-        if not pending:
+        if not redis_losses.count_unrepaired(cursor):
             return TickCheck(repair_pending=False)
-        cursor.execute("""
-            UPDATE agg.redis_losses SET repair_started_at = now()
-            WHERE repaired_at IS NULL AND (repair_started_at IS NULL
-                  OR repair_started_at < now() - make_interval(secs => %s))
-            RETURNING loss_id
-        """, (lease_seconds,))
-        leased = tuple(sorted(int(r[0]) for r in cursor.fetchall()))
+        leased = redis_losses.lease_repairs(cursor, lease_seconds)
     return TickCheck(repair_pending=True, start_repair=leased)
 
 
 def _record(cursor: Any, current: str, now: float, retention_seconds: float,
             max_clock_skew_seconds: float) -> None:
     """Under the epoch row's lock, so concurrent ticks record one loss, not two."""
-    cursor.execute("INSERT INTO agg.redis_epoch (id, epoch) VALUES (1, %s) "
-                   "ON CONFLICT (id) DO NOTHING RETURNING epoch", (current,))
-    if cursor.fetchone() is not None:
+    if redis_losses.remember_first_epoch(cursor, current):
         log.info("Redis data epoch %s recorded (first run)", current)
         return
-    cursor.execute("SELECT epoch FROM agg.redis_epoch WHERE id = 1 FOR UPDATE")
-    known = str(cursor.fetchone()[0])
+    known = redis_losses.lock_known_epoch(cursor)
     if judge(known, current) is not Verdict.LOST:
         return  # a concurrent tick recorded it first
     first, last = affected_window(now, retention_seconds, max_clock_skew_seconds)
-    cursor.execute("UPDATE agg.redis_epoch SET epoch = %s, seen_at = now() WHERE id = 1",
-                   (current,))
-    cursor.execute("""
-        INSERT INTO agg.redis_losses (old_epoch, new_epoch, window_start, window_end)
-        VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s)) RETURNING loss_id
-    """, (known, current, first, last))
-    loss_id = int(cursor.fetchone()[0])
+    loss_id = redis_losses.record_loss(cursor, old_epoch=known, new_epoch=current,
+                                       first=first, last=last)
     log.error("REDIS LOST ITS DATA (epoch %s -> %s): loss %s; closing pauses while minutes "
               "%s..%s are rebuilt from raw", known, current, loss_id, iso(first), iso(last))
 
@@ -147,44 +104,19 @@ def repair(engine: Engine, raw: RawStore, counts: RedisCounts, *, loss_id: int,
            shard_count: int, retry_seconds: float) -> Repaired:
     """Rebuild every affected minute from raw, then re-aggregate what was closed."""
     with transaction(engine) as cursor:
-        cursor.execute("SELECT extract(epoch FROM window_start)::bigint, "
-                       "extract(epoch FROM window_end)::bigint, repaired_at IS NOT NULL "
-                       "FROM agg.redis_losses WHERE loss_id = %s", (loss_id,))
-        row = cursor.fetchone()
-        if row is None or row[2]:
+        window = redis_losses.unrepaired_window(cursor, loss_id)
+        if window is None:
             return Repaired(loss_id, 0, 0)
-        first, last = int(row[0]), int(row[1])
-        # One index probe per minute rather than a scan of the window's rows.
-        cursor.execute("""
-            SELECT extract(epoch FROM g)::bigint FROM generate_series(
-                to_timestamp(%s), to_timestamp(%s), interval '1 minute') AS g
-            WHERE EXISTS (SELECT 1 FROM raw.ad_clicks WHERE minute = g)
-            ORDER BY g
-        """, (first, last))
-        minutes = [int(r[0]) for r in cursor.fetchall()]
+        minutes = raw_clicks.minutes_with_clicks(cursor, *window)
     for minute in minutes:
         replay.rebuild_from_raw(engine, raw, counts, minute, shard_count)
     with transaction(engine) as cursor:
         # After every rebuild: a minute claimed before its rebuild is marked here.
-        cursor.execute("""
-            INSERT INTO agg.late_minutes AS l (minute, late_clicks)
-            SELECT c.minute, 0 FROM agg.minute_closes c
-            WHERE c.minute = ANY(SELECT to_timestamp(m) FROM unnest(%s::bigint[]) AS m)
-            ON CONFLICT (minute) DO UPDATE
-            SET mark_seq = nextval('agg.late_mark_seq'), last_marked_at = now()
-            RETURNING 1
-        """, (minutes,))
-        reaggregated = len(cursor.fetchall())
+        reaggregated = close_ledger.mark_closed_minutes_late(cursor, minutes)
         # In-flight attempts may wait on chord counters Redis no longer has.
-        cursor.execute("""
-            UPDATE agg.minute_closes SET requested_at = now() - make_interval(secs => %s)
-            WHERE started_revision > coalesce(published_revision, 0)
-        """, (retry_seconds,))
-        cursor.execute("""
-            UPDATE agg.redis_losses SET repaired_at = now(), minutes_rebuilt = %s,
-                   minutes_reaggregated = %s
-            WHERE loss_id = %s
-        """, (len(minutes), reaggregated, loss_id))
+        close_ledger.make_in_flight_retryable(cursor, retry_seconds)
+        redis_losses.record_repaired(cursor, loss_id, minutes_rebuilt=len(minutes),
+                                     minutes_reaggregated=reaggregated)
     log.warning("Redis loss %s repaired: %d minutes rebuilt from raw, %d re-aggregated",
                 loss_id, len(minutes), reaggregated)
     return Repaired(loss_id, len(minutes), reaggregated)

@@ -9,7 +9,10 @@ from typing import Any, TypeVar
 
 import psycopg2
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, make_url
+
+# Re-exported: the pipeline passes engines around without importing SQLAlchemy.
+from sqlalchemy.engine import Engine as Engine
 
 from farloom_tasks.errors import DatabaseUnavailable
 

@@ -8,12 +8,15 @@ One call to ``commit_batch`` is one transaction that
 5. deletes outbox rows of earlier batches that Redis has since applied.
 Nothing here is visible to anyone until the commit, so a crash anywhere leaves
 either all of it or none of it.
+
+The module functions read ``raw.ad_clicks`` for replay and Redis-loss repair,
+in the caller's transaction (its cursor).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +156,31 @@ class RawStore:
                     cursor.fetchall()]
 
         return self._run(work)
+
+
+def ad_counts_in_pages(cursor: Any, minute: int,
+                       page_rows: int) -> Iterator[list[tuple[str, int]]]:
+    """``minute``'s (ad_id, clicks), one row per ad, ``page_rows`` at a time.
+
+    One grouped query (index ``ad_clicks_minute_ad_idx``); it runs when the
+    first page is asked for.
+    """
+    cursor.execute("SELECT ad_id, count(*) FROM raw.ad_clicks "
+                   "WHERE minute = to_timestamp(%s) GROUP BY ad_id", (minute,))
+    while rows := cursor.fetchmany(page_rows):
+        yield rows
+
+
+def minutes_with_clicks(cursor: Any, first: int, last: int) -> list[int]:
+    """The minutes of [first, last] that have raw rows, oldest first."""
+    # One index probe per minute rather than a scan of the window's rows.
+    cursor.execute("""
+            SELECT extract(epoch FROM g)::bigint FROM generate_series(
+                to_timestamp(%s), to_timestamp(%s), interval '1 minute') AS g
+            WHERE EXISTS (SELECT 1 FROM raw.ad_clicks WHERE minute = g)
+            ORDER BY g
+        """, (first, last))
+    return [int(r[0]) for r in cursor.fetchall()]
 
 
 def _batch_document(clicks: Sequence[Click]) -> str:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from farloom_tasks import failpoints
+from farloom_tasks.core.attempts import Attempt
 from farloom_tasks.core.windows import MINUTE, last_due_minute, to_datetime
-from farloom_tasks.pipeline import closing
+from farloom_tasks.stores import close_ledger
 from tests.support.database import sql
 from tests.support.minute_checks import (
     assert_agg_is,
@@ -93,11 +94,11 @@ def test_a_duplicate_close_of_the_same_minute_changes_nothing(
         from farloom_tasks.stores.transactions import transaction
 
         with transaction(engine) as cursor:
-            again = closing.claim_revision(cursor, m0)
+            again = close_ledger.claim_revision(cursor, m0)
     finally:
         engine.dispose()
-    tasks.start_aggregation(closing.Attempt(m0, again))
-    tasks.start_aggregation(closing.Attempt(m0, again))
+    tasks.start_aggregation(Attempt(m0, again))
+    tasks.start_aggregation(Attempt(m0, again))
     wait_published(stack, [m0], after=state[m0][2] or 0)
     write_aggregates(stack)
 

@@ -9,7 +9,7 @@ from collections import Counter
 
 from farloom_tasks.core import aggregates, topk
 from farloom_tasks.core.clicks import Click
-from farloom_tasks.core.increments import group_increments
+from farloom_tasks.core.increments import group_counts
 from farloom_tasks.core.windows import MINUTE, last_due_minute
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.pipeline.minute_aggregation import result_parts, snapshot_shard
@@ -28,8 +28,8 @@ def _counts(stack: Stack) -> redis_counts.RedisCounts:
 
 
 def _load(counts: redis_counts.RedisCounts, per_ad: dict[str, int], batch: str) -> None:
-    pairs = [(ad, MINUTE_0) for ad, n in per_ad.items() for _ in range(n)]
-    counts.apply_batch(batch, group_increments(pairs, SHARDS))
+    rows = [(ad, MINUTE_0, n) for ad, n in per_ad.items()]
+    counts.apply_batch(batch, group_counts(rows, SHARDS))
 
 
 def _redis_minute(counts: redis_counts.RedisCounts, minute: int) -> Counter[str]:

@@ -6,6 +6,7 @@ import time
 
 from farloom_tasks.core.windows import minute_of
 from farloom_tasks.pipeline import closing
+from farloom_tasks.stores import close_ledger
 from farloom_tasks.stores.transactions import transaction
 from tests.support.stack import Stack
 
@@ -50,7 +51,7 @@ def test_a_minute_marked_late_again_waits_for_the_late_interval(stack: Stack) ->
     engine = stack.engine()
     try:
         with transaction(engine) as cursor:
-            closing.claim_revision(cursor, minute)  # its first close
+            close_ledger.claim_revision(cursor, minute)  # its first close
     finally:
         engine.dispose()
     _mark_late_and_publish(stack, minute)

@@ -7,13 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from farloom_tasks.core import topk
-from farloom_tasks.core.shards import shard_of
-from farloom_tasks.pipeline.minute_aggregation import (
+from farloom_tasks.core.minute_merge import (
     IncompleteShards,
     ShardSummary,
     merge,
     parts_needed,
 )
+from farloom_tasks.core.shards import shard_of
 
 K = 5
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from farloom_tasks.pipeline.status import Snapshot, assess
+from farloom_tasks.core.health import assess
+from farloom_tasks.pipeline.status import Snapshot
 from farloom_tasks.stores import topology
 
 NOW = 1_800_000_030.0  # 30 s into a minute

@@ -1,0 +1,34 @@
+"""What reconciliation found for one minute, and whether it differs. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """raw's and agg's view of one minute; None on agg's side: agg has no totals."""
+
+    minute: int
+    raw_clicks: int
+    agg_clicks: int | None
+    raw_distinct_ads: int
+    agg_distinct_ads: int | None
+    differing_ads: int
+
+    @property
+    def differs(self) -> bool:
+        """Whether the minute must be replayed: any count disagrees, or raw has clicks
+        and agg has no totals for the minute."""
+        if self.agg_clicks is None:
+            return self.raw_clicks > 0
+        return (self.differing_ads > 0 or self.raw_clicks != self.agg_clicks
+                or self.raw_distinct_ads != self.agg_distinct_ads)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    run_id: int
+    minutes_checked: int
+    findings: tuple[Finding, ...]
+    minutes_fixed: int

@@ -1,0 +1,80 @@
+"""What each service says about the pipeline's health (adapter), for ``pipeline/status.py``.
+
+Each probe asks one service and raises a FarloomError (DatabaseUnavailable,
+BrokerUnavailable, RedisUnavailable) if it cannot be reached; the caller
+records which could not be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from farloom_tasks.errors import DatabaseUnavailable
+from farloom_tasks.stores import redis_counts, topology
+
+_PROGRESS_SQL = sa.text("""
+    SELECT (SELECT max(minute) FROM agg.minute_closes WHERE published_revision IS NOT NULL),
+           (SELECT max(minute) FROM agg.minute_totals),
+           (SELECT count(*) FROM agg.late_minutes),
+           (SELECT closed_through FROM agg.watermark WHERE id = 1),
+           (SELECT count(*) FROM agg.redis_losses),
+           (SELECT count(*) FROM agg.redis_losses WHERE repaired_at IS NULL)
+""")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far closing and writing got, read in one statement (one snapshot)."""
+
+    closed_minute: int | None  # newest minute whose result the broker confirmed
+    written_minute: int | None  # newest minute with a row in agg.minute_totals
+    late_minutes_pending: int
+    watermark: int | None  # agg.watermark.closed_through
+    redis_losses: int
+    redis_losses_unrepaired: int
+
+
+def progress(engine: sa.Engine) -> Progress:
+    """Raises DatabaseUnavailable on any SQLAlchemy error, with the driver's message
+    (a missing database or table is reported, not only a lost connection)."""
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(_PROGRESS_SQL).one()
+    except sa.exc.SQLAlchemyError as exc:
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        raise DatabaseUnavailable(text or type(exc).__name__) from exc
+    return Progress(closed_minute=_epoch(row[0]), written_minute=_epoch(row[1]),
+                    late_minutes_pending=int(row[2]), watermark=_epoch(row[3]),
+                    redis_losses=int(row[4]), redis_losses_unrepaired=int(row[5]))
+
+
+def queue_depths(amqp_url: str, queues: Sequence[str]) -> dict[str, int]:
+    """Messages ready in each of ``queues``."""
+    connection = topology.connect(amqp_url)
+    try:
+        with topology.translated_errors():
+            channel = connection.channel()
+        # Every program declares the whole topology first (topology.py), so a
+        # status check on a fresh broker reports empty queues, not errors.
+        topology.declare(channel)
+        return {queue: topology.queue_depth(channel, queue) for queue in queues}
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def redis_used_memory(redis_url: str) -> int:
+    """Bytes of memory Redis uses (INFO memory)."""
+    client = redis_counts.connect(redis_url)
+    with redis_counts.translated_errors():
+        info: Any = client.info("memory")
+    return int(info["used_memory"])
+
+
+def _epoch(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp())
