@@ -16,6 +16,7 @@ from farloom_tasks.bench.report import CONSUMER_LABELS, DOCS_PATH
 CONSUMER_KINDS = tuple(CONSUMER_LABELS)  # ("null", "naive", "farloom"), the report's order
 BASELINE_KINDS = ("naive", "null")
 BOTH = "both"  # ingest mode: preloaded then sustained
+BASELINE_TIME_CAP = 600.0  # s a baseline consumer runs at most
 
 
 @dataclass(frozen=True)
@@ -81,4 +82,4 @@ class BaselineOptions:
 
     kind: str  # one of BASELINE_KINDS
     expect_messages: int  # stop after acking this many messages
-    time_cap: float = 600.0  # s; stop after this long anyway
+    time_cap: float = BASELINE_TIME_CAP  # s; stop after this long anyway

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from farloom_tasks.bench.options import (
     BASELINE_KINDS,
+    BASELINE_TIME_CAP,
     BOTH,
     CONSUMER_KINDS,
     AggregateOptions,
@@ -89,16 +90,20 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the rows and targets as JSON to PATH")
 
 
-def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from farloom_tasks.bench import ingest
-
-    return ingest.run(IngestOptions(
+def ingest_options(args: argparse.Namespace) -> IngestOptions:
+    return IngestOptions(
         messages=args.messages, naive_messages=args.naive_messages,
         clicks_per_message=tuple(args.clicks_per_message or ()), rates=tuple(args.rate or ()),
         duration=args.duration, repeat=args.repeat, mode=args.mode,
         consumers=tuple(k.strip() for k in args.consumers.split(",") if k.strip()),
         quick=args.quick, write_docs=args.write_docs, docs=args.docs, report=args.report,
-        command_line=" ".join(sys.argv[1:])), settings)
+        command_line=" ".join(sys.argv[1:]))
+
+
+def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import ingest
+
+    return ingest.run(ingest_options(args), settings)
 
 
 def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,13 +136,17 @@ def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"write the results into {DOCS_PATH.parent.name}/{DOCS_PATH.name}")
 
 
+def aggregate_options(args: argparse.Namespace) -> AggregateOptions:
+    return AggregateOptions(
+        clicks=args.clicks, ads=args.ads, zipf=args.zipf, seed=args.seed, warmup=args.warmup,
+        writers=args.writers, replays=args.replays, timeout=args.timeout, logs=args.logs,
+        write_docs=args.write_docs)
+
+
 def _run_aggregate(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import aggregate
 
-    return aggregate.run(AggregateOptions(
-        clicks=args.clicks, ads=args.ads, zipf=args.zipf, seed=args.seed, warmup=args.warmup,
-        writers=args.writers, replays=args.replays, timeout=args.timeout, logs=args.logs,
-        write_docs=args.write_docs), settings)
+    return aggregate.run(aggregate_options(args), settings)
 
 
 def _api_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,12 +164,16 @@ def _api_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the api section of docs/benchmarks.md")
 
 
+def api_options(args: argparse.Namespace) -> ApiOptions:
+    return ApiOptions(
+        hours=args.hours, ads_per_minute=args.ads_per_minute, universe=args.universe,
+        requests=args.requests, seed=args.seed, write_docs=args.write_docs)
+
+
 def _run_api(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import api
 
-    return api.run(ApiOptions(
-        hours=args.hours, ads_per_minute=args.ads_per_minute, universe=args.universe,
-        requests=args.requests, seed=args.seed, write_docs=args.write_docs), settings)
+    return api.run(api_options(args), settings)
 
 
 def _publish_arguments(parser: argparse.ArgumentParser) -> None:
@@ -175,12 +188,16 @@ def _publish_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the publish section of docs/benchmarks.md")
 
 
+def publish_options(args: argparse.Namespace) -> PublishOptions:
+    return PublishOptions(
+        messages=args.messages, naive_messages=args.naive_messages, repeat=args.repeat,
+        write_docs=args.write_docs)
+
+
 def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import publish
 
-    return publish.run(PublishOptions(
-        messages=args.messages, naive_messages=args.naive_messages, repeat=args.repeat,
-        write_docs=args.write_docs), settings)
+    return publish.run(publish_options(args), settings)
 
 
 def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,15 +206,18 @@ def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=BASELINE_KINDS)
     parser.add_argument("--expect-messages", type=int, required=True,
                         help="stop after acking this many messages")
-    parser.add_argument("--time-cap", type=float, default=600.0,
+    parser.add_argument("--time-cap", type=float, default=BASELINE_TIME_CAP,
                         help="stop after this many seconds (default 600)")
+
+
+def baseline_options(args: argparse.Namespace) -> BaselineOptions:
+    return BaselineOptions(args.kind, args.expect_messages, args.time_cap)
 
 
 def _run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import baselines
 
-    return baselines.run(BaselineOptions(args.kind, args.expect_messages, args.time_cap),
-                         settings)
+    return baselines.run(baseline_options(args), settings)
 
 
 PARTS: dict[str, Part] = {
