@@ -19,8 +19,3 @@ class Attempt:
 
     def to_json(self) -> dict[str, int | None]:
         return {"minute": self.minute, "revision": self.revision, "mark_seq": self.mark_seq}
-
-
-def claim_room(max_in_flight: int, in_flight: int) -> int:
-    """How many attempts a tick may start now (0 or less: none)."""
-    return max_in_flight - in_flight

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from farloom_tasks.core import windows
-from farloom_tasks.core.attempts import Attempt, claim_room
+from farloom_tasks.core.attempts import Attempt
 from farloom_tasks.stores import close_ledger
 
 
@@ -67,8 +67,8 @@ def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int,
     if not close_ledger.try_claim_lock(cursor):
         return []
     close_ledger.adopt_late_minutes(cursor)
-    room = claim_room(max_in_flight, close_ledger.count_in_flight(
-        cursor, retry_seconds=retry_seconds, late_interval_seconds=late_interval_seconds))
+    room = max_in_flight - close_ledger.count_in_flight(
+        cursor, retry_seconds=retry_seconds, late_interval_seconds=late_interval_seconds)
     if room <= 0:
         return []
     claimable = close_ledger.lock_claimable(cursor, retry_seconds=retry_seconds,

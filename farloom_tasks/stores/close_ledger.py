@@ -7,6 +7,8 @@ docstrings say why. ``agg.watermark.closed_through`` is the newest minute
 closed for ingest; ``agg.minute_closes`` holds one row per minute with its
 attempts, its newest started revision and its published revision;
 ``agg.late_minutes`` holds the minutes that received clicks after they closed.
+``uncommitted_minutes`` asks ``agg.minute_totals`` whether a claimed revision
+has been written yet (``farloom replay --wait``).
 """
 
 from __future__ import annotations

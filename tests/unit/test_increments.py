@@ -89,3 +89,14 @@ def test_counted_rows_group_as_the_clicks_they_count(
             n -= part
     rng.shuffle(rows)
     assert inc.group_counts(rows, shard_count) == _grouped_click_by_click(new_clicks, shard_count)
+
+
+@given(st.dictionaries(ads, st.integers(min_value=1, max_value=1000), max_size=200),
+       st.integers(min_value=1, max_value=32))
+def test_a_minutes_ad_counts_split_into_one_page_per_shard(
+        per_ad: dict[str, int], shard_count: int) -> None:
+    pages = inc.by_shard(per_ad.items(), shard_count)
+    assert len(pages) == shard_count
+    assert all(shard_of(ad, shard_count) == shard
+               for shard, page in enumerate(pages) for ad in page)
+    assert {ad: n for page in pages for ad, n in page.items()} == per_ad

@@ -1,4 +1,4 @@
-"""status.assess is pure: the verdict depends only on the snapshot, the time and history."""
+"""health.assess is pure: the verdict depends only on the snapshot, the time and history."""
 
 from __future__ import annotations
 
