@@ -1,11 +1,11 @@
-# Farloom: `make run` runs the pipeline, `make test` runs every check.
+# Farloom: `make run` runs the pipeline, `make test` runs every check, `make check` the quick ones.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: install run test lint typecheck pytest bench audit services clean
+.PHONY: install run test check lint typecheck pytest bench audit services clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,10 +35,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two pytest processes side by side (pytest-xdist); each has its own database, Redis db
+# and vhost, the slowest scenarios start first, and the broker restart has its own node.
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+# The whole suite: what CI runs.
 test: lint typecheck pytest
+
+# Lint, types and the tests not marked slow: a few minutes, for iterating.
+check: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # Every benchmark, each in its own throw-away database, Redis db and vhost, each
 # rewriting its section of docs/benchmarks.md (about 20 minutes; run on a quiet machine).

@@ -12,13 +12,32 @@ from tests.support.celery_worker import celery_worker, session_worker  # noqa: F
 from tests.support.minute_checks import aggregate_writer  # noqa: F401
 from tests.support.stack import Stack, isolated_stack
 
-INTEGRATION_DIR = Path(__file__).parent / "integration"
+TESTS_DIR = Path(__file__).parent
+INTEGRATION_DIR = TESTS_DIR / "integration"
+# The scenarios whose length is set by what they test (minutes of wall clock), longest
+# first. They are handed out first, so that `make test`'s two pytest-xdist processes
+# spend the end of the run on short tests and finish together.
+LONGEST_FIRST = [
+    "chaos/test_sustained_load.py",
+    "chaos/test_two_beats.py",
+    "integration/test_make_run.py",
+    "chaos/test_celery_worker_killed.py",
+    "chaos/test_ingest_worker_killed.py",
+    "chaos/test_broker_restarted.py",
+    "chaos/test_redis_lost.py",
+    "chaos/test_postgresql_outage.py",
+    "chaos/test_poison_input.py",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.integration)
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    # A stable sort: every other test keeps its collection order, after these.
+    items.sort(key=lambda item: rank.get(
+        Path(str(item.fspath)).relative_to(TESTS_DIR).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,23 @@
 """Chaos 3: RabbitMQ stopped (``rabbitmqctl stop_app``) and started again mid-stream.
 
-This stops the broker for everything on the machine, so the outage is a few
-seconds and ``start_app`` runs in a ``finally``, followed by a bounded wait
-until the broker answers again.
+The broker is a node of the test's own (rabbitmq_node.py), so the tests running
+beside it keep the machine's node. ``start_app`` runs in a ``finally``, followed
+by a bounded wait until the broker answers again.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pika.exceptions
+import pytest
 
 from tests.chaos.pipeline import ClickFeed, Pipeline, assert_exact, record_outcome
 from tests.support.database import raw_rows
-from tests.support.stack import Stack, rabbitmqctl
+from tests.support.rabbitmq_node import RabbitNode, private_node
+from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
 OUTAGE_SECONDS = 4.0
@@ -29,8 +32,15 @@ def _broker_answers(stack: Stack) -> bool:
     return True
 
 
+@pytest.fixture
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    with private_node(tmp_path_factory.mktemp("broker")) as node:
+        yield node
+
+
 def test_a_rabbitmq_restart_mid_stream_loses_no_confirmed_click(
-        stack: Stack, tmp_path: Path) -> None:
+        stack: Stack, broker: RabbitNode, tmp_path: Path) -> None:
+    stack = stack.with_settings(amqp_url=broker.amqp_url)
     feed = ClickFeed(seed=3, clicks_per_message=20)
     with Pipeline(stack, tmp_path, ingest_workers=1) as pipeline:
         run = feed.start_publishing(stack, clicks=90_000, rate=3_000)
@@ -38,11 +48,11 @@ def test_a_rabbitmq_restart_mid_stream_loses_no_confirmed_click(
             wait_for("the ingest worker to store", lambda: raw_rows(stack) > 10_000, 60,
                      context=pipeline.tails)
             try:
-                rabbitmqctl("stop_app", timeout=120)
+                broker.ctl("stop_app")
                 stopped = time.monotonic()
                 time.sleep(OUTAGE_SECONDS)
             finally:
-                rabbitmqctl("start_app", timeout=120)
+                broker.ctl("start_app")
                 wait_for("RabbitMQ to answer again", lambda: _broker_answers(stack),
                          BROKER_BACK_SECONDS, poll=0.5)
             started = time.monotonic()

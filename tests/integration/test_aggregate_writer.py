@@ -25,7 +25,7 @@ from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.processes import stop as stop_process
 from farloom_tasks.stores import topology
 from farloom_tasks.stores.agg import AggStore, Outcome
-from tests.support.broker import dead_letters, publish
+from tests.support.broker import close_vhost_connections, dead_letters, publish
 from tests.support.stack import PROJECT_ROOT, Stack
 
 MINUTE = 1_796_000_040 - 1_796_000_040 % 60
@@ -298,17 +298,6 @@ def test_sigterm_finishes_the_current_message_and_exits_cleanly(
     assert _snapshot(stack) == _expected(1, ADS_R1)
 
 
-def _close_broker_connections(stack: Stack) -> int:
-    """Close every connection of this test run's vhost, as a broker restart would."""
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "-p", stack.vhost, "pid"],
-                            capture_output=True, text=True, timeout=60, check=True)
-    pids = [line.strip() for line in listed.stdout.splitlines() if line.strip().startswith("<")]
-    for pid in pids:
-        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "test: connection lost"],
-                       capture_output=True, timeout=60, check=True)
-    return len(pids)
-
-
 def _wait_for(stack: Stack, check: str, expected: object, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while _snapshot(stack)[check] != expected and time.monotonic() < deadline:
@@ -322,7 +311,7 @@ def test_a_writer_that_loses_its_broker_connection_reconnects_and_finishes_the_m
     _publish(stack, parts[:1])
     _wait_for(stack, "parts", [(1, 0)])
 
-    assert _close_broker_connections(stack) >= 1
+    assert close_vhost_connections(stack) >= 1
     _publish(stack, parts[1:])
     _wait_for(stack, "totals", _expected(1, ADS_R1)["totals"])
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ from farloom_tasks import failpoints
 from farloom_tasks.core.attempts import Attempt
 from farloom_tasks.core.windows import MINUTE, last_due_minute, to_datetime
 from farloom_tasks.stores import close_ledger
+from tests.support.broker import close_vhost_connections
 from tests.support.database import sql
 from tests.support.minute_checks import (
     assert_agg_is,
@@ -177,20 +177,6 @@ def test_a_fresh_install_aggregates_clicks_that_arrived_before_its_first_close(
     assert closed <= 4  # the two minutes with clicks and the last due ones, not since 1970
 
 
-def _close_vhost_connections(stack: Stack) -> int:
-    """Close every broker connection of this stack's vhost, as a broker-side loss would."""
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
-                            capture_output=True, text=True, check=True, timeout=60).stdout
-    closed = 0
-    for line in listed.splitlines():
-        pid, _, vhost = line.partition("\t")
-        if vhost.strip() == stack.vhost:
-            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid.strip(), "test"],
-                           capture_output=True, check=False, timeout=60)
-            closed += 1
-    return closed
-
-
 def test_a_late_minute_is_still_published_after_the_broker_dropped_every_connection(
         stack: Stack) -> None:
     (m0,) = _past_minutes(1)
@@ -201,7 +187,7 @@ def test_a_late_minute_is_still_published_after_the_broker_dropped_every_connect
     state = wait_published(stack, [m0], tick=_tick)
     write_aggregates(stack)
 
-    assert _close_vhost_connections(stack) >= 2  # the worker's consumer and its publisher
+    assert close_vhost_connections(stack) >= 2  # the worker's consumer and its publisher
     late = clicks_for(m0, "c1", {"b": 2, "late": 1})
     writer.write(late)
     wait_published(stack, [m0], after=state[m0][2] or 0, tick=_tick)

@@ -12,7 +12,9 @@ from farloom_tasks import processes
 from farloom_tasks.core.windows import MINUTE
 from farloom_tasks.stores import topology
 from tests.integration.click_queue import click_ids, drain
+from tests.support.broker import queue_depth
 from tests.support.stack import PROJECT_ROOT, Stack
+from tests.support.waiting import wait_for
 
 
 def test_generate_publishes_exactly_the_requested_clicks_and_mix(stack: Stack) -> None:
@@ -78,15 +80,8 @@ def _reported_mix(stdout: str) -> dict[str, int]:
 
 
 def _wait_for_depth(stack: Stack, depth: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    connection = stack.amqp()
-    try:
-        channel = connection.channel()
-        while topology.queue_depth(channel, topology.INGEST_QUEUE) < depth:
-            assert time.monotonic() < deadline, "the publisher did not get going"
-            time.sleep(0.05)
-    finally:
-        connection.close()
+    wait_for("the publisher to get going",
+             lambda: queue_depth(stack, topology.INGEST_QUEUE) >= depth, timeout, poll=0.05)
 
 
 def _close_publisher_connections(stack: Stack) -> int:

@@ -26,7 +26,7 @@ from tests.integration.ingest_support import (
     worker,
     worker_env,
 )
-from tests.support.broker import publish, queue_counts
+from tests.support.broker import close_vhost_connections, publish, queue_counts
 from tests.support.database import raw_rows
 from tests.support.ports import free_port
 from tests.support.stack import PROJECT_ROOT, Stack
@@ -114,21 +114,6 @@ def test_sigterm_mid_stream_flushes_and_acks_before_exiting(stack: Stack,
     assert_exact(stack, stream)
 
 
-def _close_vhost_connections(stack: Stack) -> int:
-    listed = subprocess.run(["rabbitmqctl", "-q", "list_connections", "--no-table-headers",
-                             "vhost", "pid"], capture_output=True, text=True, timeout=60,
-                            check=True)
-    closed = 0
-    for line in listed.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == stack.vhost:
-            subprocess.run(["rabbitmqctl", "-q", "close_connection", parts[1],
-                            "farloom test: broker-side close"],
-                           capture_output=True, timeout=60, check=True)
-            closed += 1
-    return closed
-
-
 def test_a_broker_side_connection_close_is_survived_with_exact_results(
         stack: Stack, tmp_path: Path) -> None:
     stream = one_click_stream(3000, time.time())
@@ -140,7 +125,7 @@ def test_a_broker_side_connection_close_is_survived_with_exact_results(
     with log_path.open("w") as log, worker(stack, log=log, metrics_port=port,
                                            **SLOW) as process:
         wait_for("the worker to store", lambda: raw_rows(stack) > 0)
-        assert _close_vhost_connections(stack) >= 1
+        assert close_vhost_connections(stack) >= 1
         wait_for("the worker to reconnect and finish",
                  lambda: queue_counts(stack) == (0, 0) and raw_rows(stack) == 3000)
         scraped = _scrape(port)

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from farloom_tasks import processes
 from tests.integration.click_queue import Delivered, click_ids, drain
 from tests.support.stack import Stack
+from tests.support.waiting import wait_for
 
 
 def _line(click_id: str) -> str:
@@ -26,13 +27,6 @@ def _line(click_id: str) -> str:
 def _append(path: Path, ids: list[str]) -> None:
     with path.open("a") as handle:
         handle.writelines(_line(click_id) for click_id in ids)
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class Watcher:
@@ -110,7 +104,8 @@ def test_watch_follows_a_rename_rotation_and_a_copytruncate(
     # copytruncate: copy, then truncate in place; the watcher must start over at 0.
     shutil.copyfile(log_file, tmp_path / "clicks.log.2")
     os.truncate(log_file, 0)
-    _wait_for(lambda: "was truncated" in watcher.log(), "the truncation to be noticed")
+    wait_for("the truncation to be noticed",
+             lambda: "was truncated" in watcher.log(), 30, poll=0.05)
     _append(log_file, [f"c{n}" for n in range(100)])
     expected = {f"{prefix}{n}" for prefix, count in (("a", 200), ("b", 150), ("c", 100))
                 for n in range(count)} | {"a-partial", "a-late"}
@@ -132,14 +127,16 @@ def test_a_restarted_watcher_neither_skips_nor_resends_lines(
     watchers.append(watcher)
     watcher.start()
     size = log_file.stat().st_size
-    _wait_for(lambda: watcher.confirmed_offset(log_file) == size, "the state to reach the end")
+    wait_for("the state to reach the end",
+             lambda: watcher.confirmed_offset(log_file) == size, 30, poll=0.05)
     watcher.stop(signal.SIGKILL)  # no goodbye: only what is in the state file counts
 
     _append(log_file, [f"r{n}" for n in range(500, 800)])  # written while it is down
     watcher.start()
     _append(log_file, [f"r{n}" for n in range(800, 1000)])
     size = log_file.stat().st_size
-    _wait_for(lambda: watcher.confirmed_offset(log_file) == size, "the state to reach the end")
+    wait_for("the state to reach the end",
+             lambda: watcher.confirmed_offset(log_file) == size, 30, poll=0.05)
     watcher.stop()
 
     ids = Counter(click_ids(drain(stack)))
@@ -155,7 +152,8 @@ def test_a_file_rotated_while_the_watcher_was_down_is_finished_after_the_restart
     watchers.append(watcher)
     watcher.start()
     size = log_file.stat().st_size
-    _wait_for(lambda: watcher.confirmed_offset(log_file) == size, "the state to reach the end")
+    wait_for("the state to reach the end",
+             lambda: watcher.confirmed_offset(log_file) == size, 30, poll=0.05)
     watcher.stop(signal.SIGKILL)
 
     _append(log_file, [f"s{n}" for n in range(100, 150)])  # still in the old file...

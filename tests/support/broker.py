@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,6 +43,19 @@ def queue_counts(stack: Stack, queue: str = topology.INGEST_QUEUE) -> tuple[int,
         if parts and parts[0] == queue:
             return int(parts[1]), int(parts[2])
     raise AssertionError(f"queue {queue} not found in {listed!r}")
+
+
+def close_vhost_connections(stack: Stack, reason: str = "farloom test: broker-side close") -> int:
+    """Close every broker connection of the stack's vhost, as a broker-side loss would.
+
+    Returns how many were listed; one that went away meanwhile is not an error.
+    """
+    listed = rabbitmqctl("list_connections", "-p", stack.vhost, "--no-table-headers", "pid")
+    pids = [line.strip() for line in listed.splitlines() if line.strip().startswith("<")]
+    for pid in pids:
+        subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, reason],
+                       capture_output=True, timeout=60, check=False)
+    return len(pids)
 
 
 def queue_depth(stack: Stack, queue: str) -> int:
