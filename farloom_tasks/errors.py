@@ -28,3 +28,11 @@ class RedisUnavailable(TransientError):
 
 class BrokerUnavailable(TransientError):
     """RabbitMQ could not be reached, dropped the connection or nacked a publish."""
+
+
+class BenchFailed(FarloomError):
+    """A benchmark could not produce trustworthy figures; the message says why.
+
+    For example a child process exited, a wait timed out, the server did not
+    answer, or a result was not exact. ``farloom bench`` prints it and exits non-zero.
+    """

@@ -52,7 +52,7 @@ from farloom_tasks.bench.report import (
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.core.windows import MINUTE, iso, minute_of
-from farloom_tasks.errors import FarloomError
+from farloom_tasks.errors import BenchFailed, FarloomError
 from farloom_tasks.pipeline import replay
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, redis_counts
@@ -64,10 +64,6 @@ POLL_SECONDS = 0.01  # s between looks at agg while timing; the figures' resolut
 COPY_ROWS = 50_000  # rows per COPY chunk
 REDIS_BATCH = 10_000  # members per pipelined ZADD batch
 STOP_GRACE = 20.0  # s a stopped worker (and its prefork pool) gets before SIGKILL
-
-
-class BenchFailed(FarloomError):
-    """The benchmark could not produce trustworthy figures; the message says why."""
 
 
 @dataclass(frozen=True)

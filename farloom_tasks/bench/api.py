@@ -32,7 +32,7 @@ from farloom_tasks import processes
 from farloom_tasks.bench.options import ApiOptions
 from farloom_tasks.bench.report import DOCS_PATH, replace_section
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
-from farloom_tasks.errors import FarloomError
+from farloom_tasks.errors import BenchFailed
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db
 from farloom_tasks.stores import migrations as migrate
@@ -63,10 +63,6 @@ _TOTALS_SQL = """
     SELECT minute, sum(clicks), count(*), 1, now() FROM agg.ad_clicks_per_minute
     GROUP BY minute
 """
-
-
-class BenchFailed(FarloomError):
-    """The benchmark could not run to the end (the server did not start or answer)."""
 
 
 @dataclass(frozen=True)
