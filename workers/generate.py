@@ -22,7 +22,8 @@ from tqdm import tqdm
 from farloom_tasks.core.messages import encode_clicks
 from farloom_tasks.core.traffic import TokenBucket, TrafficGenerator, TrafficMix
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher
+from farloom_tasks.stores.click_source import Outgoing, PublishStats
 
 
 class GeneratedTraffic:

@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 from farloom_tasks.core.clicks import parse_rfc3339
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher
+from farloom_tasks.stores.click_source import Outgoing
 
 _NAIVE = re.compile(
     r"\s*(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*\Z")

@@ -44,7 +44,8 @@ from farloom_tasks.core.tail_position import (
     split_lines,
 )
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher
+from farloom_tasks.stores.click_source import Outgoing, PublishStats
 from farloom_tasks.stores.watch_state import StateFile, default_state_file
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from farloom_tasks.bench.traffic import PacedSource, Traffic, publish
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import pika_fixes, topology
-from farloom_tasks.stores.click_publisher import Outgoing
+from farloom_tasks.stores.click_source import Outgoing
 
 TARGET_MESSAGES_PER_S = 15_000
 DOCS_SECTION = "publish"

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.core.traffic import zipf_cumulative_weights
-from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher
+from farloom_tasks.stores.click_source import Outgoing
 
 ADS = 10_000  # distinct ads in the benchmark's traffic (Zipf, s = 1)
 

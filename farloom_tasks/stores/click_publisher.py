@@ -1,8 +1,9 @@
 """The confirming publisher every log-watcher mode uses: SelectConnection, async confirms.
 
-A ``Source`` hands out ``Outgoing`` messages; the publisher sends them to
-``farloom.clicks`` as persistent messages with the ``x-farloom-published-at``
-header and keeps at most ``window`` of them unconfirmed at a time.
+A ``Source`` hands out ``Outgoing`` messages (both in ``stores/click_source.py``);
+the publisher sends them to ``farloom.clicks`` as persistent messages with the
+``x-farloom-published-at`` header and keeps at most ``window`` of them
+unconfirmed at a time.
 
 Confirm and failure rules:
 - A message stays in memory until the broker acks it. Acks (also ``multiple``
@@ -24,8 +25,8 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import pika
 from pika.spec import Basic
@@ -33,6 +34,7 @@ from pika.spec import Basic
 from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.errors import BrokerUnavailable
 from farloom_tasks.stores import pika_fixes, topology
+from farloom_tasks.stores.click_source import Outgoing, PublishStats, Source
 
 log = logging.getLogger(__name__)
 logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate every connect
@@ -40,25 +42,6 @@ logging.getLogger("pika").setLevel(logging.WARNING)  # its INFO lines narrate ev
 INITIAL_BACKOFF_SECONDS = 0.5  # the first reconnect wait; it doubles up to max_backoff
 PUMP_CHUNK = 2000  # messages published per ioloop turn, so acks are read in between
 IDLE_RECHECK = 0.1  # s before asking an idle source again when it gave no hint
-
-
-@dataclass(slots=True)
-class Outgoing:
-    body: bytes
-    clicks: int  # click objects in the body, for progress and rates
-    token: Any = None  # the source's own marker, handed back on confirm
-
-
-class Source(Protocol):
-    def take(self, limit: int, now: float) -> list[Outgoing] | float | None:
-        """Up to ``limit`` messages ready at monotonic time ``now``.
-
-        Returns a non-empty list, or the seconds to wait before asking again,
-        or None once the source is exhausted.
-        """
-
-    def confirmed(self, messages: list[Outgoing]) -> None:
-        """``messages`` joined the confirmed prefix (publish order)."""
 
 
 class _Channel:
@@ -74,28 +57,6 @@ class _Channel:
 class _Pending:
     message: Outgoing
     done: bool = False
-
-
-@dataclass
-class PublishStats:
-    messages: int = 0  # distinct messages confirmed
-    clicks: int = 0
-    republished: int = 0  # sends beyond the first (after a nack or a lost connection)
-    reconnects: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
-
-    def summary(self) -> str:
-        seconds = max(self.seconds, 1e-9)
-        return (f"published {self.messages:,} messages ({self.clicks:,} clicks) in "
-                f"{seconds:.1f} s: {self.messages / seconds:,.0f} msg/s, "
-                f"{self.clicks / seconds:,.0f} clicks/s, all confirmed"
-                + (f"; {self.republished:,} republished after {self.reconnects} reconnects"
-                   if self.reconnects or self.republished else ""))
 
 
 class ConfirmingPublisher:

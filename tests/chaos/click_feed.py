@@ -1,6 +1,6 @@
 """The chaos tests' own click traffic, and the truth a correct pipeline must produce from it.
 
-A ``ClickFeed`` is a ``farloom_tasks.stores.click_publisher.Source``: the log watcher's own
+A ``ClickFeed`` is a ``farloom_tasks.stores.click_source.Source``: the log watcher's own
 confirming publisher sends it (persistent messages, publisher confirms,
 republish after a lost connection), so a broker restart is met by the same
 code production uses. Clicks are generated when the publisher takes them and
@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farloom_tasks.core.traffic import TokenBucket, zipf_cumulative_weights
-from farloom_tasks.stores.click_publisher import ConfirmingPublisher, Outgoing, PublishStats
+from farloom_tasks.stores.click_publisher import ConfirmingPublisher
+from farloom_tasks.stores.click_source import Outgoing, PublishStats
 from tests.support.stack import Stack
 
 MINUTE = 60
@@ -164,7 +165,7 @@ class FeedRun:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="click-feed", daemon=True)
 
-    # -- farloom_tasks.stores.click_publisher.Source ---------------------------------------------
+    # -- farloom_tasks.stores.click_source.Source ------------------------------------------------
     def take(self, limit: int, now: float) -> list[Outgoing] | float | None:
         if self.remaining_messages <= 0:
             return None
