@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import agg_reads as queries
-from farloom_tasks.stores import db
+from farloom_tasks.stores import agg_reads, db
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
@@ -20,7 +19,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from farloom_tasks.api.app import create_app
 
-    where = db.redacted(queries.read_only_url(settings.database_url,
+    where = db.redacted(agg_reads.read_only_url(settings.database_url,
                                               settings.api_database_url))
     print(f"farloom serve: dashboard http://{args.host}:{args.port}/ , "
           f"API docs http://{args.host}:{args.port}/docs ; reading {where}", flush=True)

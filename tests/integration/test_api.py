@@ -15,8 +15,7 @@ from fastapi.testclient import TestClient
 
 from farloom_tasks.api.app import create_app
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
-from farloom_tasks.stores import agg_reads as queries
-from farloom_tasks.stores import topology
+from farloom_tasks.stores import agg_reads, topology
 from tests.support.stack import PROJECT_ROOT, Stack
 
 BASE = minute_of(datetime(2026, 11, 29, 14, 0, tzinfo=UTC).timestamp())
@@ -214,7 +213,7 @@ def test_the_dashboard_and_the_openapi_docs_are_served(client: TestClient) -> No
 ])
 def test_the_api_role_cannot_write_or_read_raw_even_in_a_read_write_transaction(
         stack: Stack, statement: str) -> None:
-    engine = sa.create_engine(queries.read_only_url(stack.settings.database_url, ""))
+    engine = sa.create_engine(agg_reads.read_only_url(stack.settings.database_url, ""))
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT current_user")).scalar() == "farloom_api"
@@ -231,7 +230,7 @@ def test_every_grafana_panel_query_runs_under_the_read_only_role(stack: Stack) -
     put_minute(stack, BASE, MINUTES[BASE])
     dashboard = json.loads((PROJECT_ROOT / "deploy/grafana/dashboards/farloom.json").read_text())
     queries_run = 0
-    engine = sa.create_engine(queries.read_only_url(stack.settings.database_url, ""))
+    engine = sa.create_engine(agg_reads.read_only_url(stack.settings.database_url, ""))
     try:
         with engine.connect() as conn:
             for panel in dashboard["panels"]:
