@@ -33,7 +33,8 @@ def upgrade() -> None:
                     NOINHERIT NOREPLICATION;
                 ALTER ROLE {API_ROLE} SET default_transaction_read_only = on;
                 ALTER ROLE {API_ROLE} SET statement_timeout = '10s';
-                -- A 60-minute top-N hashes ~40k ads; 4MB (the default) spills to disk.
+                -- A 60-minute top-N hashes every ad of its window; 4MB (the default)
+                -- spills that hash to disk (docs/benchmarks.md, "Figures behind the code").
                 ALTER ROLE {API_ROLE} SET work_mem = '64MB';
             END IF;
         EXCEPTION WHEN duplicate_object OR unique_violation THEN

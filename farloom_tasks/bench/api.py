@@ -165,9 +165,9 @@ def _fill(url: str, hours: int, ads: int, universe: int) -> tuple[int, int]:
     engine = db.make_engine(url, pool_size=1)
     try:
         with db.translated_errors(), engine.begin() as conn:
-            # Loading into indexed tables is several times slower than building the
-            # same indexes once afterwards; the definitions come from the migrations,
-            # so what is measured is the real schema.
+            # Loading into indexed tables is slower than building the same indexes
+            # once afterwards (docs/benchmarks.md, "Figures behind the code"); the
+            # definitions come from the migrations, so what is measured is the real schema.
             secondary = conn.execute(sa.text(_SECONDARY_INDEXES_SQL)).all()
             for name, _ in secondary:
                 conn.exec_driver_sql(f'DROP INDEX agg."{name}"')

@@ -221,7 +221,8 @@ def plan(sizes: Sizes, mode: str, kinds: list[str],
 
     Preloaded drains of the null consumer and Farloom run ``repeat`` times,
     interleaved, so that a slow spell of the machine hits both alike; the
-    naive consumer (capped, and ten times slower anyway) runs once.
+    naive consumer (capped, and far slower anyway: docs/benchmarks.md, "Figures
+    behind the code") runs once.
     """
     runs: list[tuple[str, int, str, float]] = []
     for cpm in sizes.messages:

@@ -73,8 +73,8 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of publishing in each sustained run (default 15)")
     parser.add_argument("--repeat", type=int, default=defaults.repeat, metavar="N",
                         help="run each preloaded drain of (a) and (c) N times, interleaved, "
-                             "and report the median run (default 3; single runs swing by "
-                             "20%% on a shared 2-core machine)")
+                             "and report the median run (default 3; single runs swing on "
+                             "a shared machine: docs/benchmarks.md)")
     parser.add_argument("--mode", choices=(BOTH, PRELOADED, SUSTAINED), default=defaults.mode,
                         help="which scenarios to run (default both)")
     parser.add_argument("--consumers", default=",".join(defaults.consumers),

@@ -25,8 +25,9 @@ _RFC3339 = re.compile(
 )
 
 
-# Not frozen: a frozen dataclass's __init__ costs about 3 µs per click on the ingest
-# hot path (one object.__setattr__ per field). Treat instances as immutable.
+# Not frozen: a frozen dataclass's __init__ calls object.__setattr__ once per field,
+# a cost paid per click on the ingest hot path (how much: docs/benchmarks.md,
+# "Figures behind the code"). Treat instances as immutable.
 @dataclass(slots=True)
 class Click:
     click_id: str

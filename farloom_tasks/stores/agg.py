@@ -66,7 +66,8 @@ WHERE t.revision <= excluded.revision
 
 # The first aggregation of a minute (no finalised revision, no other revision's
 # parts, this part not seen) cannot meet an existing row: a plain INSERT then
-# costs about half the upsert's speculative insertion.
+# skips the cost of the upsert's speculative insertion (how much: docs/benchmarks.md,
+# "Figures behind the code").
 _INSERT_ADS = """
 INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
 SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)

@@ -46,7 +46,8 @@ def last_closed_minute(conn: sa.Connection) -> int | None:
 # index ad_clicks_per_minute_window_idx makes the scan index-only; the role's
 # work_mem keeps the hash in memory. Summing int4 (one ad's clicks in one minute
 # is far below 2^31; a larger value fails loudly) accumulates in int8 instead of
-# numeric, ~20% faster. Measured by `farloom bench api`.
+# numeric, which is faster (measured by `farloom bench api`: docs/benchmarks.md,
+# "Figures behind the code").
 _TOP_SQL = sa.text("""
     SELECT ad_id, sum(clicks::int4) AS clicks
     FROM agg.ad_clicks_per_minute
