@@ -1,8 +1,10 @@
 """Per-minute, per-shard click counts in Redis (adapter).
 
-Each shard's keys carry the hash tag ``{shard-N}`` so that a Redis Cluster keeps
-one shard's keys together (scripts and RENAME need that) while spreading shards
-across nodes.
+Each shard's keys carry the hash tag ``{shard-N}``, which puts them in one hash
+slot: the scripts and RENAME touch several keys of one shard, and in one slot
+they could run on a Redis Cluster, which could then spread the shards over its
+nodes. Farloom has never run on a cluster: ``connect`` makes a single-node
+client, and one Redis node is what is tested today.
 
 Increments are applied by a Lua script that is idempotent per (batch, shard):
 it refuses to run twice for the same batch id. That is what lets the ingest
