@@ -9,7 +9,6 @@ new names), migrates it, and removes it at the end, also when interrupted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import platform
 import shutil
@@ -24,16 +23,11 @@ import psutil
 import redis
 import sqlalchemy as sa
 
-from farloom_tasks.errors import BrokerUnavailable, ConfigError
+from farloom_tasks.errors import BrokerUnavailable
 from farloom_tasks.settings import ENV_PREFIX, Settings
 from farloom_tasks.stores import db, redis_counts, topology
 from farloom_tasks.stores import migrations as migrate
-
-# Same lock files as the test stack (tests/stack.py), so a benchmark and a test
-# run on one machine never pick, and flush, the same Redis db number.
-REDIS_DB_LOCK = "/tmp/farloom-test-redis-db-{number}.lock"
-QUEUES = (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
-          topology.AGGREGATES_QUEUE, topology.AGGREGATES_DEAD_QUEUE)
+from farloom_tasks.stores.throwaway import empty_everything, redis_db_lock
 
 
 @dataclass(frozen=True)
@@ -64,36 +58,6 @@ class BenchEnv:
             engine.dispose()
 
 
-def empty_everything(settings: Settings) -> None:
-    """Empty every raw/agg table, the Redis db and every Farloom queue of ``settings``.
-
-    For throw-away environments only (benchmarks, tests): it deletes all data.
-    """
-    engine = db.make_engine(settings.database_url, pool_size=1)
-    try:
-        with db.translated_errors(), engine.begin() as conn:
-            tables = conn.execute(sa.text(
-                "SELECT schemaname || '.' || tablename FROM pg_tables "
-                "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
-            conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
-            conn.exec_driver_sql(
-                "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
-    finally:
-        engine.dispose()
-    with redis_counts.translated_errors():
-        redis.Redis.from_url(settings.redis_url).flushdb()
-    connection = topology.connect(settings.amqp_url)
-    try:
-        channel = connection.channel()
-        topology.declare(channel)
-        with topology.translated_errors():
-            for queue in QUEUES:
-                channel.queue_purge(queue)
-    finally:
-        with contextlib.suppress(Exception):
-            connection.close()
-
-
 def _rabbitmqctl(*args: str) -> None:
     if shutil.which("rabbitmqctl") is None:
         raise BrokerUnavailable("the benchmark creates its own vhost with rabbitmqctl, "
@@ -103,26 +67,6 @@ def _rabbitmqctl(*args: str) -> None:
     if done.returncode != 0:
         raise BrokerUnavailable(f"rabbitmqctl {' '.join(args)} failed: "
                                 f"{(done.stderr or done.stdout).strip()[:300]}")
-
-
-@contextlib.contextmanager
-def redis_db_lock() -> Iterator[int]:
-    """Hold a Redis db number in 1-15 that no other test or benchmark run holds."""
-    for number in range(1, 16):
-        handle = open(REDIS_DB_LOCK.format(number=number), "w")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        try:
-            yield number
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-        return
-    raise ConfigError("Redis db numbers 1-15 are all held by test or benchmark runs; "
-                      "wait for them to finish")
 
 
 def _with_vhost(amqp_url: str, vhost: str) -> str:

@@ -22,10 +22,10 @@ import pika
 import redis
 import sqlalchemy as sa
 
-from farloom_tasks.bench.env import empty_everything, redis_db_lock
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, topology
 from farloom_tasks.stores import migrations as migrate
+from farloom_tasks.stores.throwaway import empty_everything, redis_db_lock
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
