@@ -1,4 +1,8 @@
-"""Stopping a child process: ask first, then insist. The one way every caller does it.
+"""Stopping a process: how a parent stops its child, and how a long-running loop hears it.
+
+``stop`` is the one way every caller stops a child: ask first, then insist.
+``on_stop_signals`` is the one way a worker's loop learns it should stop: the
+signals ``stop`` (and a terminal's Ctrl-C) send call its action.
 
 Benchmarks and tests start Farloom's own programs as subprocesses (workers, the
 API server, a Celery worker with its prefork pool). Each is stopped the same way:
@@ -14,7 +18,12 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
+
+# What asks a Farloom program to stop: ``stop``'s first signal, and Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def stop(process: subprocess.Popen[Any], *, grace: float = 15.0, group: bool = False,
@@ -44,3 +53,18 @@ def _signal(process: subprocess.Popen[Any], sig: int, group: bool) -> None:
             os.killpg(process.pid, sig)
         else:
             process.send_signal(sig)
+
+
+def on_stop_signals(action: Callable[[int], None]) -> None:
+    """Make SIGTERM and SIGINT call ``action(signum)`` in this process's main thread.
+
+    The action runs between two bytecodes of whatever the main thread was doing,
+    so it should only set a flag or an event (as a publisher's ``stop()`` does; its
+    second call raises KeyboardInterrupt, which is how a second Ctrl-C abandons the
+    outstanding confirms); the loop finishes its current work and exits on its own.
+    """
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        action(signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)

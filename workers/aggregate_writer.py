@@ -20,14 +20,13 @@ Ack rules:
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
-from types import FrameType
 
 import pika
 from pika.adapters.blocking_connection import BlockingConnection
 
+from farloom_tasks import processes
 from farloom_tasks.core import aggregates
 from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable
@@ -54,12 +53,11 @@ def run_writer(settings: Settings, *, burst: bool) -> int:
     """
     stop = threading.Event()
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
+    def request_stop(signum: int) -> None:
         log.info("signal %d: finishing the current message, then exiting", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    processes.on_stop_signals(request_stop)
     writer_metrics.serve(settings.metrics_port)
     engine = db.make_engine(settings.database_url, pool_size=1)
     store = AggStore(engine)

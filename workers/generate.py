@@ -10,15 +10,14 @@ outstanding confirms, so the final figures are all confirmed clicks.
 from __future__ import annotations
 
 import random
-import signal
 import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from tqdm import tqdm
 
+from farloom_tasks import processes
 from farloom_tasks.core.messages import encode_clicks
 from farloom_tasks.core.traffic import TokenBucket, TrafficGenerator, TrafficMix
 from farloom_tasks.settings import Settings
@@ -113,7 +112,7 @@ def generate_traffic(options: GenerateOptions, settings: Settings) -> int:
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,
                                     on_progress=progress)
-    _stop_on_signals(publisher)
+    processes.on_stop_signals(lambda _signum: publisher.stop())
     try:
         stats = publisher.run()
     finally:
@@ -123,11 +122,3 @@ def generate_traffic(options: GenerateOptions, settings: Settings) -> int:
     print(f"mix: {counts['normal']:,} normal, {counts['duplicate']:,} duplicates, "
           f"{counts['late']:,} late, {counts['invalid']:,} invalid")
     return 0
-
-
-def _stop_on_signals(publisher: ConfirmingPublisher) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        publisher.stop()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import re
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from farloom_tasks import processes
 from farloom_tasks.core.clicks import parse_rfc3339
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
@@ -250,8 +250,7 @@ def import_clicks(options: ImportOptions, settings: Settings) -> int:
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,
                                     give_up_after=options.give_up_after)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: publisher.stop())
+    processes.on_stop_signals(lambda _signum: publisher.stop())
     started = time.monotonic()
     try:
         stats = publisher.run()

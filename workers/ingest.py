@@ -30,20 +30,18 @@ import contextlib
 import dataclasses
 import logging
 import random
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import orjson
 import pika.exceptions
 
-from farloom_tasks import failpoints
+from farloom_tasks import failpoints, processes
 from farloom_tasks.core.batching import Batcher
 from farloom_tasks.core.messages import decode_message
 from farloom_tasks.errors import BrokerUnavailable, ConfigError
@@ -86,12 +84,11 @@ def run(options: IngestOptions, settings: Settings) -> int:
         raise ConfigError(f"FARLOOM_FAILPOINTS: {exc}") from None
     stop = threading.Event()
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
+    def request_stop(signum: int) -> None:
         log.info("signal %d: flushing the current batch, then exiting", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    processes.on_stop_signals(request_stop)
     try:
         metrics.serve(settings.metrics_port)
     except OSError as exc:

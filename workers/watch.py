@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
+from farloom_tasks import processes
 from farloom_tasks.core.tail_position import (
     FileId,
     Positions,
@@ -289,11 +289,7 @@ def watch_logs(options: WatchOptions, settings: Settings) -> int:
                                     max_backoff=settings.reconnect_max_backoff_seconds,
                                     on_progress=progress)
 
-    def stop(signum: int, frame: Any) -> None:
-        publisher.stop()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    processes.on_stop_signals(lambda _signum: publisher.stop())
     print(f"watching {', '.join(paths)}; state in {state.path}", file=sys.stderr, flush=True)
     try:
         stats = publisher.run()
