@@ -43,8 +43,8 @@ from farloom_tasks.bench.options import AggregateOptions
 from farloom_tasks.bench.report import (
     DOCS_PATH,
     machine_markdown,
-    replace_section,
     slower_middle,
+    write_section,
 )
 from farloom_tasks.core.windows import MINUTE, iso, minute_of
 from farloom_tasks.errors import BenchFailed, FarloomError
@@ -211,8 +211,6 @@ def run(options: AggregateOptions, settings: Settings) -> int:
     print(body)
     if options.write_docs:
         section = "\n".join(["## Aggregation", "", machine_markdown(machine), "", body])
-        DOCS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        document = DOCS_PATH.read_text() if DOCS_PATH.exists() else "# Benchmarks\n"
-        DOCS_PATH.write_text(replace_section(document, SECTION, section))
+        write_section(SECTION, section)
         print(f"wrote {DOCS_PATH}", file=sys.stderr)
     return 0

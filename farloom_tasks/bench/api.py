@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from farloom_tasks import processes
 from farloom_tasks.bench.options import ApiOptions
-from farloom_tasks.bench.report import DOCS_PATH, replace_section
+from farloom_tasks.bench.report import DOCS_PATH, write_section
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
 from farloom_tasks.errors import BenchFailed
 from farloom_tasks.settings import Settings
@@ -89,9 +89,7 @@ def run(options: ApiOptions, settings: Settings) -> int:
                   universe=options.universe, load=load)
     print(body)
     if options.write_docs:
-        DOCS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        document = DOCS_PATH.read_text() if DOCS_PATH.exists() else "# Benchmarks\n"
-        DOCS_PATH.write_text(replace_section(document, SECTION, body))
+        write_section(SECTION, body)
         print(f"wrote {DOCS_PATH}", file=sys.stderr)
     met = all(t.p99 < TARGET_SECONDS for t in timings if t.label.startswith("M=60"))
     return 0 if met else 1

@@ -100,12 +100,9 @@ def run(options: PublishOptions, settings: Settings) -> int:
     ])
     print(body)
     if options.write_docs:
-        path = bench_report.DOCS_PATH
-        document = path.read_text() if path.exists() else bench_report.DOCS_TITLE + "\n"
-        document = bench_report.replace_section(
-            document, "machine", bench_report.machine_markdown(machine))
-        path.write_text(bench_report.replace_section(document, DOCS_SECTION, body))
-        print(f"wrote the {DOCS_SECTION} section of {path}")
+        bench_report.write_section(DOCS_SECTION, body,
+                                   machine=bench_report.machine_markdown(machine))
+        print(f"wrote the {DOCS_SECTION} section of {bench_report.DOCS_PATH}")
     return 0
 
 

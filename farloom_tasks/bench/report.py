@@ -1,4 +1,6 @@
-"""Benchmark results: rows, targets met or not, and the Markdown that goes into docs. Pure.
+"""Benchmark results: rows, targets met or not, and the Markdown that goes into docs.
+
+Pure, but for ``write_section``, which writes a section into the benchmarks page.
 
 Targets are judged on the measured figure as is: a figure just under a target
 is "not met", never rounded up.
@@ -230,6 +232,20 @@ DOCS_PATH = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
 DOCS_TITLE = "# Benchmarks"
 DOCS_INTRO = ("Figures from `farloom bench` (`make bench`). Each section is rewritten by its "
               "benchmark with `--write-docs`; text outside the markers is kept.")
+
+
+def write_section(name: str, body: str, path: Path = DOCS_PATH, *,
+                  machine: str | None = None) -> None:
+    """Rewrite section ``name`` of the benchmarks page, and the machine section if given.
+
+    A page that does not exist yet starts with its title; text outside the
+    markers is kept (``replace_section``).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = path.read_text() if path.exists() else DOCS_TITLE + "\n"
+    if machine is not None:
+        document = replace_section(document, "machine", machine)
+    path.write_text(replace_section(document, name, body))
 
 
 def update_docs(document: str, machine: str, ingest: str) -> str:
