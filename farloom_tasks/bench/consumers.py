@@ -99,12 +99,3 @@ def wait_for_consumer(env: BenchEnv, consumer: Consumer) -> None:
             connection.close()
     raise FarloomError(f"the {consumer.kind} consumer did not start consuming within "
                        f"{READY_TIMEOUT:.0f} s (exit code {consumer.process.poll()})")
-
-
-def queue_depth(env: BenchEnv) -> int:
-    connection = topology.connect(env.settings.amqp_url)
-    try:
-        return topology.queue_depth(connection.channel(), topology.INGEST_QUEUE)
-    finally:
-        with contextlib.suppress(Exception):
-            connection.close()

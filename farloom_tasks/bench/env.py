@@ -57,6 +57,15 @@ class BenchEnv:
         finally:
             engine.dispose()
 
+    def ingest_queue_depth(self) -> int:
+        """Messages waiting in farloom.clicks.ingest."""
+        connection = topology.connect(self.settings.amqp_url)
+        try:
+            return topology.queue_depth(connection.channel(), topology.INGEST_QUEUE)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+
 
 def _rabbitmqctl(*args: str) -> None:
     if shutil.which("rabbitmqctl") is None:

@@ -31,7 +31,6 @@ from farloom_tasks.bench.consumers import (
     EXIT_TIMEOUT,
     READY_TIMEOUT,
     Consumer,
-    queue_depth,
     wait_for_consumer,
 )
 from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
@@ -110,7 +109,7 @@ def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
     with tqdm(total=count, desc=f"  publish {count:,} x {cpm}", unit="msg", leave=False,
               file=sys.stderr) as bar:
         publish(env, PacedSource(traffic.bodies(count), count, None, bar))
-    if (depth := queue_depth(env)) != count:
+    if (depth := env.ingest_queue_depth()) != count:
         raise FarloomError(f"the queue holds {depth:,} messages after publishing {count:,}")
     consumer = Consumer(env, kind, _consumer_args(kind, count, cap, None, idle_seconds))
     try:

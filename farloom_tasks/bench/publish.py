@@ -69,7 +69,7 @@ def run(options: PublishOptions, settings: Settings) -> int:
         for _ in range(options.repeat):
             env.reset()
             runs.append(_farloom(env, traffic.bodies(options.messages), options.messages))
-            depth = _queued(env)
+            depth = env.ingest_queue_depth()
             if depth != options.messages:
                 raise FarloomError(f"{depth:,} of {options.messages:,} messages reached the queue")
         machine = describe_machine(env.settings)
@@ -104,11 +104,3 @@ def run(options: PublishOptions, settings: Settings) -> int:
                                    machine=bench_report.machine_markdown(machine))
         print(f"wrote the {DOCS_SECTION} section of {bench_report.DOCS_PATH}")
     return 0
-
-
-def _queued(env: BenchEnv) -> int:
-    connection = topology.connect(env.settings.amqp_url)
-    try:
-        return topology.queue_depth(connection.channel(), topology.INGEST_QUEUE)
-    finally:
-        connection.close()
