@@ -102,6 +102,15 @@ def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
     return int(figures.get("messages", 0)), int(clicks)
 
 
+def _complete(env: BenchEnv, kind: str, messages: int, clicks: int, count: int,
+              cpm: int) -> bool:
+    """Every message and click processed; for Farloom, every click also durable in raw."""
+    complete = messages == count and clicks == count * cpm
+    if kind == "farloom":
+        complete = complete and env.stored_clicks() == count * cpm
+    return complete
+
+
 def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
                   cap: float, idle_seconds: float) -> Row:
     env.reset()
@@ -118,9 +127,7 @@ def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
     finally:
         consumer.stop()
     messages, clicks = _done(kind, figures)
-    complete = messages == count and clicks == count * cpm
-    if kind == "farloom":
-        complete = complete and env.stored_clicks() == count * cpm
+    complete = _complete(env, kind, messages, clicks, count, cpm)
     note = "" if complete else (f"stopped by the {cap:g} s cap" if kind != "farloom"
                                 or not finished else "incomplete")
     return Row(PRELOADED, cpm, kind, count, messages, clicks,
@@ -184,9 +191,7 @@ def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
     behind = count * cpm - done_when_published
     published_rate = count * cpm / max(published_at - start, 1e-9)
     messages, clicks = _done(kind, figures)
-    complete = messages == count and clicks == count * cpm
-    if kind == "farloom":
-        complete = complete and env.stored_clicks() == count * cpm
+    complete = _complete(env, kind, messages, clicks, count, cpm)
     notes = [] if complete else [f"not drained within {drain_cap:g} s"]
     if published_rate < PUBLISHER_SHORTFALL * rate:
         notes.append("publisher fell short of the offered rate")
