@@ -57,6 +57,15 @@ def _minute(value: int | str) -> int:
     return minute_of(value) if isinstance(value, int) else parse_minute(value)
 
 
+def _prepare_replay(res: TaskResources, minute: int | str, source: str) -> tuple[Attempt, str]:
+    """replay.prepare for one minute, the same for replay_minute and replay_minutes."""
+    settings = res.settings
+    return replay.prepare(
+        res.engine, res.raw, res.counts, minute=_minute(minute), source=source,
+        shard_count=settings.shard_count, now=time.time(),
+        max_clock_skew_seconds=settings.max_clock_skew_seconds)
+
+
 def start_aggregation(attempt: Attempt) -> None:
     """Start the chord of shard tasks and the merge for one claimed attempt."""
     settings = settings_of(app)
@@ -189,12 +198,7 @@ def aggregation_failed(request: Any, exc: Any, traceback: Any, minute: int,
 @app.task(name="farloom.replay_minute", **RETRYING)
 def replay_minute(minute: int | str, source: str = "auto") -> dict[str, Any]:
     """Recompute one closed minute as a new revision (replay.py). Returns its revision."""
-    res = _resources()
-    settings = res.settings
-    attempt, chosen = replay.prepare(
-        res.engine, res.raw, res.counts, minute=_minute(minute), source=source,
-        shard_count=settings.shard_count, now=time.time(),
-        max_clock_skew_seconds=settings.max_clock_skew_seconds)
+    attempt, chosen = _prepare_replay(_resources(), minute, source)
     start_aggregation(attempt)
     return {"minute": attempt.minute, "revision": attempt.revision, "source": chosen}
 
@@ -215,10 +219,7 @@ def replay_minutes(minutes: list[int | str], source: str = "auto") -> dict[str, 
     settings = res.settings
     revisions: dict[str, int] = {}
     for value in minutes:
-        attempt, _ = replay.prepare(
-            res.engine, res.raw, res.counts, minute=_minute(value), source=source,
-            shard_count=settings.shard_count, now=time.time(),
-            max_clock_skew_seconds=settings.max_clock_skew_seconds)
+        attempt, _ = _prepare_replay(res, value, source)
         summaries = [minute_aggregation.snapshot_shard(
             res.redis, minute=attempt.minute, shard=shard, revision=attempt.revision,
             k=settings.top_k) for shard in range(settings.shard_count)]
