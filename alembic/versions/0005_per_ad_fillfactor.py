@@ -9,9 +9,9 @@ rewrites each of the minute's per-ad rows with its new revision number, and
 most counts do not change. With full pages every such UPDATE puts the new row
 version on another page and adds an entry to each of the table's three
 indexes. With half of each page free, PostgreSQL keeps the new version on the
-same page as a heap-only tuple: no index is touched. Measured with `farloom
-bench aggregate` (1,000,000 clicks over 100,000 ads): the aggregated writer
-finished a replayed revision 0.35 s after the merge instead of 1.3 s.
+same page as a heap-only tuple: no index is touched, and the aggregated writer
+finishes a replayed revision much sooner after the merge (measured with `farloom
+bench aggregate`: docs/benchmarks.md, "Figures behind the code").
 
 The cost is disk: the heap of agg.ad_clicks_per_minute takes about twice the
 space (its indexes do not change). Pages written before this migration keep
