@@ -35,9 +35,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two pytest processes side by side (pytest-xdist); each has its own database, Redis db
+# Three pytest processes side by side (pytest-xdist); each has its own database, Redis db
 # and vhost, the slowest scenarios start first, and the broker restart has its own node.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 pytest: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 

@@ -17,16 +17,20 @@ INTEGRATION_DIR = TESTS_DIR / "integration"
 # The scenarios whose length is set by what they test (minutes of wall clock), longest
 # first. They are handed out first, so that `make test`'s two pytest-xdist processes
 # spend the end of the run on short tests and finish together.
+# (The chaos scenarios go out first anyway, as two groups: tests/chaos/conftest.py.)
 LONGEST_FIRST = [
     "chaos/test_sustained_load.py",
     "chaos/test_two_beats.py",
     "integration/test_make_run.py",
+    "integration/test_talkingdata.py",
     "chaos/test_celery_worker_killed.py",
     "chaos/test_ingest_worker_killed.py",
     "chaos/test_broker_restarted.py",
     "chaos/test_redis_lost.py",
     "chaos/test_postgresql_outage.py",
     "chaos/test_poison_input.py",
+    "integration/test_bench_ingest.py",
+    "integration/test_ingest.py",
 ]
 
 

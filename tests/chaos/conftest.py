@@ -16,14 +16,27 @@ import pytest
 from tests.support.stack import Stack, isolated_stack
 
 CHAOS_DIR = Path(__file__).parent
+# Under `make test` (pytest-xdist, --dist loadgroup) each group runs in one process, one
+# scenario after another: at most two whole pipelines share the machine's two cores,
+# while a third process runs the other tests. The groups take about as long as each other.
+SCENARIO_GROUPS = {
+    "test_sustained_load.py": "chaos-a", "test_ingest_worker_killed.py": "chaos-a",
+    "test_celery_worker_killed.py": "chaos-a",
+    "test_two_beats.py": "chaos-b", "test_broker_restarted.py": "chaos-b",
+    "test_redis_lost.py": "chaos-b", "test_postgresql_outage.py": "chaos-b",
+    "test_poison_input.py": "chaos-b",
+}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Conftest hooks see every collected item, not only this directory's.
     for item in items:
-        if CHAOS_DIR in Path(str(item.fspath)).parents:
+        path = Path(str(item.fspath))
+        if CHAOS_DIR in path.parents:
             item.add_marker(pytest.mark.slow)
             item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.xdist_group(SCENARIO_GROUPS.get(path.name, "chaos-b")))
 
 
 @pytest.fixture(scope="package")
