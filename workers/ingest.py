@@ -49,11 +49,11 @@ from farloom_tasks.metrics import ingest as metrics
 from farloom_tasks.metrics.bad_deploy import BadDeployAlarm
 from farloom_tasks.pipeline.in_order_acks import InFlight, InOrderAcks
 from farloom_tasks.pipeline.ingest_sink import RETRY_BACKOFF, Abandoned, Written
-from farloom_tasks.pipeline.ingest_subscription import Subscription
 from farloom_tasks.pipeline.ingest_writers import Writer, close_writers, start_writers
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import raw, topology
 from farloom_tasks.stores.dead_letters import DeadLetterPublisher
+from farloom_tasks.stores.ingest_consumer import Subscription
 
 log = logging.getLogger("farloom.ingest")
 # pika logs every failed connect at ERROR with a traceback; the worker's own warning

@@ -1,4 +1,4 @@
-"""The ingest worker's consumer on ``farloom.clicks.ingest`` and the prefetch window it holds.
+"""The ingest worker's RabbitMQ consumer (adapter) on ``farloom.clicks.ingest``, with its window.
 
 The window follows the prefetch controller (core.prefetch) to bound memory.
 It is per consumer, not channel-wide (``global_qos``): a channel-wide window
