@@ -252,7 +252,8 @@ def run(options: IngestOptions, settings: Settings) -> int:
     started = datetime.now(UTC)
     with isolated_bench_env(settings) as env:
         machine = describe_machine(env.settings)
-        traffic = {cpm: Traffic(cpm, time.time()) for cpm in sizes.messages}
+        traffic = {cpm: Traffic(cpm, time.time(), click_ids=options.click_ids)
+                   for cpm in sizes.messages}
         with tqdm(runs, desc="bench ingest", unit="run", file=sys.stderr) as bar:
             for mode, cpm, kind, rate in bar:
                 bar.set_postfix_str(f"{mode} {cpm} click/msg {kind}"

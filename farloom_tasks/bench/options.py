@@ -32,6 +32,7 @@ class IngestOptions:
     mode: str = BOTH  # BOTH, report.PRELOADED or report.SUSTAINED
     consumers: tuple[str, ...] = CONSUMER_KINDS
     quick: bool = False  # tiny sizes: a smoke run of the harness
+    click_ids: str = "uuid4"  # "uuid4" as ad servers send them, or "sequential" to compare
     write_docs: bool = False
     docs: Path = DOCS_PATH  # the Markdown file write_docs updates
     report: Path | None = None  # also write rows and targets as JSON here

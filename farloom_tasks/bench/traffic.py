@@ -1,7 +1,11 @@
 """The benchmark's traffic: deterministic click messages, published paced or all at once.
 
 Every run of a scenario publishes the same bodies (same seed, same click ids),
-so the three consumers are measured on identical work. Publishing goes through
+so the three consumers are measured on identical work. The clicks look like a
+real ad server's: a random UUIDv4 click id and every optional field (user_id,
+ip, country). Random ids land all over the raw primary-key index, where short
+sequential ones would all land at its right edge; ``click_ids="sequential"``
+keeps those for comparison. Publishing goes through
 Farloom's own confirming publisher, which stamps the publish-time header the
 ingest worker measures latency from.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,26 +27,50 @@ from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing
 
 ADS = 10_000  # distinct ads in the benchmark's traffic (Zipf, s = 1)
+USERS = 1_000_000  # distinct user ids the clicks are spread over (uniformly)
+CLICK_ID_KINDS = ("uuid4", "sequential")
+# Where the clicks come from: a spread of real ISO 3166-1 codes.
+COUNTRIES = ("US", "IN", "BR", "ID", "DE", "FR", "GB", "JP", "MX", "NG", "PH", "VN", "TR",
+             "EG", "IT", "ES", "KR", "CA", "PL", "AR")
 
 
 class Traffic:
     """Deterministic click messages: run k of a scenario sends the same bodies as run 1."""
 
-    def __init__(self, clicks_per_message: int, base_time: float, seed: int = 7) -> None:
+    def __init__(self, clicks_per_message: int, base_time: float, seed: int = 7,
+                 click_ids: str = "uuid4") -> None:
+        if click_ids not in CLICK_ID_KINDS:
+            raise ValueError(f"click_ids must be one of {CLICK_ID_KINDS}, not {click_ids!r}")
         self.clicks_per_message = clicks_per_message
         self.base_time = base_time
         self.seed = seed
+        self.click_ids = click_ids
         self.weights = zipf_cumulative_weights(ADS, 1.0)
 
     def bodies(self, count: int) -> Iterator[Outgoing]:
         rng = random.Random(self.seed)
-        ads = rng.choices(range(ADS), cum_weights=self.weights, k=count * self.clicks_per_message)
+        per = self.clicks_per_message
+        ads = rng.choices(range(ADS), cum_weights=self.weights, k=count * per)
         for i in range(count):
-            clicks = [{"click_id": f"b{self.clicks_per_message}-{i}-{j}",
-                       "ad_id": f"ad-{ads[i * self.clicks_per_message + j]}",
-                       "clicked_at": self.base_time - rng.random() * 50, "country": "FR"}
-                      for j in range(self.clicks_per_message)]
+            clicks = [{"click_id": self._click_id(rng, i, j),
+                       "ad_id": f"ad-{ads[i * per + j]}",
+                       "clicked_at": self.base_time - rng.random() * 50,
+                       "user_id": f"user-{rng.randrange(USERS)}",
+                       "ip": _ipv4(rng),
+                       "country": rng.choice(COUNTRIES)}
+                      for j in range(per)]
             yield Outgoing(orjson.dumps(clicks[0] if len(clicks) == 1 else clicks), len(clicks))
+
+    def _click_id(self, rng: random.Random, message: int, index: int) -> str:
+        if self.click_ids == "sequential":
+            return f"b{self.clicks_per_message}-{message}-{index}"
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _ipv4(rng: random.Random) -> str:
+    """A public-looking unicast address (first octet 1-223)."""
+    return (f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}."
+            f"{rng.randrange(1, 255)}")
 
 
 class PacedSource:

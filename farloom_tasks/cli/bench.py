@@ -82,6 +82,11 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default all)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes: a smoke run of the harness, not a measurement")
+    parser.add_argument("--click-ids", choices=("uuid4", "sequential"),
+                        default=defaults.click_ids,
+                        help="random UUIDv4 click ids, as ad servers send them (default), or "
+                             "short sequential ones, which land at the right edge of the "
+                             "raw index (for comparison)")
     parser.add_argument("--write-docs", action="store_true",
                         help="write the machine and ingest sections of docs/benchmarks.md")
     parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
@@ -96,8 +101,8 @@ def ingest_options(args: argparse.Namespace) -> IngestOptions:
         clicks_per_message=tuple(args.clicks_per_message or ()), rates=tuple(args.rate or ()),
         duration=args.duration, repeat=args.repeat, mode=args.mode,
         consumers=tuple(k.strip() for k in args.consumers.split(",") if k.strip()),
-        quick=args.quick, write_docs=args.write_docs, docs=args.docs, report=args.report,
-        command_line=" ".join(sys.argv[1:]))
+        quick=args.quick, click_ids=args.click_ids, write_docs=args.write_docs,
+        docs=args.docs, report=args.report, command_line=" ".join(sys.argv[1:]))
 
 
 def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:

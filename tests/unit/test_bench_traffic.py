@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import orjson
+import pytest
 
 from farloom_tasks.bench.traffic import PacedSource, Traffic
 from farloom_tasks.core.messages import decode_message
@@ -26,6 +29,28 @@ def test_bodies_are_valid_clicks_with_unique_ids() -> None:
             ids.update(c.click_id for c in decoded.clicks)
         assert len(ids) == 30 * cpm
     assert isinstance(orjson.loads(Traffic(1, now).bodies(1).__next__().body), dict)
+
+
+def test_clicks_carry_random_uuid4_ids_and_every_optional_field_as_ad_servers_send() -> None:
+    now = 1_800_000_000.0
+    clicks = [c for m in Traffic(100, now).bodies(10) for c in orjson.loads(m.body)]
+    for click in clicks:
+        assert uuid.UUID(click["click_id"]).version == 4
+        assert click["user_id"] and click["ip"] and click["country"]
+    decoded = [decode_message(m.body, now=now, max_skew=0, max_bytes=1 << 20)
+               for m in Traffic(100, now).bodies(10)]
+    stored = [c for d in decoded for c in d.clicks]
+    assert all(c.user_id and c.ip and c.country for c in stored)
+    # Random ids: no two consecutive clicks share an id prefix the way sequential ones do.
+    prefixes = {c["click_id"][:4] for c in clicks}
+    assert len(prefixes) > len(clicks) // 2
+
+
+def test_sequential_click_ids_stay_available_for_comparison() -> None:
+    message = next(Traffic(3, 0.0, click_ids="sequential").bodies(1))
+    assert [c["click_id"] for c in orjson.loads(message.body)] == ["b3-0-0", "b3-0-1", "b3-0-2"]
+    with pytest.raises(ValueError, match="click_ids"):
+        Traffic(1, 0.0, click_ids="v1")
 
 
 def test_an_unpaced_source_hands_out_everything_then_ends() -> None:
