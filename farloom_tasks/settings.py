@@ -70,6 +70,18 @@ class Settings:
     reconnect_max_backoff_seconds: float = 30.0  # s, cap of the reconnect backoff
     watch_state_dir: str = "~/.local/state/farloom"  # directory of `farloom watch` state files
 
+    # Storage: time partitions and retention (docs/design.md, "Partitions and retention").
+    # hours of event time per raw.ad_clicks partition, a divisor of 24; it bounds the
+    # dedup window (a click id is unique within its partition)
+    raw_partition_hours: int = 1
+    minute_partition_hours: int = 24  # hours per agg.ad_clicks_per_minute partition, divides 24
+    # s beyond now + max_clock_skew_seconds for which partitions are made ahead
+    partition_premake_seconds: float = 7200.0
+    raw_retention_days: int = 0  # days raw partitions are kept after they end; 0 = forever
+    minute_retention_days: int = 0  # days per-minute results are kept; 0 = forever
+    archive_dir: str = ""  # where raw partitions are archived before a drop; "" = no archive
+    maintenance_interval_seconds: float = 300.0  # s between partition/retention runs
+
     # Operations.
     metrics_port: int = 0  # TCP port for a worker's Prometheus metrics; 0 = off
     log_level: str = "INFO"
@@ -137,6 +149,7 @@ class Settings:
             "reconnect_max_backoff_seconds": self.reconnect_max_backoff_seconds,
             "reconcile_interval_seconds": self.reconcile_interval_seconds,
             "reconcile_lookback_minutes": self.reconcile_lookback_minutes,
+            "maintenance_interval_seconds": self.maintenance_interval_seconds,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -145,12 +158,21 @@ class Settings:
             "grace_seconds": self.grace_seconds,
             "max_clock_skew_seconds": self.max_clock_skew_seconds,
             "late_interval_seconds": self.late_interval_seconds,
+            "partition_premake_seconds": self.partition_premake_seconds,
+            "raw_retention_days": self.raw_retention_days,
+            "minute_retention_days": self.minute_retention_days,
         }.items():
             if value < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 0, got {value}")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"FARLOOM_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                               f"got {self.log_level!r}")
+        for name, hours in (("raw_partition_hours", self.raw_partition_hours),
+                            ("minute_partition_hours", self.minute_partition_hours)):
+            # Partitions then start on the hour and tile each UTC day.
+            if not 1 <= hours <= 24 or 24 % hours:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must divide 24 (1, 2, 3, 4, 6, "
+                                  f"8, 12 or 24), got {hours}")
         if self.shard_count > 1024:
             raise ConfigError("FARLOOM_SHARD_COUNT must be at most 1024")
         if self.redis_retention_seconds < 120 + self.grace_seconds:

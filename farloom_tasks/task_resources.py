@@ -14,6 +14,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from farloom_tasks import failpoints
+from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, redis_counts
 from farloom_tasks.stores.aggregates_publisher import AggregatesPublisher
@@ -53,7 +54,8 @@ class TaskResources:
     @property
     def raw(self) -> RawStore:
         if self._raw is None:
-            self._raw = RawStore(self.engine, self.settings.shard_count)
+            self._raw = RawStore(self.engine, self.settings.shard_count,
+                                 self.settings.raw_partition_hours * HOUR)
         return self._raw
 
     @property

@@ -29,6 +29,7 @@ from pika.adapters.blocking_connection import BlockingConnection
 from farloom_tasks import processes
 from farloom_tasks.core import aggregates
 from farloom_tasks.core.backoff import Backoff
+from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.errors import BrokerUnavailable, DatabaseUnavailable
 from farloom_tasks.metrics import writer as writer_metrics
 from farloom_tasks.settings import Settings
@@ -60,7 +61,7 @@ def run_writer(settings: Settings, *, burst: bool) -> int:
     processes.on_stop_signals(request_stop)
     writer_metrics.serve(settings.metrics_port)
     engine = db.make_engine(settings.database_url, pool_size=1)
-    store = AggStore(engine)
+    store = AggStore(engine, settings.minute_partition_hours * HOUR)
     try:
         return AggregateWriter(settings, store, stop).run(burst=burst)
     finally:

@@ -41,6 +41,7 @@ from farloom_tasks import failpoints
 from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.core.clicks import Click, Rejection
 from farloom_tasks.core.messages import DeadLetter
+from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.errors import FarloomError, TransientError
 from farloom_tasks.metrics import ingest as metrics
 from farloom_tasks.metrics.registry import service_label
@@ -78,7 +79,8 @@ class DurableSink:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.stop = stop
         self.engine = db.make_engine(settings.database_url, pool_size=1)
-        self.raw = RawStore(self.engine, settings.shard_count)
+        self.raw = RawStore(self.engine, settings.shard_count,
+                            settings.raw_partition_hours * HOUR)
         self.counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
                                                settings.redis_retention_seconds)
         self.writer = DurableWriter(self.raw, self.counts)

@@ -39,8 +39,10 @@ import psycopg2.errors
 from sqlalchemy.engine import Engine
 
 from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
+from farloom_tasks.core.partitions import DAY
 from farloom_tasks.core.topk import top_k
 from farloom_tasks.stores.db import OwnedConnection
+from farloom_tasks.stores.partitions import MINUTES, PartitionCache
 
 # The two-key advisory lock space (classid, objid) never meets the one-key
 # watermark lock: PostgreSQL tells them apart by objsubid.
@@ -174,12 +176,16 @@ def minute_lock_key(minute: int, lock_class: int = ROWS_LOCK_CLASS) -> tuple[int
 class AggStore:
     """Owns one PostgreSQL connection for a single-threaded aggregated writer."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, partition_seconds: int = DAY) -> None:
         self.engine = engine
         self._db = OwnedConnection(engine)
+        # The minute's partition of agg.ad_clicks_per_minute, made before the part's
+        # transactions if the periodic task has not made it yet.
+        self.partitions = PartitionCache(engine, MINUTES, partition_seconds)
 
     def close(self) -> None:
         self._db.close()
+        self.partitions.close()
 
     def write_part(self, part: MinuteResultPart) -> Outcome:
         """Store one part (see the module docstring); never returns COMPLETE.
@@ -188,6 +194,7 @@ class AggStore:
         every step is idempotent), and InvalidAggregate when PostgreSQL refuses
         the part's data (dead-letter it: it would fail again).
         """
+        self.partitions.ensure_for([part.minute])
         if self._run(part, self._write_top) is Outcome.STALE:
             return Outcome.STALE
         outcome = self._run(part, self._write_part)

@@ -28,7 +28,9 @@ from sqlalchemy.engine import Engine
 
 from farloom_tasks.core import increments as inc
 from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.stores.db import WATERMARK_LOCK_KEY, OwnedConnection
+from farloom_tasks.stores.partitions import RAW, PartitionCache
 
 # What PostgreSQL says about clicks it will not store (a gap in validation): the
 # ingest worker dead-letters them. A missing table or a lost permission is not the
@@ -40,6 +42,9 @@ NotMigrated = UndefinedTable
 # The batch travels as one JSON document: psycopg2 adapts Python lists element by
 # element, which costs the worker far more CPU than orjson encoding the whole batch
 # once (figures: docs/benchmarks.md, "Figures behind the code").
+# The conflict is on the click's partition's unique index on click_id (a partitioned
+# table's own unique keys would have to include the partition key): the dedup
+# window is the partition.
 # What comes back is the new clicks counted per (ad, minute), grouped by PostgreSQL:
 # a row per stored click would cost the worker a tuple and a dict update each.
 _INSERT_CLICKS = """
@@ -50,7 +55,7 @@ WITH stored AS (
         SELECT c, a, to_timestamp(t) AS ts, u, i, co
         FROM json_to_recordset(%s::json) AS x(c text, a text, t float8, u text, i text, co text)
     ) AS batch
-    ON CONFLICT (click_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING ad_id, minute
 )
 SELECT ad_id, extract(epoch FROM minute)::bigint, count(*) FROM stored GROUP BY ad_id, minute
@@ -92,19 +97,30 @@ class PendingOutbox:
 class RawStore:
     """Owns one PostgreSQL connection for a single-threaded ingest worker."""
 
-    def __init__(self, engine: Engine, shard_count: int) -> None:
+    def __init__(self, engine: Engine, shard_count: int,
+                 partition_seconds: int = HOUR) -> None:
         self.engine = engine
         self.shard_count = shard_count
         self._db = OwnedConnection(engine)
         self._run = self._db.run
+        # Partitions are made ahead by a periodic task; this makes one on demand
+        # (historical imports, a task that has not run yet) before the batch's own
+        # transaction, which therefore never waits on a partition being made.
+        self.partitions = PartitionCache(engine, RAW, partition_seconds)
 
     def close(self) -> None:
         self._db.close()
+        self.partitions.close()
 
     def commit_batch(self, clicks: Sequence[Click],
                      applied_batch_ids: Sequence[str] = ()) -> CommittedBatch:
-        """Store ``clicks`` durably with their outbox row (see the module docstring)."""
+        """Store ``clicks`` durably with their outbox row (see the module docstring).
+
+        Raises stores.partitions.PartitionDropped if a click falls in a range that
+        retention dropped (the caller dead-letters it as beyond retention).
+        """
         batch_id = str(uuid.uuid4())
+        self.partitions.ensure_for([c.clicked_at for c in clicks])
 
         def work(cursor: Any) -> CommittedBatch:
             cursor.execute(_READ_WATERMARK)

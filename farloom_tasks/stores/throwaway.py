@@ -37,8 +37,12 @@ def empty_everything(settings: Settings) -> None:
         with db.translated_errors(), engine.begin() as conn:
             tables = conn.execute(sa.text(
                 "SELECT schemaname || '.' || tablename FROM pg_tables "
-                "WHERE schemaname IN ('raw', 'agg')")).scalars().all()
+                "WHERE schemaname IN ('raw', 'agg') AND tablename <> 'partitions'")
+            ).scalars().all()
             conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
+            # The partitions stay (empty), and so does their ledger, which processes
+            # cache; what retention dropped may be made again.
+            conn.exec_driver_sql("DELETE FROM raw.partitions WHERE dropped_at IS NOT NULL")
             conn.exec_driver_sql(
                 "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
     finally:

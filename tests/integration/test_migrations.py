@@ -10,7 +10,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from farloom_tasks.core.partitions import DAY
 from farloom_tasks.stores import agg as agg_store
+from farloom_tasks.stores import partitions
 from farloom_tasks.stores import db
 from farloom_tasks.stores import migrations as migrate
 from farloom_tasks.stores.agg import int_array, text_array
@@ -61,10 +63,13 @@ def test_migrations_go_up_down_to_base_and_up_again(scratch_url: str) -> None:
     assert migrate.upgrade(scratch_url) is True  # the database had to be created
     at_head = _objects(scratch_url)
     assert ("version", head) in at_head
-    for table in ("raw.ad_clicks", "raw.redis_outbox", "agg.watermark", "agg.late_minutes",
-                  "agg.minute_totals", "agg.ad_clicks_per_minute", "agg.top_ads",
-                  "agg.minute_closes"):
+    for table in ("raw.redis_outbox", "agg.watermark", "agg.late_minutes",
+                  "agg.minute_totals", "agg.top_ads", "agg.minute_closes", "raw.partitions",
+                  "agg.ad_clicks_per_hour", "agg.ad_clicks_per_day", "agg.hour_totals",
+                  "agg.day_totals"):
         assert ("r", table) in at_head, table
+    for table in ("raw.ad_clicks", "agg.ad_clicks_per_minute"):  # partitioned by time
+        assert ("p", table) in at_head, table
 
     migrate.downgrade(scratch_url, "base")
     assert _objects(scratch_url) == set()  # nothing left behind in raw/agg, no version row
@@ -92,6 +97,8 @@ def test_the_schema_accepts_a_click_after_a_round_trip(scratch_url: str) -> None
     engine = sa.create_engine(scratch_url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
+            conn.execute(sa.text("SELECT raw.ensure_partition('raw.ad_clicks', "
+                                 "'2026-11-29T12:03:00Z', '1 hour', 'click_id')"))
             conn.execute(sa.text(
                 "INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute) VALUES "
                 "('c1', 'ad', '2026-11-29T12:03:07Z', '2026-11-29T12:03:00Z')"))
@@ -115,6 +122,7 @@ def test_a_new_revision_with_unchanged_counts_updates_per_ad_rows_in_place(
         conn: Any = engine.raw_connection()
         try:
             with conn.cursor() as cursor:
+                partition = partitions.ensure(cursor, partitions.MINUTES, minute, DAY)
                 cursor.execute(agg_store._INSERT_ADS, (minute, 1, text_array(ads),
                                                        int_array(counts)))
             conn.commit()
@@ -123,8 +131,7 @@ def test_a_new_revision_with_unchanged_counts_updates_per_ad_rows_in_place(
                                                        int_array(counts)))
                 cursor.execute("SELECT pg_stat_get_xact_tuples_updated(c.oid), "
                                "pg_stat_get_xact_tuples_hot_updated(c.oid) "
-                               "FROM pg_class c WHERE c.oid = 'agg.ad_clicks_per_minute'"
-                               "::regclass")
+                               "FROM pg_class c WHERE c.oid = %s::regclass", (partition,))
                 updated, heap_only = cursor.fetchone()
             conn.commit()
         finally:

@@ -1,0 +1,165 @@
+"""Partitions of raw.ad_clicks and agg.ad_clicks_per_minute (adapter).
+
+Every partition is made by the database function ``raw.ensure_partition``
+(migration 0006), which serialises its callers per table and records each
+partition in ``raw.partitions``. This module calls it, keeps a per-process
+cache of the ranges known to exist, and lists, detaches and drops partitions
+for retention (pipeline/retention.py).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+
+from farloom_tasks.core.partitions import HOUR, PartitionRange, start_of
+from farloom_tasks.stores.db import Engine, OwnedConnection
+
+RAW_CLICKS = "raw.ad_clicks"
+MINUTE_COUNTS = "agg.ad_clicks_per_minute"
+
+# SQLSTATE raw.ensure_partition raises for a range retention dropped.
+DROPPED_SQLSTATE = "FL001"
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A partitioned table and how its partitions are made."""
+
+    parent: str
+    unique_columns: str | None  # the per-partition dedup key, if any
+    storage: str | None  # storage parameters of each partition
+
+
+RAW = PartitionedTable(RAW_CLICKS, unique_columns="click_id", storage=None)
+# Half-full pages, as migration 0005 gave the unpartitioned table: a new revision
+# of a minute then rewrites its rows in place (heap-only tuples).
+MINUTES = PartitionedTable(MINUTE_COUNTS, unique_columns=None, storage="fillfactor = 50")
+
+
+class PartitionDropped(Exception):
+    """A click or count belongs to a range whose partition retention dropped."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    parent: str
+    name: str
+    range: PartitionRange
+    dropped_at: float | None
+    archive_file: str | None
+    archived_rows: int | None
+
+
+def ensure(cursor: Any, table: PartitionedTable, moment: float, length_seconds: int, *,
+           restore: bool = False) -> str:
+    """The name of ``table``'s partition holding ``moment``, made if missing.
+
+    Run it in a transaction of its own and commit promptly: making a partition
+    holds the table's partition lock until the commit. Raises PartitionDropped
+    for a range retention dropped (unless ``restore``).
+    """
+    cursor.execute("SAVEPOINT ensure_partition")
+    try:
+        cursor.execute(
+            "SELECT raw.ensure_partition(%s, to_timestamp(%s), make_interval(secs => %s), "
+            "%s, %s, %s)",
+            (table.parent, moment, length_seconds, table.unique_columns, table.storage, restore))
+    except psycopg2.Error as exc:
+        cursor.execute("ROLLBACK TO SAVEPOINT ensure_partition")
+        if exc.pgcode == DROPPED_SQLSTATE:
+            raise PartitionDropped(exc.pgerror.strip() if exc.pgerror else str(exc)) from exc
+        raise
+    name = str(cursor.fetchone()[0])
+    cursor.execute("RELEASE SAVEPOINT ensure_partition")
+    return name
+
+
+class PartitionCache:
+    """The partitions one process knows exist, so that a write makes one only on a miss.
+
+    A partition is never dropped while it can still receive writes (retention
+    refuses clicks well before, core.partitions.acceptance_floor), so a cached
+    range stays valid for the life of the process.
+    """
+
+    def __init__(self, engine: Engine, table: PartitionedTable, length_seconds: int) -> None:
+        self.table = table
+        self.length_seconds = length_seconds
+        self._db = OwnedConnection(engine)
+        self._known: list[PartitionRange] = []
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ensure_for(self, moments: Sequence[float]) -> int:
+        """Make sure a partition holds each of ``moments``; returns how many were looked up.
+
+        Raises PartitionDropped if one of them falls in a dropped range.
+        """
+        known = self._known
+        # A batch almost always falls in the partition of its previous batch.
+        if not moments or (known and known[-1].holds(min(moments))
+                           and known[-1].holds(max(moments))):
+            return 0
+        missing = sorted({start_of(m, self.length_seconds) for m in moments
+                          if not any(r.holds(m) for r in known)})
+        # One lookup can answer for many moments; look up again only what it missed.
+        looked_up = 0
+        for moment in missing:
+            if any(r.holds(moment) for r in self._known):
+                continue
+            found = self._db.run(functools.partial(self._lookup, moment=moment))
+            # The one found last is checked first next time.
+            self._known = [r for r in self._known if r != found] + [found]
+            looked_up += 1
+        return looked_up
+
+    def _lookup(self, cursor: Any, *, moment: float) -> PartitionRange:
+        ensure(cursor, self.table, moment, self.length_seconds)
+        cursor.execute("SELECT extract(epoch FROM range_start)::bigint, "
+                       "extract(epoch FROM range_end)::bigint FROM raw.partitions "
+                       "WHERE parent = %s AND dropped_at IS NULL "
+                       "AND range_start <= to_timestamp(%s) AND to_timestamp(%s) < range_end",
+                       (self.table.parent, moment, moment))
+        start, end = cursor.fetchone()
+        return PartitionRange(int(start), int(end))
+
+
+def listed(cursor: Any, parent: str, *, include_dropped: bool = False) -> list[Partition]:
+    """``parent``'s partitions from the ledger, oldest first."""
+    cursor.execute(
+        "SELECT partition_name, extract(epoch FROM range_start)::bigint, "
+        "extract(epoch FROM range_end)::bigint, extract(epoch FROM dropped_at), "
+        "archive_file, archived_rows FROM raw.partitions WHERE parent = %s "
+        + ("" if include_dropped else "AND dropped_at IS NULL ") + "ORDER BY range_start",
+        (parent,))
+    return [Partition(parent, name, PartitionRange(int(start), int(end)),
+                      float(dropped) if dropped is not None else None, archive, rows)
+            for name, start, end, dropped, archive, rows in cursor.fetchall()]
+
+
+def dropped_holding(cursor: Any, parent: str, moment: float) -> Partition | None:
+    """The dropped partition of ``parent`` that held ``moment``, if retention dropped it."""
+    cursor.execute(
+        "SELECT partition_name, extract(epoch FROM range_start)::bigint, "
+        "extract(epoch FROM range_end)::bigint, extract(epoch FROM dropped_at), "
+        "archive_file, archived_rows FROM raw.partitions WHERE parent = %s "
+        "AND dropped_at IS NOT NULL AND range_start <= to_timestamp(%s) "
+        "AND to_timestamp(%s) < range_end",
+        (parent, moment, moment))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    name, start, end, dropped, archive, rows = row
+    return Partition(parent, name, PartitionRange(int(start), int(end)), float(dropped),
+                     archive, rows)
+
+
+def length_seconds_of(hours: float) -> int:
+    return int(hours * HOUR)
