@@ -23,7 +23,7 @@ from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.topk import AdCount
 from farloom_tasks.errors import BenchFailed
-from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores import db, partitions, redis_counts
 
 COPY_ROWS = 50_000  # rows per COPY chunk
 REDIS_BATCH = 10_000  # members per pipelined ZADD batch
@@ -80,6 +80,9 @@ def load(env: BenchEnv, workload: Workload, seed: int) -> None:
             rows = _click_rows(workload, seed)
             with tqdm(total=workload.clicks, desc="load raw.ad_clicks", unit="click",
                       file=sys.stderr) as bar, db.translated_errors(), conn.cursor() as cursor:
+                partitions.ensure(cursor, partitions.RAW, workload.minute,
+                                  partitions.length_seconds_of(settings.raw_partition_hours))
+                conn.commit()
                 while chunk := [row for _, row in zip(range(COPY_ROWS), rows, strict=False)]:
                     cursor.copy_expert("COPY raw.ad_clicks (click_id, ad_id, clicked_at, minute) "
                                        "FROM STDIN", io.StringIO("".join(chunk)))

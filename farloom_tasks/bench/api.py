@@ -25,16 +25,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from random import Random
+from typing import Any
 
 import sqlalchemy as sa
 
 from farloom_tasks import processes
 from farloom_tasks.bench.options import ApiOptions
 from farloom_tasks.bench.report import DOCS_PATH, write_section
+from farloom_tasks.core.partitions import starts_between
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
 from farloom_tasks.errors import BenchFailed
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db
+from farloom_tasks.stores import db, partitions
 from farloom_tasks.stores import migrations as migrate
 
 SECTION = "api"
@@ -78,7 +80,8 @@ def run(options: ApiOptions, settings: Settings) -> int:
     """Fill a scratch database, time the API; 0 if every M=60 scenario met its target."""
     with _scratch_database(settings.database_url) as url:
         started = time.perf_counter()
-        rows, last = _fill(url, options.hours, options.ads_per_minute, options.universe)
+        rows, last = _fill(url, options.hours, options.ads_per_minute, options.universe,
+                           partitions.length_seconds_of(settings.minute_partition_hours))
         fill_s = time.perf_counter() - started
         print(f"filled {rows:,} rows ({options.hours} h x {options.ads_per_minute} ads) "
               f"in {fill_s:.0f} s", file=sys.stderr)
@@ -157,11 +160,13 @@ def _get(url: str) -> None:
         raise BenchFailed(f"GET {url} returned {len(ads)} ads, not 100")
 
 
-def _fill(url: str, hours: int, ads: int, universe: int) -> tuple[int, int]:
+def _fill(url: str, hours: int, ads: int, universe: int,
+          partition_seconds: int) -> tuple[int, int]:
     last = minute_of(time.time()) - MINUTE
     start = last - (hours * 60 - 1) * MINUTE
     engine = db.make_engine(url, pool_size=1)
     try:
+        make_minute_partitions(engine, start, last, partition_seconds)
         with db.translated_errors(), engine.begin() as conn:
             # Loading into indexed tables is slower than building the same indexes
             # once afterwards (docs/benchmarks.md, "Figures behind the code"); the
@@ -189,6 +194,21 @@ def _fill(url: str, hours: int, ads: int, universe: int) -> tuple[int, int]:
     finally:
         engine.dispose()
     return rows, last
+
+
+def make_minute_partitions(engine: sa.Engine, first: int, last: int,
+                           partition_seconds: int) -> None:
+    """The partitions of agg.ad_clicks_per_minute for [first, last], made before a direct fill
+    (the aggregated writer makes its own on demand; a plain INSERT finds none)."""
+    with db.translated_errors():
+        conn: Any = engine.raw_connection()
+    try:
+        with db.translated_errors(), conn.cursor() as cursor:
+            for start in starts_between(first, last, partition_seconds):
+                partitions.ensure(cursor, partitions.MINUTES, start, partition_seconds)
+            conn.commit()
+    finally:
+        conn.close()
 
 
 @contextlib.contextmanager

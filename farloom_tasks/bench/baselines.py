@@ -31,6 +31,7 @@ from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.windows import minute_of
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores.partitions import RAW, PartitionCache, length_seconds_of
 
 ACK_EVERY = 200  # messages per multiple-ack of the null consumer
 IDLE_POLL = 0.1  # s the consume loop waits before rechecking its stop conditions
@@ -39,8 +40,8 @@ TIMELINE_STEP = 0.1  # s between timeline samples
 _NAIVE_INSERT = (
     "INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country) "
     "VALUES (%s, %s, to_timestamp(%s), date_trunc('minute', to_timestamp(%s), 'UTC'), "
-    "%s, %s::inet, %s) ON CONFLICT (click_id) DO NOTHING"
-)
+    "%s, %s::inet, %s) ON CONFLICT DO NOTHING"
+)  # the conflict is against the click's partition's own unique index on click_id
 
 
 @dataclass
@@ -127,6 +128,8 @@ def run_null(settings: Settings, run: _Run) -> None:
 def run_naive(settings: Settings, run: _Run) -> None:
     engine = db.make_engine(settings.database_url, pool_size=1)
     conn: Any = engine.raw_connection()
+    # As the ingest worker does: a partition is made on a miss, the cache answers after.
+    partitions = PartitionCache(engine, RAW, length_seconds_of(settings.raw_partition_hours))
     zset = redis_counts.connect(settings.redis_url)
     connection = topology.connect(settings.amqp_url)
     channel = connection.channel()
@@ -139,6 +142,7 @@ def run_naive(settings: Settings, run: _Run) -> None:
                 decoded = decode_message(body, now=time.time(),
                                          max_skew=settings.max_clock_skew_seconds,
                                          max_bytes=settings.max_message_bytes)
+                partitions.ensure_for([click.clicked_at for click in decoded.clicks])
                 for click in decoded.clicks:
                     with conn.cursor() as cursor:
                         cursor.execute(_NAIVE_INSERT, (
@@ -155,6 +159,7 @@ def run_naive(settings: Settings, run: _Run) -> None:
     finally:
         connection.close()
         conn.close()
+        partitions.close()
         engine.dispose()
 
 
