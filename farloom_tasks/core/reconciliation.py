@@ -1,4 +1,5 @@
-"""What reconciliation found for one minute, and whether it differs. Pure."""
+"""What reconciliation found for one minute or one hour or day rollup, and whether it
+differs. Pure."""
 
 from __future__ import annotations
 
@@ -27,8 +28,31 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class RollupFinding:
+    """One hour's or day's rollup against the sum of its minute rows.
+
+    ``rollup_clicks`` is its totals row (None: no row); ``differing_ads`` counts
+    the ads whose rollup row differs from the sum of their minute rows (a missing
+    row counts as 0 clicks).
+    """
+
+    grain: str  # "hour" or "day"
+    period: int  # its start, epoch seconds
+    rollup_clicks: int | None
+    minute_clicks: int
+    differing_ads: int
+
+    @property
+    def differs(self) -> bool:
+        return self.differing_ads > 0 or (self.rollup_clicks or 0) != self.minute_clicks
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     run_id: int
     minutes_checked: int
     findings: tuple[Finding, ...]
     minutes_fixed: int
+    rollups_checked: int = 0
+    rollup_findings: tuple[RollupFinding, ...] = ()  # the differing ones
+    rollups_fixed: int = 0

@@ -14,6 +14,14 @@ started than agg holds that was started or published less than
 ``close_retry_seconds`` ago (the closer retries those itself, and the writer
 may still be working through its queue). A second run over the same range finds nothing new
 once the replays are written, so running it twice is harmless.
+
+The run also checks every hour and day rollup that the range touches against
+the sum of its minute rows (``stores/rollups.py``; only hours and days whose
+minutes minute retention has not dropped). Unlike a minute, a rollup need not
+wait for anything: the writer keeps it equal to its minutes at every commit,
+so any difference is damage. Each differing hour or day is recomputed from its
+minute rows at once, in a transaction of its own that holds the rows lock of
+every minute it covers; the findings go to ``agg.reconciliation_rollup_findings``.
 """
 
 from __future__ import annotations
@@ -21,22 +29,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from farloom_tasks.core.reconciliation import RunSummary
+from farloom_tasks.pipeline import dropped_minutes
 from farloom_tasks.stores import reconciliation_runs as runs
+from farloom_tasks.stores import rollups
 from farloom_tasks.stores.db import Engine
 from farloom_tasks.stores.transactions import transaction
 
 
 def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_seconds: float,
               replay: Callable[[int], None]) -> RunSummary:
-    """Compare [start, end], call ``replay(minute)`` for each differing minute, record it all.
+    """Compare [start, end], call ``replay(minute)`` for each differing minute, recompute
+    each differing rollup, record it all.
 
     ``replay`` starts a replay from raw (it need not wait for it). A minute whose
-    replay raised is recorded with ``fixed = false`` and the error propagates
-    after the run is recorded.
+    replay raised, or a rollup whose recomputation raised, is recorded with
+    ``fixed = false`` and the first error propagates after the run is recorded.
     """
+    with transaction(engine) as cursor:
+        # A range whose raw rows retention dropped would "repair" its minutes to empty.
+        dropped_minutes.refuse_if_dropped(cursor, start, end, action="reconcile")
     with transaction(engine) as cursor:
         run_id = runs.start_run(cursor, trigger=trigger, start=start, end=end)
         checked = runs.compare(cursor, start, end, retry_seconds)
+        rollups_checked = rollups.compare(cursor, start, end)
     differing = [f for f in checked if f.differs]
     fixed: list[bool] = []
     failure: Exception | None = None
@@ -47,10 +62,25 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         except Exception as exc:  # recorded below, then re-raised
             fixed.append(False)
             failure = failure or exc
+    rollups_differing = [f for f in rollups_checked if f.differs]
+    rollups_fixed: list[bool] = []
+    for rollup in rollups_differing:
+        try:
+            with transaction(engine) as cursor:
+                # None: minute retention dropped some of its minutes since the check.
+                rollups_fixed.append(rollups.repair(cursor, rollup.grain, rollup.period)
+                                     is not None)
+        except Exception as exc:  # recorded below, then re-raised
+            rollups_fixed.append(False)
+            failure = failure or exc
     with transaction(engine) as cursor:
         runs.record_findings(cursor, run_id, differing, fixed)
+        runs.record_rollup_findings(cursor, run_id, rollups_differing, rollups_fixed)
         runs.finish_run(cursor, run_id, checked=len(checked), differing=len(differing),
-                        fixed=sum(fixed))
+                        fixed=sum(fixed), rollups_checked=len(rollups_checked),
+                        rollups_differing=len(rollups_differing),
+                        rollups_fixed=sum(rollups_fixed))
     if failure is not None:
         raise failure
-    return RunSummary(run_id, len(checked), tuple(differing), sum(fixed))
+    return RunSummary(run_id, len(checked), tuple(differing), sum(fixed),
+                      len(rollups_checked), tuple(rollups_differing), sum(rollups_fixed))

@@ -41,13 +41,11 @@ from sqlalchemy.engine import Engine
 from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
 from farloom_tasks.core.partitions import DAY
 from farloom_tasks.core.topk import top_k
+from farloom_tasks.stores import rollups
 from farloom_tasks.stores.db import OwnedConnection
+from farloom_tasks.stores.minute_locks import BOOK_LOCK_CLASS, ROWS_LOCK_CLASS, minute_lock_key
 from farloom_tasks.stores.partitions import MINUTES, PartitionCache
 
-# The two-key advisory lock space (classid, objid) never meets the one-key
-# watermark lock: PostgreSQL tells them apart by objsubid.
-ROWS_LOCK_CLASS = 0x46_4C_41  # "FLA": a minute's per-ad rows
-BOOK_LOCK_CLASS = 0x46_4C_42  # "FLB": a minute's top and part bookkeeping
 _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
 
@@ -58,22 +56,54 @@ _FINALISED_REVISION = (
     "SELECT revision FROM agg.minute_totals WHERE minute = to_timestamp(%s)"
 )
 
-_UPSERT_ADS = """
-INSERT INTO agg.ad_clicks_per_minute AS t (minute, ad_id, clicks, revision)
-SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)
-ON CONFLICT (minute, ad_id) DO UPDATE
-SET clicks = excluded.clicks, revision = excluded.revision
-WHERE t.revision <= excluded.revision
-"""
+# A later revision (or a part seen before) over rows that may exist. PostgreSQL 15
+# cannot return a row's old values from an upsert, so the old rows are locked
+# and read first (in ad order, like every writer), then updated, and the ads they
+# lacked inserted: each ad's change is new minus old, exactly. An ad another
+# writer inserted after this statement's snapshot is neither in ``old`` nor
+# inserted (DO NOTHING): ``raced`` counts those, and the caller runs the
+# statement again, when they are visible (``_store_ads``).
+_UPSERT_ADS = rollups.with_rollups("""
+incoming AS MATERIALIZED (
+    SELECT a COLLATE "C" AS ad_id, c AS clicks
+    FROM unnest(%(ads)s::text[], %(clicks)s::bigint[]) AS x(a, c)
+), old AS MATERIALIZED (
+    SELECT ad_id, clicks FROM agg.ad_clicks_per_minute
+    WHERE minute = to_timestamp(%(m)s) AND ad_id = ANY (ARRAY(SELECT ad_id FROM incoming))
+    ORDER BY ad_id FOR UPDATE
+), locked AS (
+    SELECT count(*) AS n FROM old
+), updated AS (
+    UPDATE agg.ad_clicks_per_minute AS t SET clicks = i.clicks, revision = %(rev)s
+    FROM incoming i JOIN old o USING (ad_id)
+    WHERE (SELECT n FROM locked) >= 0
+      AND t.minute = to_timestamp(%(m)s) AND t.ad_id = i.ad_id AND t.revision <= %(rev)s
+    RETURNING t.ad_id, t.clicks - o.clicks AS clicks
+), inserted AS (
+    INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
+    SELECT to_timestamp(%(m)s), ad_id, clicks, %(rev)s FROM incoming i
+    WHERE (SELECT n FROM locked) >= 0 AND NOT EXISTS (SELECT 1 FROM old o WHERE o.ad_id = i.ad_id)
+    ORDER BY ad_id
+    ON CONFLICT (minute, ad_id) DO NOTHING
+    RETURNING ad_id, clicks
+), delta AS (
+    SELECT ad_id, clicks FROM updated UNION ALL SELECT ad_id, clicks FROM inserted
+)""", "SELECT count(*) FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM old o "
+      "WHERE o.ad_id = i.ad_id)) - (SELECT count(*) FROM inserted")
 
 # The first aggregation of a minute (no finalised revision, no other revision's
 # parts, this part not seen) cannot meet an existing row: a plain INSERT then
 # skips the cost of the upsert's speculative insertion (how much: docs/benchmarks.md,
-# "Figures behind the code").
-_INSERT_ADS = """
-INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
-SELECT to_timestamp(%s), a, c, %s FROM unnest(%s::text[], %s::bigint[]) AS x(a, c)
-"""
+# "Figures behind the code"), and every inserted row is its ad's whole change.
+_INSERT_ADS = rollups.with_rollups("""
+inserted AS (
+    INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
+    SELECT to_timestamp(%(m)s), a, c, %(rev)s
+    FROM unnest(%(ads)s::text[], %(clicks)s::bigint[]) AS x(a, c)
+    RETURNING ad_id, clicks
+), delta AS (
+    SELECT ad_id, clicks FROM inserted
+)""")
 
 _OTHER_PARTS = """
 SELECT EXISTS (SELECT 1 FROM agg.minute_parts WHERE minute = to_timestamp(%s)
@@ -81,6 +111,7 @@ SELECT EXISTS (SELECT 1 FROM agg.minute_parts WHERE minute = to_timestamp(%s)
 """
 
 _RECORD_PART = """
+SELECT pg_advisory_xact_lock(%s, %s);
 INSERT INTO agg.minute_parts (minute, revision, part, parts)
 VALUES (to_timestamp(%s), %s, %s, %s)
 ON CONFLICT (minute, revision, part) DO NOTHING;
@@ -96,23 +127,28 @@ SELECT to_timestamp(%s), r, a, c, %s
 FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS x(r, a, c)
 """
 
-_UPSERT_TOTALS = """
-INSERT INTO agg.minute_totals AS t (minute, clicks, distinct_ads, revision, computed_at)
-VALUES (to_timestamp(%s), %s, %s, %s, to_timestamp(%s))
-ON CONFLICT (minute) DO UPDATE
-SET clicks = excluded.clicks, distinct_ads = excluded.distinct_ads,
-    revision = excluded.revision, computed_at = excluded.computed_at
-WHERE t.revision <= excluded.revision
-"""
-
 _COUNT_PARTS = (
     "SELECT count(*) FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision = %s"
 )
 
-_DROP_OLDER = """
-DELETE FROM agg.ad_clicks_per_minute WHERE minute = to_timestamp(%s) AND revision < %s;
-DELETE FROM agg.minute_parts WHERE minute = to_timestamp(%s) AND revision <= %s
-"""
+# The revision's totals, then its per-ad rows alone: the rows of older revisions
+# (ads a replay dropped) go, and so does their share of the rollups.
+_FINALISE = """
+INSERT INTO agg.minute_totals AS t (minute, clicks, distinct_ads, revision, computed_at)
+VALUES (to_timestamp(%(m)s), %(clicks)s, %(distinct)s, %(rev)s, to_timestamp(%(computed)s))
+ON CONFLICT (minute) DO UPDATE
+SET clicks = excluded.clicks, distinct_ads = excluded.distinct_ads,
+    revision = excluded.revision, computed_at = excluded.computed_at
+WHERE t.revision <= excluded.revision;
+DELETE FROM agg.minute_parts WHERE minute = to_timestamp(%(m)s) AND revision <= %(rev)s;
+""" + rollups.with_rollups("""
+gone AS (
+    DELETE FROM agg.ad_clicks_per_minute
+    WHERE minute = to_timestamp(%(m)s) AND revision < %(rev)s
+    RETURNING ad_id, clicks
+), delta AS (
+    SELECT ad_id, -clicks AS clicks FROM gone
+)""")
 
 
 class Outcome(enum.Enum):
@@ -168,11 +204,6 @@ def int_array(values: Iterable[int]) -> str:
     return "{" + ",".join(str(int(v)) for v in values) + "}"
 
 
-def minute_lock_key(minute: int, lock_class: int = ROWS_LOCK_CLASS) -> tuple[int, int]:
-    # Two minutes sharing a key (every 4,000 years) merely queue behind each other.
-    return lock_class, (minute // 60) % (_INT4_MAX + 1)
-
-
 class AggStore:
     """Owns one PostgreSQL connection for a single-threaded aggregated writer."""
 
@@ -224,22 +255,38 @@ class AggStore:
         # Sorted, the index insertions walk each B-tree in order, and writers
         # upserting the same ads side by side lock them in the same order.
         ads = sorted(part.ads)
-        params = (part.minute, part.revision, text_array(a for a, _ in ads),
-                  int_array(c for _, c in ads))
+        params = {"m": part.minute, "rev": part.revision,
+                  "ads": text_array(a for a, _ in ads), "clicks": int_array(c for _, c in ads)}
+        # One savepoint, set with the first statement (no round trip of its own):
+        # the plain insert or an upsert that raced is undone to it and redone.
         cursor.execute(_FINALISED_REVISION, (part.minute,))
         if cursor.fetchone() is None:
             cursor.execute(_OTHER_PARTS, (part.minute, part.revision, part.part))
             if not cursor.fetchone()[0]:
-                cursor.execute("SAVEPOINT plain_insert")
                 try:
-                    cursor.execute(_INSERT_ADS, params)
-                    cursor.execute("RELEASE SAVEPOINT plain_insert")
+                    cursor.execute("SAVEPOINT ads;" + _INSERT_ADS, params)
+                    rollups.drop_zeros(cursor, part.minute, cursor.fetchone())
                     return
                 except psycopg2.errors.UniqueViolation:
                     # A writer of another revision, a redelivered duplicate, or parts
                     # that overlap (a producer bug): the upsert settles it.
-                    cursor.execute("ROLLBACK TO SAVEPOINT plain_insert")
-        cursor.execute(_UPSERT_ADS, params)
+                    cursor.execute("ROLLBACK TO SAVEPOINT ads")
+            else:
+                cursor.execute("SAVEPOINT ads")
+        else:
+            cursor.execute("SAVEPOINT ads")
+        # Each run that races makes the ads it raced on visible to the next, and
+        # rows of a minute are not deleted while its rows lock is held shared:
+        # this ends within one run per ad.
+        while True:
+            cursor.execute(_UPSERT_ADS, params)
+            row = cursor.fetchone()
+            if not row[3]:
+                rollups.drop_zeros(cursor, part.minute, row)
+                return
+            # Another writer inserted some of these ads after this statement's
+            # snapshot: its change to the rollups is unknown. Undo, and run again.
+            cursor.execute("ROLLBACK TO SAVEPOINT ads")
 
     def _write_top(self, cursor: Any, part: MinuteResultPart) -> Outcome:
         m, rev = part.minute, part.revision
@@ -260,8 +307,8 @@ class AggStore:
             return Outcome.STALE
         if part.ads:
             self._store_ads(cursor, part)
-        cursor.execute(_LOCK, minute_lock_key(m, BOOK_LOCK_CLASS))
-        cursor.execute(_RECORD_PART, (m, rev, part.part, part.parts, m, rev))
+        cursor.execute(_RECORD_PART, (*minute_lock_key(m, BOOK_LOCK_CLASS),
+                                      m, rev, part.part, part.parts, m, rev))
         (received,) = cursor.fetchone()
         return Outcome.COMPLETE if received >= part.parts else Outcome.WRITTEN
 
@@ -272,7 +319,7 @@ class AggStore:
         cursor.execute(_COUNT_PARTS, (m, rev))
         if cursor.fetchone()[0] < part.parts:
             return Outcome.WRITTEN  # unreachable: parts rows go only with a finalise
-        cursor.execute(_UPSERT_TOTALS, (m, part.clicks, part.distinct_ads, rev,
-                                        part.computed_at))
-        cursor.execute(_DROP_OLDER, (m, rev, m, rev))
+        cursor.execute(_FINALISE, {"m": m, "rev": rev, "clicks": part.clicks,
+                                   "distinct": part.distinct_ads, "computed": part.computed_at})
+        rollups.drop_zeros(cursor, m, cursor.fetchone())
         return Outcome.FINALISED

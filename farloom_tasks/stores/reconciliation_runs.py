@@ -4,8 +4,9 @@
 per-ad counts of each minute are compared with ``agg.minute_totals`` and
 ``agg.ad_clicks_per_minute`` as they stood at one instant. Runs and their
 findings are recorded in ``agg.reconciliation_runs`` and
-``agg.reconciliation_findings``. Every function runs in the caller's
-transaction (its cursor).
+``agg.reconciliation_findings``, and what the rollup check found
+(stores/rollups.py) in ``agg.reconciliation_rollup_findings``. Every function
+runs in the caller's transaction (its cursor).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from farloom_tasks.core.reconciliation import Finding
+from farloom_tasks.core.reconciliation import Finding, RollupFinding
 
 _COMPARE = """
 WITH r AS (
@@ -85,8 +86,24 @@ def record_findings(cursor: Any, run_id: int, findings: Sequence[Finding],
                   finding.raw_distinct_ads, finding.agg_distinct_ads, finding.differing_ads, ok))
 
 
-def finish_run(cursor: Any, run_id: int, *, checked: int, differing: int, fixed: int) -> None:
+def record_rollup_findings(cursor: Any, run_id: int, findings: Sequence[RollupFinding],
+                           fixed: Sequence[bool]) -> None:
+    """Record each differing hour or day with whether it was recomputed (``fixed``)."""
+    for finding, ok in zip(findings, fixed, strict=True):
+        cursor.execute("""
+                INSERT INTO agg.reconciliation_rollup_findings (run_id, grain, period,
+                    rollup_clicks, minute_clicks, differing_ads, fixed)
+                VALUES (%s, %s, to_timestamp(%s), %s, %s, %s, %s)
+            """, (run_id, finding.grain, finding.period, finding.rollup_clicks,
+                  finding.minute_clicks, finding.differing_ads, ok))
+
+
+def finish_run(cursor: Any, run_id: int, *, checked: int, differing: int, fixed: int,
+               rollups_checked: int = 0, rollups_differing: int = 0,
+               rollups_fixed: int = 0) -> None:
     cursor.execute("""
             UPDATE agg.reconciliation_runs SET finished_at = now(), minutes_checked = %s,
-                minutes_differing = %s, minutes_fixed = %s WHERE run_id = %s
-        """, (checked, differing, fixed, run_id))
+                minutes_differing = %s, minutes_fixed = %s, rollups_checked = %s,
+                rollups_differing = %s, rollups_fixed = %s WHERE run_id = %s
+        """, (checked, differing, fixed, rollups_checked, rollups_differing, rollups_fixed,
+              run_id))

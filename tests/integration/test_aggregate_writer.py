@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from farloom_tasks.processes import stop as stop_process
 from farloom_tasks.stores import topology
 from farloom_tasks.stores.agg import AggStore, Outcome
 from tests.support.broker import close_vhost_connections, dead_letters, publish
+from tests.support.minute_checks import assert_rollups_are
 from tests.support.stack import PROJECT_ROOT, Stack
 
 MINUTE = 1_796_000_040 - 1_796_000_040 % 60
@@ -118,6 +120,31 @@ def test_a_newer_revision_that_drops_an_ad_leaves_no_stale_row(
         store.write_part(part)
 
     assert _snapshot(stack) == _expected(2, ADS_R2)
+
+
+def _only(minute: int, ads: Sequence[AdCount]) -> Counter[tuple[int, str]]:
+    return Counter({(minute, ad): clicks for ad, clicks in ads})
+
+
+def test_the_rollups_follow_every_revision_and_keep_no_row_of_zero_clicks(
+        stack: Stack, store: AggStore) -> None:
+    older, newer = _parts(MINUTE, 1, ADS_R1), _parts(MINUTE, 2, ADS_R2)
+    store.write_part(older[0])
+    assert_rollups_are(stack, _only(MINUTE, ADS_R1[:2]))  # each part counts at its commit
+    for part in older[1:]:
+        store.write_part(part)
+    assert_rollups_are(stack, _only(MINUTE, ADS_R1))
+
+    # Revision 2 drops ad-c: its rollup rows go when the revision is final, not before.
+    for part in newer:
+        store.write_part(part)
+    assert_rollups_are(stack, _only(MINUTE, ADS_R2))
+    for part in older:
+        assert store.write_part(part) is Outcome.STALE
+    assert_rollups_are(stack, _only(MINUTE, ADS_R2))
+
+    assert store.write_part(_parts(MINUTE, 3, [])[0]) is Outcome.FINALISED
+    assert_rollups_are(stack, Counter())
 
 
 def test_an_older_revision_delivered_after_a_newer_one_changes_nothing(
@@ -282,6 +309,8 @@ def test_two_writers_side_by_side_end_exact(
 
     for minute in minutes:
         assert _snapshot(stack, minute) == _expected(3, newest[minute])
+    assert_rollups_are(stack, Counter({(minute, ad): clicks for minute, ads in newest.items()
+                                       for ad, clicks in ads}))
 
 
 def test_sigterm_finishes_the_current_message_and_exits_cleanly(

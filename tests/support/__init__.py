@@ -2,7 +2,8 @@
 
 - ``stack``: an isolated stack per pytest process (own database, Redis db, vhost).
 - ``celery_worker``: a real Celery worker and beat as subprocesses, and their fixtures.
-- ``minute_checks``: write clicks, drive the closer, read agg and raw back.
+- ``minute_checks``: write clicks, drive the closer, read agg and raw back, and the
+  hour and day rollups the counts must give.
 - ``waiting``: bounded polling that fails saying what never happened.
 - ``broker``: publish with confirms, queue counts and depths, dead letters, closing a
   vhost's connections from the broker side.

@@ -133,3 +133,39 @@ def assert_agg_is(stack: Stack, expected: Counts, minutes: Sequence[int]) -> Non
         top = sql(stack, "SELECT ad_id, clicks FROM agg.top_ads WHERE minute = :m "
                   "ORDER BY rank", m=to_datetime(minute))
         assert [tuple(row) for row in top] == topk.top_k(ads, TEST_K)
+
+
+Rollups = dict[tuple[str, int, str | None], int]  # (grain, start, ad_id; None: the total)
+ROLLUP_GRAINS = (("hour", 3600), ("day", 86_400))
+
+
+def expected_rollups(counts: Counts) -> Rollups:
+    """What the hour and day rollups must hold for these per-minute counts."""
+    summed: Counter[tuple[str, int, str | None]] = Counter()
+    for (minute, ad_id), clicks in counts.items():
+        for grain, length in ROLLUP_GRAINS:
+            start = minute - minute % length
+            summed[(grain, start, ad_id)] += clicks
+            summed[(grain, start, None)] += clicks
+    return {key: clicks for key, clicks in summed.items() if clicks}
+
+
+def rollups_in(stack: Stack) -> Rollups:
+    """Every row of the four rollup tables."""
+    rows = sql(stack, """
+        SELECT 'hour', extract(epoch FROM hour)::bigint, ad_id, clicks FROM agg.ad_clicks_per_hour
+        UNION ALL SELECT 'day', extract(epoch FROM day)::bigint, ad_id, clicks
+                  FROM agg.ad_clicks_per_day
+        UNION ALL SELECT 'hour', extract(epoch FROM hour)::bigint, NULL, clicks
+                  FROM agg.hour_totals
+        UNION ALL SELECT 'day', extract(epoch FROM day)::bigint, NULL, clicks FROM agg.day_totals
+    """)
+    return {(grain, int(start), ad_id): int(clicks) for grain, start, ad_id, clicks in rows}
+
+
+def assert_rollups_are(stack: Stack, counts: Counts) -> None:
+    """The rollups hold exactly the sums of ``counts`` (no other row, none of 0 clicks)."""
+    found, expected = rollups_in(stack), expected_rollups(counts)
+    extra = {k: v for k, v in found.items() if expected.get(k) != v}
+    lacking = {k: v for k, v in expected.items() if found.get(k) != v}
+    assert found == expected, f"rollups have {extra}, lack {lacking}"
