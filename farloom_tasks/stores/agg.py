@@ -14,6 +14,11 @@ finalised (a duplicate, or an older revision arriving late):
    the minute's finalised revision), deletes per-ad rows of older revisions
    (ads a replay dropped) and the revision's part bookkeeping.
 
+Every statement that changes per-ad rows (steps 2 and 3) also adds each ad's
+change, new count minus old, to the hour and day rollups, in the same
+statement (stores/rollups.py): at every commit each rollup row is the sum of
+the per-minute rows it covers.
+
 Concurrency, per minute, with two advisory locks (any number of writers):
 - the *rows* lock is held shared by step 2, so parts of one minute are
   upserted in parallel, and exclusively by step 3, which therefore waits for
@@ -23,7 +28,9 @@ Concurrency, per minute, with two advisory locks (any number of writers):
   top is replaced by one writer at a time, and of the parts committing side by
   side exactly the last one counts them all (each count is a fresh snapshot
   taken after the previous holder committed).
-Locks are always taken rows-then-book, so writers cannot deadlock on them.
+Locks are always taken rows-then-book, so writers cannot deadlock on them; row
+locks in the order per-ad rows, hour rows, day rows, hour total, day total, each
+table's rows sorted by ad id (stores/minute_locks.py has the advisory keys).
 Each step is idempotent, so a crash between or inside steps is repaired by
 the redelivery: the writer acks only after ``write_part`` returned.
 """
