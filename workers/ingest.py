@@ -44,6 +44,7 @@ import pika.exceptions
 from farloom_tasks import failpoints, processes
 from farloom_tasks.core.batching import Batcher
 from farloom_tasks.core.messages import decode_message
+from farloom_tasks.core.partitions import HOUR, acceptance_floor
 from farloom_tasks.errors import BrokerUnavailable, ConfigError
 from farloom_tasks.metrics import ingest as metrics
 from farloom_tasks.metrics.bad_deploy import BadDeployAlarm
@@ -237,8 +238,12 @@ class IngestWorker:
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         now = time.time()
-        decoded = decode_message(body, now=now, max_skew=self.settings.max_clock_skew_seconds,
-                                 max_bytes=self.settings.max_message_bytes)
+        settings = self.settings
+        # Per message, from the clock: a click raw retention drops soon is refused now.
+        earliest = acceptance_floor(now, settings.raw_retention_days,
+                                    settings.raw_partition_hours * HOUR)
+        decoded = decode_message(body, now=now, max_skew=settings.max_clock_skew_seconds,
+                                 max_bytes=settings.max_message_bytes, earliest=earliest)
         published_at = topology.published_at(properties.headers)
         self.batcher.add(method.delivery_tag, decoded, published_at, now)
         self._last_delivery_at = now

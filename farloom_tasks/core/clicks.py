@@ -11,7 +11,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from farloom_tasks.core.countries import ISO_3166_ALPHA2
@@ -120,7 +120,8 @@ def parse_rfc3339(text: str) -> float:
     return moment.timestamp()
 
 
-def _clicked_at(element: dict[str, Any], now: float, max_skew: float) -> float:
+def _clicked_at(element: dict[str, Any], now: float, max_skew: float,
+                earliest: float = float("-inf")) -> float:
     value = element.get("clicked_at")
     if value is None:
         raise _Invalid("missing_field", "clicked_at is required")
@@ -148,7 +149,17 @@ def _clicked_at(element: dict[str, Any], now: float, max_skew: float) -> float:
             f"clicked_at is {seconds - now:.0f} s in the future; "
             f"the allowed skew is {max_skew:g} s",
         )
+    if seconds < earliest:
+        raise _Invalid(
+            "beyond_retention",
+            f"clicked_at {_utc(seconds)} is older than raw retention keeps: the oldest "
+            f"event time accepted now is {_utc(earliest)} (FARLOOM_RAW_RETENTION_DAYS)",
+        )
     return seconds
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ip(element: dict[str, Any]) -> str | None:
@@ -180,7 +191,8 @@ def _country(element: dict[str, Any]) -> str | None:
     return code
 
 
-def _valid_common_shape(element: dict[str, Any], latest: float) -> Click | None:
+def _valid_common_shape(element: dict[str, Any], latest: float,
+                        earliest: float = EARLIEST_EPOCH) -> Click | None:
     """The click most producers send, checked in one pass; None means "use the full rules".
 
     ASCII ids, a numeric or RFC 3339 time, no ip, an upper-case country: every
@@ -209,25 +221,31 @@ def _valid_common_shape(element: dict[str, Any], latest: float) -> Click | None:
             return None
     else:
         return None
-    # NaN fails both comparisons and so takes the full rules, which reject it.
-    if not EARLIEST_EPOCH <= seconds <= latest:
+    # NaN fails both comparisons and so takes the full rules, which reject it; so
+    # does a click older than ``earliest`` (before 1970 or beyond raw retention).
+    if not earliest <= seconds <= latest:
         return None
     return Click(click_id, ad_id, seconds, user_id, None, country)
 
 
-def validate_click(element: object, now: float, max_skew: float) -> Click | Rejection:
+def validate_click(element: object, now: float, max_skew: float,
+                   earliest: float = float("-inf")) -> Click | Rejection:
     """Apply every rule of the click contract to one decoded JSON element.
 
     Unknown fields are ignored. ``now`` is the wall clock in epoch seconds.
+    ``earliest`` is the oldest event time raw retention still accepts
+    (core.partitions.acceptance_floor; minus infinity keeps everything): an older
+    click is refused as ``beyond_retention``.
     """
     if not isinstance(element, dict):
         return Rejection("not_object",
                          f"a click must be a JSON object, got {type(element).__name__}")
-    fast = _valid_common_shape(element, now + max_skew)
-    return fast if fast is not None else validate_by_rules(element, now, max_skew)
+    fast = _valid_common_shape(element, now + max_skew, max(EARLIEST_EPOCH, earliest))
+    return fast if fast is not None else validate_by_rules(element, now, max_skew, earliest)
 
 
-def validate_by_rules(element: dict[str, Any], now: float, max_skew: float) -> Click | Rejection:
+def validate_by_rules(element: dict[str, Any], now: float, max_skew: float,
+                      earliest: float = float("-inf")) -> Click | Rejection:
     """Every rule, one by one, so that a rejection names the rule it broke."""
     try:
         click_id = _identifier(element, "click_id", required=True)
@@ -235,7 +253,7 @@ def validate_by_rules(element: dict[str, Any], now: float, max_skew: float) -> C
         return Click(
             click_id=click_id,
             ad_id=_ad_id(element),
-            clicked_at=_clicked_at(element, now, max_skew),
+            clicked_at=_clicked_at(element, now, max_skew, earliest),
             user_id=_identifier(element, "user_id", required=False),
             ip=_ip(element),
             country=_country(element),

@@ -27,8 +27,12 @@ class DecodedMessage:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
-def decode_message(body: bytes, *, now: float, max_skew: float, max_bytes: int) -> DecodedMessage:
-    """Split one message body into valid clicks and per-element dead letters."""
+def decode_message(body: bytes, *, now: float, max_skew: float, max_bytes: int,
+                   earliest: float = float("-inf")) -> DecodedMessage:
+    """Split one message body into valid clicks and per-element dead letters.
+
+    ``earliest``: the oldest event time raw retention accepts (clicks.validate_click).
+    """
     decoded = DecodedMessage()
     if len(body) > max_bytes:
         # Not parsed at all: a hostile multi-megabyte body must not cost CPU or memory.
@@ -45,16 +49,16 @@ def decode_message(body: bytes, *, now: float, max_skew: float, max_bytes: int) 
 
     if isinstance(payload, list):
         for index, element in enumerate(payload):
-            _add(decoded, element, now, max_skew, index)
+            _add(decoded, element, now, max_skew, earliest, index)
     else:
-        _add(decoded, payload, now, max_skew, None)
+        _add(decoded, payload, now, max_skew, earliest, None)
     return decoded
 
 
 def _add(decoded: DecodedMessage, element: object, now: float, max_skew: float,
-         index: int | None) -> None:
+         earliest: float, index: int | None) -> None:
     try:
-        result: Click | Rejection = validate_click(element, now, max_skew)
+        result: Click | Rejection = validate_click(element, now, max_skew, earliest)
     except Exception as exc:  # a validation bug, not bad input
         # Crashing would redeliver this message forever and stall every valid click
         # behind it; dead-lettered, the element is kept for a replay once fixed.

@@ -16,6 +16,11 @@ failure rules (docs/design.md, "Failure rules"):
   (``write_one_by_one``) so that only the refused clicks are dead-lettered
   ("unstorable"). A missing table or a lost permission is not the data's fault
   and propagates: the worker stops without acking.
+- A batch holding a click whose raw partition retention dropped meanwhile
+  (``partitions.PartitionDropped``: validation refuses such clicks, so only a
+  batch validated just before the drop meets it) is written again click by
+  click too: those clicks are dead-lettered ("beyond_retention"), never retried,
+  and their batch mates are stored.
 
 Why concurrent writers are still exact: two batches in flight are two
 transactions like those of two workers side by side. Each inserts its click
@@ -48,6 +53,7 @@ from farloom_tasks.metrics.registry import service_label
 from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores.partitions import PartitionDropped
 from farloom_tasks.stores.raw import REFUSED_AS_DATA, RawStore
 
 log = logging.getLogger("farloom.ingest")
@@ -70,7 +76,8 @@ class Written:
     new_clicks: int = 0
     duplicates: int = 0  # clicks already stored by an earlier batch
     late_clicks: int = 0  # clicks stored for a minute already closed
-    refused: list[DeadLetter] = dataclasses.field(default_factory=list)  # "unstorable"
+    # "unstorable" and "beyond_retention"
+    refused: list[DeadLetter] = dataclasses.field(default_factory=list)
 
 
 class DurableSink:
@@ -119,7 +126,18 @@ class DurableSink:
         self._retrying(lambda: None)
 
     def write(self, clicks: Sequence[Click]) -> Written:
-        """Store ``clicks`` durably; one of raw.REFUSED_AS_DATA if PostgreSQL refuses them."""
+        """Store ``clicks`` durably; one of raw.REFUSED_AS_DATA if PostgreSQL refuses them.
+
+        Clicks of a range retention dropped are dead-lettered (see the module docstring).
+        """
+        try:
+            return self._write_batch(clicks)
+        except PartitionDropped:
+            log.warning("a batch of %d clicks holds clicks of a raw partition retention "
+                        "dropped; writing it click by click", len(clicks))
+            return self.write_one_by_one(clicks)
+
+    def _write_batch(self, clicks: Sequence[Click]) -> Written:
         def attempt() -> Written:
             failpoints.reach("before_commit")
             batch = self.writer.write(clicks)
@@ -130,19 +148,33 @@ class DurableSink:
         return written
 
     def write_one_by_one(self, clicks: Sequence[Click]) -> Written:
-        """Isolate the clicks PostgreSQL refuses as data; store every other one."""
+        """Isolate the clicks PostgreSQL refuses as data, or whose partition retention
+        dropped; store every other one."""
         total = Written()
         for click in clicks:
             try:
-                one = self.write([click])
+                one = self._write_one(click)
             except REFUSED_AS_DATA as exc:  # dead-letter it, never retry it
-                body = orjson.dumps(dataclasses.asdict(click))
-                total.refused.append(DeadLetter(body, Rejection("unstorable", str(exc)[:500])))
+                total.refused.append(_dead_letter(click, "unstorable", str(exc)))
+                continue
+            except PartitionDropped as exc:
+                total.refused.append(_dead_letter(
+                    click, "beyond_retention", f"{exc}; the click was not stored"))
                 continue
             total.new_clicks += one.new_clicks
             total.duplicates += one.duplicates
             total.late_clicks += one.late_clicks
         return total
+
+    def _write_one(self, click: Click) -> Written:
+        try:
+            return self._write_batch([click])
+        except REFUSED_AS_DATA:
+            # PostgreSQL finds no partition for a click whose partition this process
+            # still believes in when retention has just dropped it: look it up afresh,
+            # which raises PartitionDropped in that case.
+            self.raw.partitions.forget()
+            return self._write_batch([click])
 
     def cleanup(self) -> None:
         """Delete the outbox rows already applied to Redis (when the worker is idle)."""
@@ -153,3 +185,7 @@ class DurableSink:
         self.raw.close()
         self.engine.dispose()
         self.counts.client.close()
+
+
+def _dead_letter(click: Click, code: str, detail: str) -> DeadLetter:
+    return DeadLetter(orjson.dumps(dataclasses.asdict(click)), Rejection(code, detail[:500]))

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 
-from farloom_tasks.core.partitions import HOUR, PartitionRange, start_of
+from farloom_tasks.core.partitions import HOUR, PartitionRange
 from farloom_tasks.stores.db import Engine, OwnedConnection
 
 RAW_CLICKS = "raw.ad_clicks"
@@ -97,6 +97,10 @@ class PartitionCache:
     def close(self) -> None:
         self._db.close()
 
+    def forget(self) -> None:
+        """Look every range up again on its next use (after retention dropped one)."""
+        self._known = []
+
     def ensure_for(self, moments: Sequence[float]) -> int:
         """Make sure a partition holds each of ``moments``; returns how many were looked up.
 
@@ -107,8 +111,10 @@ class PartitionCache:
         if not moments or (known and known[-1].holds(min(moments))
                            and known[-1].holds(max(moments))):
             return 0
-        missing = sorted({start_of(m, self.length_seconds) for m in moments
-                          if not any(r.holds(m) for r in known)})
+        # Looked up by the moments themselves, not by the starts the length gives them:
+        # after a change of length a new partition is narrowed to the gap between
+        # older ones, so the partition made for a start may not hold a later moment.
+        missing = sorted({m for m in moments if not any(r.holds(m) for r in known)})
         # One lookup can answer for many moments; look up again only what it missed.
         looked_up = 0
         for moment in missing:

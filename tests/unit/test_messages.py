@@ -147,10 +147,10 @@ def test_a_validator_bug_dead_letters_the_element_instead_of_stopping_the_stream
         monkeypatch: pytest.MonkeyPatch) -> None:
     from farloom_tasks.core import messages
 
-    def broken(element: object, now: float, max_skew: float) -> object:
+    def broken(element: object, now: float, max_skew: float, earliest: float) -> object:
         if isinstance(element, dict) and element.get("click_id") == "trips-the-bug":
             raise TypeError("unhashable type: 'list'")
-        return real(element, now, max_skew)
+        return real(element, now, max_skew, earliest)
 
     real = messages.validate_click
     monkeypatch.setattr(messages, "validate_click", broken)
