@@ -28,6 +28,7 @@ from random import Random
 from typing import Any
 
 import sqlalchemy as sa
+from tqdm import tqdm
 
 from farloom_tasks import processes
 from farloom_tasks.bench.options import ApiOptions
@@ -45,12 +46,14 @@ SERVER_STOP_GRACE = 10.0  # s `farloom serve` gets to exit on SIGTERM before SIG
 
 # Per minute: ad i (1-based rank) gets about peak/i^0.9 clicks plus noise; which
 # ad sits at rank i changes every `drift` minutes, so a 60-minute window holds
-# several times the per-minute ad count, as real campaigns rotate.
+# several times the per-minute ad count, as real campaigns rotate. In float8: power()
+# of numeric arguments costs several times more per row.
 _FILL_SQL = """
     INSERT INTO agg.ad_clicks_per_minute (minute, ad_id, clicks, revision)
     SELECT :start + make_interval(mins => m),
            'ad-' || ((i * 7919 + (m / :drift) * 104729) % :universe),
-           1 + floor(:peak / power(i, 0.9) * (0.8 + 0.4 * random()))::bigint,
+           1 + floor(CAST(:peak AS float8) / power(i::float8, 0.9) * (0.8 + 0.4 * random()))
+               ::bigint,
            1
     FROM generate_series(:first_m, :last_m) AS m, generate_series(1, :ads) AS i
 """
@@ -80,12 +83,13 @@ def run(options: ApiOptions, settings: Settings) -> int:
     """Fill a scratch database, time the API; 0 if every M=60 scenario met its target."""
     with _scratch_database(settings.database_url) as url:
         started = time.perf_counter()
-        rows, last = _fill(url, options.hours, options.ads_per_minute, options.universe,
-                           partitions.length_seconds_of(settings.minute_partition_hours))
+        rows, last = fill_minutes(url, options.hours, options.ads_per_minute,
+                                  options.universe,
+                                  partitions.length_seconds_of(settings.minute_partition_hours))
         fill_s = time.perf_counter() - started
         print(f"filled {rows:,} rows ({options.hours} h x {options.ads_per_minute} ads) "
               f"in {fill_s:.0f} s", file=sys.stderr)
-        with _server(url) as base:
+        with api_server(url) as base:
             timings = _measure(base, last, options.hours, options.requests, Random(options.seed))
         load = os.getloadavg()[0]  # 1-minute average: mostly the timed requests
     body = report(timings, rows=rows, hours=options.hours, ads=options.ads_per_minute,
@@ -133,12 +137,12 @@ def _measure(base: str, last: int, hours: int, requests: int, rng: Random) -> li
     one_minute = [_timed(f"{base}/v1/ads/top?n=100&minutes=1") for _ in range(requests)]
     whole_day = [_timed(f"{base}/v1/ads/top?n=100&minutes={min(1440, hours * 60)}")
                  for _ in range(5)]
-    return [_timing("M=60, latest hour", latest), _timing("M=60, random hour of the day",
+    return [timing("M=60, latest hour", latest), timing("M=60, random hour of the day",
                                                           anywhere),
-            _timing("M=1, latest minute", one_minute), _timing("M=1440, whole day", whole_day)]
+            timing("M=1, latest minute", one_minute), timing("M=1440, whole day", whole_day)]
 
 
-def _timing(label: str, samples: list[float]) -> Timing:
+def timing(label: str, samples: list[float]) -> Timing:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     return Timing(label, len(samples), statistics.median(ordered), p99, ordered[-1])
@@ -160,8 +164,9 @@ def _get(url: str) -> None:
         raise BenchFailed(f"GET {url} returned {len(ads)} ads, not 100")
 
 
-def _fill(url: str, hours: int, ads: int, universe: int,
-          partition_seconds: int) -> tuple[int, int]:
+def fill_minutes(url: str, hours: int, ads: int, universe: int,
+                 partition_seconds: int) -> tuple[int, int]:
+    """``hours`` of minutes ending at the last whole minute; (rows, that last minute)."""
     last = minute_of(time.time()) - MINUTE
     start = last - (hours * 60 - 1) * MINUTE
     engine = db.make_engine(url, pool_size=1)
@@ -175,7 +180,8 @@ def _fill(url: str, hours: int, ads: int, universe: int,
             for name, _ in secondary:
                 conn.exec_driver_sql(f'DROP INDEX agg."{name}"')
             # An hour per statement keeps each statement's memory small.
-            for hour in range(hours):
+            for hour in tqdm(range(hours), desc="fill agg.ad_clicks_per_minute", unit="hour",
+                             file=sys.stderr, leave=False):
                 conn.execute(sa.text(_FILL_SQL), {
                     "start": to_datetime(start), "first_m": hour * 60,
                     "last_m": hour * 60 + 59, "drift": 10, "universe": universe,
@@ -225,7 +231,7 @@ def _scratch_database(database_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _server(database_url: str) -> Iterator[str]:
+def api_server(database_url: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,17 +104,19 @@ def _done(kind: str, figures: dict[str, Any]) -> tuple[int, int]:
 
 
 def _complete(env: BenchEnv, kind: str, messages: int, clicks: int, count: int,
-              cpm: int) -> bool:
-    """Every message and click processed; for Farloom, every click also durable in raw."""
+              cpm: int, keep: Collection[str] = ()) -> bool:
+    """Every message and click processed; for Farloom, every click also durable in raw
+    (outside the partitions in ``keep``)."""
     complete = messages == count and clicks == count * cpm
     if kind == "farloom":
-        complete = complete and env.stored_clicks() == count * cpm
+        complete = complete and env.stored_clicks(keep) == count * cpm
     return complete
 
 
 def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
-                  cap: float, idle_seconds: float) -> Row:
-    env.reset()
+                  cap: float, idle_seconds: float, *, keep: Collection[str] = ()) -> Row:
+    """A drain of ``count`` preloaded messages; the tables in ``keep`` are not emptied first."""
+    env.reset(keep)
     cpm = traffic.clicks_per_message
     with tqdm(total=count, desc=f"  publish {count:,} x {cpm}", unit="msg", leave=False,
               file=sys.stderr) as bar:
@@ -127,7 +130,7 @@ def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
     finally:
         consumer.stop()
     messages, clicks = _done(kind, figures)
-    complete = _complete(env, kind, messages, clicks, count, cpm)
+    complete = _complete(env, kind, messages, clicks, count, cpm, keep)
     note = "" if complete else (f"stopped by the {cap:g} s cap" if kind != "farloom"
                                 or not finished else "incomplete")
     return Row(PRELOADED, cpm, kind, count, messages, clicks,
@@ -138,11 +141,12 @@ def run_preloaded(env: BenchEnv, kind: str, traffic: Traffic, count: int,
                note=note)
 
 
-def _count_stored_at(env: BenchEnv, moments: list[float], into: list[int]) -> threading.Thread:
+def _count_stored_at(env: BenchEnv, moments: list[float], into: list[int],
+                     keep: Collection[str] = ()) -> threading.Thread:
     def count() -> None:
         for moment in moments:
             time.sleep(max(0.0, moment - time.time()))
-            into.append(env.stored_clicks())
+            into.append(env.stored_clicks(keep))
 
     thread = threading.Thread(target=count, daemon=True)
     thread.start()
@@ -150,8 +154,11 @@ def _count_stored_at(env: BenchEnv, moments: list[float], into: list[int]) -> th
 
 
 def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
-                  sizes: Sizes) -> Row:
-    env.reset()
+                  sizes: Sizes, *, keep: Collection[str] = (),
+                  while_publishing: Callable[[], object] | None = None) -> Row:
+    """A paced run at ``rate``; the tables in ``keep`` are not emptied first, and
+    ``while_publishing`` (if given) runs in a thread of its own from the first publish on."""
+    env.reset(keep)
     cpm = traffic.clicks_per_message
     per_second = rate / cpm
     count = max(1, round(per_second * sizes.duration))
@@ -166,14 +173,20 @@ def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
             start = time.time()
             marks = [start + max(1.0, sizes.duration * WARMUP_FRACTION), start + sizes.duration]
             stored: list[int] = []
-            counter = _count_stored_at(env, marks, stored) if kind == "farloom" else None
+            counter = _count_stored_at(env, marks, stored, keep) if kind == "farloom" else None
+            side = None
+            if while_publishing is not None:
+                side = threading.Thread(target=while_publishing, daemon=True)
+                side.start()
             publish(env, PacedSource(traffic.bodies(count), count, per_second))
             published_at = time.time()
-            done_when_published = env.stored_clicks() if kind == "farloom" else 0
+            done_when_published = env.stored_clicks(keep) if kind == "farloom" else 0
+            if side is not None:
+                side.join()
             if counter is not None:
                 counter.join(sizes.duration + EXIT_TIMEOUT)
                 deadline = time.monotonic() + drain_cap
-                while env.stored_clicks() < count * cpm and time.monotonic() < deadline:
+                while env.stored_clicks(keep) < count * cpm and time.monotonic() < deadline:
                     time.sleep(0.2)
             else:
                 consumer.wait(drain_cap)
@@ -191,7 +204,7 @@ def run_sustained(env: BenchEnv, kind: str, traffic: Traffic, rate: float,
     behind = count * cpm - done_when_published
     published_rate = count * cpm / max(published_at - start, 1e-9)
     messages, clicks = _done(kind, figures)
-    complete = _complete(env, kind, messages, clicks, count, cpm)
+    complete = _complete(env, kind, messages, clicks, count, cpm, keep)
     notes = [] if complete else [f"not drained within {drain_cap:g} s"]
     if published_rate < PUBLISHER_SHORTFALL * rate:
         notes.append("publisher fell short of the offered rate")

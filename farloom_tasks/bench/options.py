@@ -84,3 +84,26 @@ class BaselineOptions:
     kind: str  # one of BASELINE_KINDS
     expect_messages: int  # stop after acking this many messages
     time_cap: float = BASELINE_TIME_CAP  # s; stop after this long anyway
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """``farloom bench scale``: ingest, its COPY ceiling, disk, a partition drop and long
+    API windows, with ``rows`` older clicks in raw."""
+
+    rows: int = 100_000_000  # older clicks loaded into raw (SQL, not the pipeline)
+    load_rate: float = 10_000.0  # clicks/s the loaded hours hold: rows per hour partition / 3600
+    messages: int = 3_000  # preloaded messages of 100 clicks per drain (and the ceiling's rows)
+    repeat: int = 3  # drains (and ceiling runs) per table state; the median counts
+    rate: float = 20_000.0  # clicks/s offered in the sustained runs (with and without a drop)
+    duration: float = 20.0  # s of publishing in each sustained run
+    minute_days: int = 7  # days of minutes in agg for the API windows
+    rollup_days: int = 90  # days of hours and days in agg
+    ads_per_minute: int = 3000
+    universe: int = 50_000  # distinct ads overall
+    requests: int = 100  # timed requests per API window (each window stops after a time cap)
+    seed: int = 7
+    write_docs: bool = False
+    docs: Path = DOCS_PATH  # the Markdown file write_docs updates
+    report: Path | None = None  # also write the figures as JSON here
+    command_line: str = "bench scale"  # how it was run, quoted in the report

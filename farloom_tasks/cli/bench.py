@@ -3,7 +3,9 @@
 - ``ingest``: the ingest worker against two baseline consumers;
 - ``aggregate``: closing minutes with the top-k chord;
 - ``api``: the query API;
-- ``publish``: the confirming click publisher against synchronous confirms.
+- ``publish``: the confirming click publisher against synchronous confirms;
+- ``scale``: ingest with a large raw table against a bare COPY, bytes per click,
+  a partition drop under load and the top 100 over 24 hours to 30 days.
 
 Every flag is defined here and turned into the benchmark's frozen options
 (``farloom_tasks.bench.options``, whose defaults the flags show); the benchmark
@@ -30,6 +32,7 @@ from farloom_tasks.bench.options import (
     BaselineOptions,
     IngestOptions,
     PublishOptions,
+    ScaleOptions,
 )
 from farloom_tasks.bench.report import DOCS_PATH, PRELOADED, SUSTAINED
 from farloom_tasks.errors import FarloomError
@@ -205,6 +208,67 @@ def _run_publish(args: argparse.Namespace, settings: Settings) -> int:
     return publish.run(publish_options(args), settings)
 
 
+def _scale_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ScaleOptions()
+    parser.description = (
+        "In one throw-away database, Redis db and vhost: Farloom's ingest (preloaded "
+        "drains of 100-click messages) into an empty raw table and with --rows older clicks "
+        "loaded by SQL, against a bare COPY of the same clicks in batches of the worker's "
+        "batch size; bytes on disk per click; ingest p99 latency with and without a "
+        "partition drop; GET /v1/ads/top?n=100 over 24 hours, 7 days and 30 days. The full "
+        "size needs about 30 GB of disk for PostgreSQL and runs for an hour or more.")
+    parser.add_argument("--rows", type=int, default=defaults.rows, metavar="N",
+                        help="older clicks loaded into raw (default 100,000,000)")
+    parser.add_argument("--load-rate", type=float, default=defaults.load_rate,
+                        metavar="CLICKS/S",
+                        help="clicks/s each loaded hour partition holds (default 10,000: "
+                             "36,000,000 rows an hour)")
+    parser.add_argument("--messages", type=int, default=defaults.messages, metavar="N",
+                        help="100-click messages per drain, also the ceiling's clicks "
+                             "(default 3,000)")
+    parser.add_argument("--repeat", type=int, default=defaults.repeat, metavar="N",
+                        help="drains per table state and ceiling runs; the median counts "
+                             "(default 3)")
+    parser.add_argument("--rate", type=float, default=defaults.rate, metavar="CLICKS/S",
+                        help="offered clicks/s of the sustained runs (default 20,000)")
+    parser.add_argument("--duration", type=float, default=defaults.duration, metavar="S",
+                        help="seconds of publishing in each sustained run (default 20)")
+    parser.add_argument("--minute-days", type=int, default=defaults.minute_days, metavar="D",
+                        help="days of minutes in agg for the API (default 7)")
+    parser.add_argument("--rollup-days", type=int, default=defaults.rollup_days, metavar="D",
+                        help="days of hour and day rollups in agg (default 90)")
+    parser.add_argument("--ads-per-minute", type=int, default=defaults.ads_per_minute,
+                        help="distinct ads in each minute (default 3,000)")
+    parser.add_argument("--universe", type=int, default=defaults.universe,
+                        help="distinct ads overall (default 50,000)")
+    parser.add_argument("--requests", type=int, default=defaults.requests, metavar="N",
+                        help="timed requests per API window (default 100; each window "
+                             "also stops after 60 s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--write-docs", action="store_true",
+                        help="write the machine and scale sections of docs/benchmarks.md")
+    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
+                        help="also write the figures and targets as JSON to PATH")
+
+
+def scale_options(args: argparse.Namespace) -> ScaleOptions:
+    return ScaleOptions(
+        rows=args.rows, load_rate=args.load_rate, messages=args.messages, repeat=args.repeat,
+        rate=args.rate, duration=args.duration, minute_days=args.minute_days,
+        rollup_days=args.rollup_days, ads_per_minute=args.ads_per_minute,
+        universe=args.universe, requests=args.requests, seed=args.seed,
+        write_docs=args.write_docs, docs=args.docs, report=args.report,
+        command_line=" ".join(sys.argv[1:]))
+
+
+def _run_scale(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import scale
+
+    return scale.run(scale_options(args), settings)
+
+
 def _baseline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("A baseline consumer for `farloom bench ingest` "
                           "(prints JSON figures).")
@@ -233,6 +297,8 @@ PARTS: dict[str, Part] = {
     "api": Part("the query API: requests/s and latency", _api_arguments, _run_api),
     "publish": Part("the log watcher's confirming publisher vs. synchronous confirms: "
                     "messages/s", _publish_arguments, _run_publish),
+    "scale": Part("ingest at 100M raw rows vs. a bare COPY, bytes per click, a partition "
+                  "drop under load, top 100 over 24 h to 30 days", _scale_arguments, _run_scale),
     BASELINE_COMMAND: Part(None, _baseline_arguments, _run_baseline),
 }
 

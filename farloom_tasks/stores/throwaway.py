@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import redis
 import sqlalchemy as sa
@@ -27,18 +27,24 @@ QUEUES = (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
           topology.AGGREGATES_QUEUE, topology.AGGREGATES_DEAD_QUEUE)
 
 
-def empty_everything(settings: Settings) -> None:
+def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
     """Empty every raw/agg table, the Redis db and every Farloom queue of ``settings``.
 
-    For throw-away environments only (benchmarks, tests): it deletes all data.
+    For throw-away environments only (benchmarks, tests): it deletes all data, but
+    for the tables (e.g. partitions, as ``raw.ad_clicks_p20261202_1300``) named in
+    ``keep``.
     """
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         with db.translated_errors(), engine.begin() as conn:
+            # Leaf tables only: truncating a partitioned parent would empty every partition.
             tables = conn.execute(sa.text(
-                "SELECT schemaname || '.' || tablename FROM pg_tables "
-                "WHERE schemaname IN ('raw', 'agg') AND tablename <> 'partitions'")
-            ).scalars().all()
+                "SELECT n.nspname || '.' || c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname IN ('raw', 'agg') AND c.relkind = 'r' "
+                "AND c.relname <> 'partitions' "
+                "AND NOT (n.nspname || '.' || c.relname) = ANY(:keep)"),
+                {"keep": list(keep)}).scalars().all()
             conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)}")
             # The partitions stay (empty), and so does their ledger, which processes
             # cache; what retention dropped may be made again.
