@@ -255,7 +255,10 @@ def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[s
         retry_seconds=res.settings.close_retry_seconds,
         replay=lambda minute: replay_minute.delay(minute, "raw") and None)
     return {"run_id": summary.run_id, "minutes_checked": summary.minutes_checked,
-            "minutes_differing": len(summary.findings), "minutes_fixed": summary.minutes_fixed}
+            "minutes_differing": len(summary.findings), "minutes_fixed": summary.minutes_fixed,
+            "rollups_checked": summary.rollups_checked,
+            "rollups_differing": len(summary.rollup_findings),
+            "rollups_fixed": summary.rollups_fixed}
 
 
 @app.task(name="farloom.reconcile_recent", **RETRYING)

@@ -115,6 +115,12 @@ def _reconcile(args: argparse.Namespace, settings: Settings, start: int, end: in
         print(f"  {iso(finding.minute)}: raw {finding.raw_clicks} clicks / "
               f"{finding.raw_distinct_ads} ads, agg {finding.agg_clicks} / "
               f"{finding.agg_distinct_ads}, {finding.differing_ads} ad(s) differ")
+    print(f"rollups: checked {summary.rollups_checked} hour(s) and day(s), "
+          f"{len(summary.rollup_findings)} differed from their minutes, "
+          f"{summary.rollups_fixed} recomputed")
+    for rollup in summary.rollup_findings:
+        print(f"  {rollup.grain} {iso(rollup.period)}: total {rollup.rollup_clicks}, minutes "
+              f"{rollup.minute_clicks}, {rollup.differing_ads} ad(s) differ")
     if args.wait and pending:
         _wait(settings, pending, time.monotonic() + args.timeout)
     return 0

@@ -123,12 +123,14 @@ def test_a_new_revision_with_unchanged_counts_updates_per_ad_rows_in_place(
         try:
             with conn.cursor() as cursor:
                 partition = partitions.ensure(cursor, partitions.MINUTES, minute, DAY)
-                cursor.execute(agg_store._INSERT_ADS, (minute, 1, text_array(ads),
-                                                       int_array(counts)))
+                cursor.execute(agg_store._INSERT_ADS, {"m": minute, "rev": 1,
+                                                       "ads": text_array(ads),
+                                                       "clicks": int_array(counts)})
             conn.commit()
             with conn.cursor() as cursor:
-                cursor.execute(agg_store._UPSERT_ADS, (minute, 2, text_array(ads),
-                                                       int_array(counts)))
+                cursor.execute(agg_store._UPSERT_ADS, {"m": minute, "rev": 2,
+                                                       "ads": text_array(ads),
+                                                       "clicks": int_array(counts)})
                 cursor.execute("SELECT pg_stat_get_xact_tuples_updated(c.oid), "
                                "pg_stat_get_xact_tuples_hot_updated(c.oid) "
                                "FROM pg_class c WHERE c.oid = %s::regclass", (partition,))
