@@ -25,6 +25,7 @@ from tqdm import tqdm
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.bench.scale_plan import LoadedHour, chunks
 from farloom_tasks.core.partitions import HOUR
+from farloom_tasks.errors import BenchFailed
 from farloom_tasks.stores import db, partitions
 
 LOADERS = 2  # hours loaded at once, one connection (one server process) each
@@ -117,12 +118,16 @@ def _load_hour(env: BenchEnv, hour: LoadedHour, name: str, countries: Sequence[s
         cursor.execute(_DEDUP_INDEX_SQL, {"schema": schema, "table": table})
         definition = str(cursor.fetchone()[0])
         cursor.execute(f'DROP INDEX "{schema}"."{table}_dedup_key"')
+        inserted = 0
         for first, last in chunks(hour.rows):
             cursor.execute(_INSERT_SQL.format(table=f'"{schema}"."{table}"'), {
                 "countries": list(countries), "country_count": len(countries),
                 "start": hour.start, "step": HOUR / hour.rows, "first": first, "last": last})
+            inserted += cursor.rowcount
             with lock:
                 bar.update(last - first + 1)
+        if inserted != hour.rows:
+            raise BenchFailed(f"{name} took {inserted:,} of its {hour.rows:,} rows")
         with lock:
             bar.write(f"  {name}: {hour.rows:,} rows in; building its click_id index",
                       file=sys.stderr)
