@@ -1,18 +1,21 @@
 """The query API and the dashboard (FastAPI). OpenAPI docs at /docs.
 
 Reads schema agg through the read-only role only (agg_reads.read_only_url), so a
-bug here can never change a billed number. Times accept RFC 3339 or
-'YYYY-MM-DD HH:MM' (UTC); bad parameters get a 400 with a sentence saying what
-to send instead.
+bug here can never change a billed number. Times accept RFC 3339,
+'YYYY-MM-DD HH:MM' (UTC) or epoch seconds, a time inside a minute meaning that
+minute; bad parameters get a 400 with a sentence saying what to send instead.
+Long windows read the hour and day rollups (core.tiling; docs/design.md, "The
+query API").
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -29,14 +32,22 @@ from prometheus_client import (
 )
 
 from farloom_tasks.core.health import assess
-from farloom_tasks.core.windows import MINUTE, iso, parse_minute
+from farloom_tasks.core.partitions import DAY, HOUR, start_of
+from farloom_tasks.core.tiling import tile, units_per_grain
+from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import agg_reads, db
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_WINDOW_MINUTES = 1440  # GET /v1/ads/top: a day at most
-MAX_RANGE_MINUTES = 10_080  # per-ad and per-minute listings: a week at most
+MAX_WINDOW_DAYS = 90  # GET /v1/ads/top, and the per-ad series by hour or day
+MAX_WINDOW_MINUTES = MAX_WINDOW_DAYS * 1440
+MAX_RANGE_MINUTES = 10_080  # per-minute listings: a week at most (bounds the answer)
+GRAINS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+# A series by hour or day without `from` covers this many hours or days.
+DEFAULT_POINTS = {HOUR: 24, DAY: 7}
+MAX_POINTS = {HOUR: MAX_WINDOW_DAYS * 24, DAY: MAX_WINDOW_DAYS}
+EPOCH = re.compile(r"-?\d+(\.\d+)?")
 MAX_TREND_MINUTES = 120
 MAX_TOP_N = 1000
 STATUS_CACHE_SECONDS = 2.0  # the dashboard polls; several tabs share one check
@@ -54,10 +65,12 @@ class BadRequest(HTTPException):
 def _minute_param(text: str | None, name: str) -> int | None:
     if text is None or text == "":
         return None
+    if EPOCH.fullmatch(text.strip()):
+        return minute_of(float(text))
     try:
         return parse_minute(text)
     except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}") from None
+        raise BadRequest(f"{name}: {exc}; or epoch seconds") from None
 
 
 class _StatusCache:
@@ -139,18 +152,53 @@ def create_app(settings: Settings) -> FastAPI:
                              "ask for a shorter one")
         return first, last
 
-    @app.get("/v1/ads/top", summary="Exact top N ads over the M minutes ending at `at`")
+    def top_window(conn: sa.Connection, minutes: int | None, at_text: str | None,
+                   first_text: str | None, last_text: str | None) -> tuple[int, int]:
+        """The window's first and last minute (inclusive), from minutes/at or from/to."""
+        if first_text is None and last_text is None:
+            last = closed_or_404(conn, _minute_param(at_text, "at"))
+            return last - ((minutes or 60) - 1) * MINUTE, last
+        if minutes is not None or at_text is not None:
+            raise BadRequest("give either minutes (and at) or from (and to), not both")
+        first = _minute_param(first_text, "from")
+        if first is None:
+            raise BadRequest("to needs a from; or give minutes (and at)")
+        last = closed_or_404(conn, _minute_param(last_text, "to"))
+        if first > last:
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+        span = (last - first) // MINUTE + 1
+        if span > MAX_WINDOW_MINUTES:
+            raise BadRequest(f"the window spans {span} minutes, more than "
+                             f"{MAX_WINDOW_MINUTES} ({MAX_WINDOW_DAYS} days); "
+                             "ask for a shorter one")
+        return first, last
+
+    @app.get("/v1/ads/top",
+             summary="Exact top N ads over the M minutes ending at `at`, or from `from` to `to`")
     def top(n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 100,
-            minutes: Annotated[int, Query(ge=1, le=MAX_WINDOW_MINUTES)] = 60,
+            minutes: Annotated[int | None, Query(
+                ge=1, le=MAX_WINDOW_MINUTES,
+                description=f"window length (default 60; at most {MAX_WINDOW_DAYS} days)")]
+            = None,
             at: Annotated[str | None, Query(description="last minute; default: last closed")]
+            = None,
+            first_text: Annotated[str | None, Query(
+                alias="from", description="first minute (inclusive), instead of minutes")]
+            = None,
+            last_text: Annotated[str | None, Query(
+                alias="to", description="last minute (inclusive); default: last closed")]
             = None,
             trend: Annotated[int, Query(ge=0, le=MAX_TREND_MINUTES,
                                         description="minutes of per-ad trend to include")]
             = 0) -> dict[str, Any]:
         with engine.connect() as conn:
-            last = closed_or_404(conn, _minute_param(at, "at"))
-            first = last - (minutes - 1) * MINUTE
-            ranked = agg_reads.top_ads(conn, first=first, last=last, n=n)
+            first, last = top_window(conn, minutes, at, first_text, last_text)
+            closed = agg_reads.last_closed_minute(conn)
+            # Rollups hold closed minutes only: after the last closed minute, read
+            # minutes, as the minute-only answer would.
+            runs = tile(first, last + MINUTE,
+                        rollups_until=first if closed is None else closed + MINUTE)
+            ranked = agg_reads.top_ads_tiled(conn, runs, n=n)
             series = (agg_reads.trends(conn, [ad.ad_id for ad in ranked],
                                        first=last - (trend - 1) * MINUTE, last=last)
                       if trend else {})
@@ -160,19 +208,49 @@ def create_app(settings: Settings) -> FastAPI:
             if trend:
                 doc["trend"] = series[ad.ad_id]
             ads.append(doc)
-        return {"from": iso(first), "to": iso(last), "minutes": minutes, "n": n, "ads": ads}
+        return {"from": iso(first), "to": iso(last), "minutes": (last - first) // MINUTE + 1,
+                "n": n, "ads": ads, "read": units_per_grain(runs)}
+
+    def bounded_rollup_range(conn: sa.Connection, grain: int, first_text: str | None,
+                             last_text: str | None) -> tuple[int, int]:
+        """Hours or days: both ends rounded down to the grain; by default the last
+        DEFAULT_POINTS of them through the one holding the last closed minute."""
+        last = _minute_param(last_text, "to")
+        first = _minute_param(first_text, "from")
+        if last is None:
+            last = (closed_or_404(conn, None) if first is None
+                    else first + (DEFAULT_POINTS[grain] - 1) * grain)
+        last = start_of(last, grain)
+        first = (last - (DEFAULT_POINTS[grain] - 1) * grain if first is None
+                 else start_of(first, grain))
+        if first > last:
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+        if (last - first) // grain + 1 > MAX_POINTS[grain]:
+            raise BadRequest(f"the range spans more than {MAX_WINDOW_DAYS} days; "
+                             "ask for a shorter one")
+        return first, last
 
     # `:path` because an ad id may contain '/' (any printable character:
     # docs/design.md, "The click message").
     @app.get("/v1/ads/{ad_id:path}/clicks",
-             summary="One ad's clicks per closed minute and total")
+             summary="One ad's clicks per closed minute, hour or day, and total")
     def ad_clicks(ad_id: Annotated[str, PathParam(min_length=1, max_length=64)],
-                  first_text: From = None, last_text: To = None) -> dict[str, Any]:
+                  first_text: From = None, last_text: To = None,
+                  granularity: Annotated[Literal["minute", "hour", "day"], Query(
+                      description="minute (ranges up to a week), hour or day (up to "
+                                  f"{MAX_WINDOW_DAYS} days)")] = "minute") -> dict[str, Any]:
+        grain = GRAINS[granularity]
         with engine.connect() as conn:
-            first, last = bounded_range(conn, first_text, last_text)
-            per_minute = agg_reads.ad_clicks(conn, ad_id, first=first, last=last)
+            if grain == MINUTE:
+                first, last = bounded_range(conn, first_text, last_text)
+                points = agg_reads.ad_clicks(conn, ad_id, first=first, last=last)
+            else:
+                first, last = bounded_rollup_range(conn, grain, first_text, last_text)
+                points = agg_reads.ad_clicks_rolled_up(conn, ad_id, grain, first=first,
+                                                       last=last)
         return {"ad_id": ad_id, "from": iso(first), "to": iso(last),
-                "total": sum(m["clicks"] for m in per_minute), "minutes": per_minute}
+                "granularity": granularity, "total": sum(p["clicks"] for p in points),
+                f"{granularity}s": points}
 
     @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision")
     def one_minute(minute: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The query API's SQL, against schema agg only, through the read-only role.
 
-Every function takes a Connection and minute-aligned epoch seconds; the HTTP
-layer (app.py) parses and bounds the parameters first. Ranges are inclusive at
-both ends: ``first`` and ``last`` are minutes.
+Every function takes a Connection and aligned epoch seconds; the HTTP layer
+(app.py) parses and bounds the parameters first. Ranges are inclusive at both
+ends: ``first`` and ``last`` are minutes (hours, days for the rollup series),
+except the tiled top, which takes the runs of core.tiling.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from farloom_tasks.core.partitions import DAY, HOUR
+from farloom_tasks.core.tiling import Run
 from farloom_tasks.core.windows import MINUTE, iso, to_datetime
 
 API_ROLE = "farloom_api"  # created by migration 0003
@@ -41,26 +44,44 @@ def last_closed_minute(conn: sa.Connection) -> int | None:
     return None if value is None else int(value.timestamp())
 
 
-# Exact: sums every ad's counts over the window, then ranks (clicks desc, ad_id
-# asc in code-point order: docs/design.md, "Windows, ranking and shards"). The covering
-# index ad_clicks_per_minute_window_idx makes the scan index-only; the role's
-# work_mem keeps the hash in memory. Summing int4 (one ad's clicks in one minute
-# is far below 2^31; a larger value fails loudly) accumulates in int8 instead of
-# numeric, which is faster (measured by `farloom bench api`: docs/benchmarks.md,
-# "Figures behind the code").
-_TOP_SQL = sa.text("""
-    SELECT ad_id, sum(clicks::int4) AS clicks
-    FROM agg.ad_clicks_per_minute
-    WHERE minute BETWEEN :first AND :last
-    GROUP BY ad_id
-    ORDER BY clicks DESC, ad_id COLLATE "C" ASC
-    LIMIT :n
-""")
+# Where each grain's per-ad counts are: table and time column. Each has a covering
+# index on (time) INCLUDE (ad_id, clicks), so every branch is an index-only scan.
+_PER_AD = {
+    MINUTE: ("agg.ad_clicks_per_minute", "minute"),
+    HOUR: ("agg.ad_clicks_per_hour", "hour"),
+    DAY: ("agg.ad_clicks_per_day", "day"),
+}
 
 
-def top_ads(conn: sa.Connection, *, first: int, last: int, n: int) -> list[RankedAd]:
-    rows = conn.execute(_TOP_SQL, {"first": to_datetime(first), "last": to_datetime(last),
-                                   "n": n}).all()
+def _top_sql(runs: Sequence[Run]) -> str:
+    """One statement: every run's rows (UNION ALL), summed per ad, ranked, limited.
+
+    Exact: the runs tile the window (core.tiling), each rollup row is the sum of its
+    minutes, so the sum per ad is the ad's clicks in the window. Ranked clicks desc,
+    then ad_id asc in code-point order (docs/design.md, "Windows, ranking and
+    shards"). Casting each row to int4 (one ad's clicks in one minute, hour or day is
+    far below 2^31; a larger value fails loudly) makes sum() accumulate in int8
+    instead of numeric, which is faster (docs/benchmarks.md, "Figures behind the
+    code"). The role's work_mem keeps the hash in memory.
+    """
+    branches = []
+    for i, run in enumerate(runs):
+        table, column = _PER_AD[run.grain]
+        branches.append(f"SELECT ad_id, clicks::int4 AS clicks FROM {table} "
+                        f"WHERE {column} >= :start{i} AND {column} < :end{i}")
+    return (f"SELECT ad_id, sum(clicks) AS clicks FROM ({' UNION ALL '.join(branches)}) AS tiles "
+            'GROUP BY ad_id ORDER BY clicks DESC, ad_id COLLATE "C" ASC LIMIT :n')
+
+
+def top_ads_tiled(conn: sa.Connection, runs: Sequence[Run], *, n: int) -> list[RankedAd]:
+    """The exact top n over the window the runs tile (core.tiling.tile)."""
+    if not runs:
+        return []
+    params: dict[str, Any] = {"n": n}
+    for i, run in enumerate(runs):
+        params[f"start{i}"] = to_datetime(run.start)
+        params[f"end{i}"] = to_datetime(run.end)
+    rows = conn.execute(sa.text(_top_sql(runs)), params).all()
     return [RankedAd(rank, row.ad_id, int(row.clicks)) for rank, row in enumerate(rows, 1)]
 
 
@@ -96,6 +117,31 @@ def ad_clicks(conn: sa.Connection, ad_id: str, *, first: int,
     """), {"ad_id": ad_id, "first": to_datetime(first), "last": to_datetime(last)})
     return [{"minute": iso(int(row.minute.timestamp())), "clicks": int(row.clicks)}
             for row in rows]
+
+
+# An hour's or day's series: every hour (day) the rollup totals have, i.e. every
+# one in which a minute was closed; an ad absent from it is 0 there.
+_ROLLUP_SERIES = {
+    HOUR: ("agg.hour_totals", "agg.ad_clicks_per_hour", "hour"),
+    DAY: ("agg.day_totals", "agg.ad_clicks_per_day", "day"),
+}
+
+
+def ad_clicks_rolled_up(conn: sa.Connection, ad_id: str, grain: int, *, first: int,
+                        last: int) -> list[dict[str, Any]]:
+    """The ad's clicks per hour or day (``grain``) of first..last, both aligned to it.
+
+    The current hour and day hold the minutes closed so far.
+    """
+    totals, per_ad, column = _ROLLUP_SERIES[grain]
+    rows = conn.execute(sa.text(f"""
+        SELECT t.{column} AS at, coalesce(a.clicks, 0)::bigint AS clicks
+        FROM {totals} t
+        LEFT JOIN {per_ad} a ON a.{column} = t.{column} AND a.ad_id = :ad_id
+        WHERE t.{column} BETWEEN :first AND :last
+        ORDER BY t.{column}
+    """), {"ad_id": ad_id, "first": to_datetime(first), "last": to_datetime(last)})
+    return [{column: iso(int(row.at.timestamp())), "clicks": int(row.clicks)} for row in rows]
 
 
 _MINUTES_SQL = """

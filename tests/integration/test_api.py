@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from farloom_tasks.api.app import create_app
+from farloom_tasks.core.partitions import DAY, HOUR
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
 from farloom_tasks.stores import agg_reads, topology
 from tests.support.stack import PROJECT_ROOT, Stack
@@ -27,6 +29,7 @@ def put_minute(stack: Stack, minute: int, counts: Mapping[str, int], revision: i
     at = to_datetime(minute)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     with stack.engine().begin() as conn:
+        make_minute_partition(conn, minute)
         conn.execute(sa.text(
             "INSERT INTO agg.minute_totals VALUES (:m, :c, :d, :r, now())"),
             {"m": at, "c": sum(counts.values()), "d": len(counts), "r": revision})
@@ -37,6 +40,12 @@ def put_minute(stack: Stack, minute: int, counts: Mapping[str, int], revision: i
             conn.execute(sa.text("INSERT INTO agg.top_ads VALUES (:m, :k, :a, :c, :r)"),
                          [{"m": at, "k": i, "a": ad, "c": n, "r": revision}
                           for i, (ad, n) in enumerate(ranked[:k], 1)])
+
+
+def make_minute_partition(conn: sa.Connection, minute: int) -> None:
+    conn.execute(sa.text("SELECT raw.ensure_partition('agg.ad_clicks_per_minute', :m, "
+                         "interval '1 day', NULL, 'fillfactor = 50')"),
+                 {"m": to_datetime(minute)})
 
 
 @pytest.fixture
@@ -144,7 +153,7 @@ def test_before_any_minute_is_closed_the_api_says_so_with_a_404(client: TestClie
 
 @pytest.mark.parametrize(("path", "params", "words"), [
     ("/v1/ads/top", {"minutes": 0}, "minutes"),
-    ("/v1/ads/top", {"minutes": 1441}, "minutes"),
+    ("/v1/ads/top", {"minutes": 129_601}, "minutes"),
     ("/v1/ads/top", {"n": "many"}, "n: "),
     ("/v1/ads/top", {"at": "yesterday"}, "RFC 3339"),
     ("/v1/ads/x/clicks", {"from": "2026-11-29 14:05", "to": "2026-11-29 14:00"}, "after"),
@@ -263,3 +272,178 @@ def test_an_unreachable_database_is_a_503_with_a_sentence_not_a_traceback(
     assert (health.status_code, health.json()["database"]) == (503, "unreachable")
     assert minutes.status_code == 503
     assert minutes.json() == {"detail": "the database is unreachable; try again shortly"}
+
+
+# Long windows: nine days of minutes, the last closed one at 14:37 of the ninth.
+FIRST_DAY = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+LAST_CLOSED = FIRST_DAY + 8 * DAY + 14 * HOUR + 37 * 60
+# A minute after the last closed one whose revision is being written: its per-ad
+# rows are there, its totals not yet (nor its rollups).
+WRITING = LAST_CLOSED + 60
+LONG_ADS = ["a", "B", "b", "c", "ad/7", "ü", "10", "9"]
+
+
+def long_history() -> dict[int, dict[str, int]]:
+    """Clicks per minute per ad, skewed per day so that the rankings differ by window."""
+    rng = random.Random(11)
+    history: dict[int, dict[str, int]] = {}
+    for minute in range(FIRST_DAY, WRITING + 60, 60):
+        day = (minute - FIRST_DAY) // DAY
+        history[minute] = {ad: rng.randint(1, 3 + (i * day) % 7)
+                           for i, ad in enumerate(LONG_ADS) if rng.random() < 0.3}
+    return history
+
+
+def rolled_up(history: Mapping[int, Mapping[str, int]],
+              grain: int) -> dict[int, Counter[str]]:
+    """Hour or day rollups of the closed minutes, as the aggregated writer keeps them."""
+    rollups: dict[int, Counter[str]] = defaultdict(Counter)
+    for minute, counts in history.items():
+        if minute <= LAST_CLOSED:
+            rollups[minute // grain * grain].update(counts)
+    return rollups
+
+
+def put_long_history(stack: Stack, history: Mapping[int, Mapping[str, int]]) -> None:
+    with stack.engine().begin() as conn:
+        for day in range(FIRST_DAY, WRITING + DAY, DAY):
+            make_minute_partition(conn, day)
+        conn.execute(sa.text("INSERT INTO agg.minute_totals VALUES (:m, :c, :d, 1, now())"),
+                     [{"m": to_datetime(m), "c": sum(c.values()), "d": len(c)}
+                      for m, c in history.items() if m <= LAST_CLOSED])
+        conn.execute(sa.text("INSERT INTO agg.ad_clicks_per_minute VALUES (:m, :a, :c, 1)"),
+                     [{"m": to_datetime(m), "a": ad, "c": n}
+                      for m, c in history.items() for ad, n in c.items()])
+        for grain, name in ((HOUR, "hour"), (DAY, "day")):
+            rollups = rolled_up(history, grain)
+            conn.execute(sa.text(f"INSERT INTO agg.ad_clicks_per_{name} VALUES (:t, :a, :c)"),
+                         [{"t": to_datetime(t), "a": ad, "c": n}
+                          for t, c in rollups.items() for ad, n in c.items()])
+            conn.execute(sa.text(f"INSERT INTO agg.{name}_totals VALUES (:t, :c)"),
+                         [{"t": to_datetime(t), "c": sum(c.values())}
+                          for t, c in rollups.items()])
+
+
+def ranked_sums(history: Mapping[int, Mapping[str, int]], first: int, last: int,
+                n: int = 100) -> list[list[object]]:
+    sums: Counter[str] = Counter()
+    for minute in range(first, last + 60, 60):
+        sums.update(history.get(minute, {}))
+    ranked = sorted(sums.items(), key=lambda item: (-item[1], item[0]))[:n]
+    return [[rank, ad, clicks] for rank, (ad, clicks) in enumerate(ranked, 1)]
+
+
+@pytest.fixture
+def history(stack: Stack) -> dict[int, dict[str, int]]:
+    found = long_history()
+    put_long_history(stack, found)
+    return found
+
+
+def test_long_windows_are_exact_sums_over_days_hours_and_edge_minutes(
+        history: dict[int, dict[str, int]], client: TestClient) -> None:
+    day = client.get("/v1/ads/top", params={"minutes": 1440}).json()
+    week = client.get("/v1/ads/top", params={"minutes": 7 * 1440, "n": 5}).json()
+    unaligned = client.get("/v1/ads/top", params={"from": "2026-11-21T03:17:00Z",
+                                                  "to": "2026-11-26 20:41"}).json()
+    by_epoch = client.get("/v1/ads/top", params={"from": str(FIRST_DAY),
+                                                 "to": str(FIRST_DAY + 2 * DAY - 60)}).json()
+
+    assert (day["from"], day["to"]) == (iso(LAST_CLOSED - DAY + 60), iso(LAST_CLOSED))
+    assert as_rows(day) == ranked_sums(history, LAST_CLOSED - DAY + 60, LAST_CLOSED)
+    assert day["read"] == {"day": 0, "hour": 23, "minute": 60}
+    assert as_rows(week) == ranked_sums(history, LAST_CLOSED - 7 * DAY + 60, LAST_CLOSED, 5)
+    assert week["read"] == {"day": 6, "hour": 23, "minute": 60}
+    first, last = FIRST_DAY + DAY + 3 * HOUR + 17 * 60, FIRST_DAY + 6 * DAY + 20 * HOUR + 41 * 60
+    assert (unaligned["from"], unaligned["to"], unaligned["minutes"]) == (
+        iso(first), iso(last), (last - first) // 60 + 1)
+    assert as_rows(unaligned) == ranked_sums(history, first, last)
+    assert unaligned["read"] == {"day": 4, "hour": 20 + 20, "minute": 43 + 42}
+    assert as_rows(by_epoch) == ranked_sums(history, FIRST_DAY, FIRST_DAY + 2 * DAY - 60)
+    assert by_epoch["read"] == {"day": 2, "hour": 0, "minute": 0}
+
+
+def test_whole_days_and_hours_are_read_from_the_rollups_not_the_minutes(
+        stack: Stack, history: dict[int, dict[str, int]], client: TestClient) -> None:
+    # As minute retention would: the minutes of days 2 to 5 are gone, their rollups stay.
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text("DELETE FROM agg.ad_clicks_per_minute WHERE minute >= :a "
+                             "AND minute < :b"),
+                     {"a": to_datetime(FIRST_DAY + 2 * DAY),
+                      "b": to_datetime(FIRST_DAY + 6 * DAY)})
+
+    body = client.get("/v1/ads/top", params={"from": iso(FIRST_DAY + DAY + 23 * HOUR + 30 * 60),
+                                             "to": iso(FIRST_DAY + 6 * DAY + 60 * 60)}).json()
+
+    assert as_rows(body) == ranked_sums(history, FIRST_DAY + DAY + 23 * HOUR + 30 * 60,
+                                        FIRST_DAY + 6 * DAY + 60 * 60)
+    assert body["read"] == {"day": 4, "hour": 1, "minute": 30 + 1}
+
+
+def test_after_the_last_closed_minute_a_window_reads_minutes_as_the_minute_answer_does(
+        history: dict[int, dict[str, int]], client: TestClient) -> None:
+    # The hour and the day of the last closed minute are whole in this window, but
+    # their rollups hold only closed minutes; the minute being written counts, as in
+    # a window of minutes only.
+    today = FIRST_DAY + 8 * DAY
+    whole_day = client.get("/v1/ads/top", params={"from": iso(today),
+                                                  "to": iso(today + DAY - 60)}).json()
+    minutes_only = client.get("/v1/ads/top", params={"minutes": 60,
+                                                     "at": iso(WRITING)}).json()
+
+    assert history[WRITING], "the minute being written has clicks"
+    assert as_rows(whole_day) == ranked_sums(history, today, today + DAY - 60)
+    assert whole_day["read"] == {"day": 0, "hour": 14, "minute": 10 * 60}
+    assert as_rows(minutes_only) == ranked_sums(history, WRITING - 59 * 60, WRITING)
+
+
+def test_an_ads_series_by_hour_and_by_day_are_sums_of_its_closed_minutes(
+        history: dict[int, dict[str, int]], client: TestClient) -> None:
+    hours = client.get("/v1/ads/ad%2F7/clicks", params={
+        "granularity": "hour", "from": "2026-11-27 22:10", "to": "2026-11-29T23:00:00Z"}).json()
+    days = client.get("/v1/ads/%C3%BC/clicks", params={"granularity": "day",
+                                                       "from": iso(FIRST_DAY)}).json()
+    default_hours = client.get("/v1/ads/a/clicks", params={"granularity": "hour"}).json()
+    minutes = client.get("/v1/ads/a/clicks").json()
+
+    def expected(ad: str, grain: int, first: int, last: int) -> list[int]:
+        sums = rolled_up(history, grain)
+        return [sums[t][ad] for t in range(first, min(last, LAST_CLOSED) + 1, grain)]
+
+    start = FIRST_DAY + 7 * DAY + 22 * HOUR
+    assert (hours["from"], hours["to"], hours["granularity"]) == (
+        iso(start), "2026-11-29T23:00:00Z", "hour")
+    assert [p["clicks"] for p in hours["hours"]] == expected("ad/7", HOUR, start, WRITING)
+    assert hours["hours"][0]["hour"] == iso(start)
+    assert len(hours["hours"]) == 2 + 15  # through the hour of the last closed minute
+    assert hours["total"] == sum(p["clicks"] for p in hours["hours"])
+    assert [p["clicks"] for p in days["days"]] == expected(
+        "ü", DAY, FIRST_DAY, FIRST_DAY + 6 * DAY)
+    assert len(days["days"]) == 7
+    assert default_hours["to"] == iso(LAST_CLOSED // HOUR * HOUR)
+    assert [p["clicks"] for p in default_hours["hours"]] == expected(
+        "a", HOUR, LAST_CLOSED // HOUR * HOUR - 23 * HOUR, LAST_CLOSED)
+    assert (minutes["granularity"], len(minutes["minutes"])) == ("minute", 60)
+    assert minutes["total"] == sum(history[m].get("a", 0)
+                                   for m in range(LAST_CLOSED - 59 * 60, LAST_CLOSED + 60, 60))
+
+
+@pytest.mark.parametrize(("path", "params", "words"), [
+    ("/v1/ads/top", {"from": "2026-11-29 14:05", "to": "2026-11-29 14:00"}, "after"),
+    ("/v1/ads/top", {"from": "2026-08-01 00:00", "to": "2026-10-30 00:00"}, "90 days"),
+    ("/v1/ads/top", {"from": "2026-11-29 14:05", "minutes": 5}, "not both"),
+    ("/v1/ads/top", {"to": "2026-11-29 14:05"}, "needs a from"),
+    ("/v1/ads/top", {"from": "1 hour ago"}, "epoch seconds"),
+    ("/v1/ads/x/clicks", {"granularity": "week"}, "granularity"),
+    ("/v1/ads/x/clicks", {"granularity": "hour", "from": "2026-01-01 00:00",
+                          "to": "2026-11-29 00:00"}, "90 days"),
+    ("/v1/ads/x/clicks", {"granularity": "day", "from": "2026-11-29",
+                          "to": "2026-11-28"}, "after"),
+    ("/v1/ads/x/clicks", {"from": "2026-11-01 00:00", "to": "2026-11-29 00:00"}, "shorter"),
+])
+def test_a_bad_window_gets_a_400_that_says_what_to_send(
+        client: TestClient, path: str, params: dict[str, object], words: str) -> None:
+    response = client.get(path, params=params)
+
+    assert response.status_code == 400
+    assert words in response.json()["detail"]
