@@ -6,6 +6,10 @@
   one tick of its deadline and a late click is counted within one tick.
 - ``reconcile_recent`` every ``reconcile_interval_seconds``: compares raw with
   agg over the last ``reconcile_lookback_minutes`` and replays what differs.
+- ``maintain_partitions`` every ``maintenance_interval_seconds``: makes the
+  partitions of the next hours ahead and applies raw and minute retention
+  (pipeline/retention.py). Until its first run, ingest and the aggregated
+  writer make any partition they miss themselves.
 
 A tick that waited in the queue longer than a few periods expires unrun: the
 next one does the same work, so queued-up ticks after an outage are waste.
@@ -27,6 +31,11 @@ def build(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "farloom.close_due_minutes",
             "schedule": timedelta(seconds=tick),
             "options": {"expires": max(5.0, tick * 5)},
+        },
+        "maintain-partitions": {
+            "task": "farloom.maintain_partitions",
+            "schedule": timedelta(seconds=settings.maintenance_interval_seconds),
+            "options": {"expires": settings.maintenance_interval_seconds},
         },
         "reconcile-recent": {
             "task": "farloom.reconcile_recent",

@@ -1,4 +1,5 @@
-"""The Celery tasks: thin wrappers over closing, minute_aggregation, replay and reconcile.
+"""The Celery tasks: thin wrappers over closing, minute_aggregation, replay, reconcile
+and retention.
 
 Arguments are small JSON values: minutes as epoch seconds (``replay_*`` and
 ``reconcile`` also take the text ``windows.parse_minute`` reads). Every task
@@ -28,7 +29,7 @@ from farloom_tasks.core.redis_horizon import redis_is_complete
 from farloom_tasks.core.replay_source import choose_source
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.errors import TransientError
-from farloom_tasks.pipeline import closing, minute_aggregation, redis_loss, replay
+from farloom_tasks.pipeline import closing, minute_aggregation, redis_loss, replay, retention
 from farloom_tasks.pipeline import reconcile as reconciliation
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import close_ledger
@@ -259,6 +260,22 @@ def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[s
             "rollups_checked": summary.rollups_checked,
             "rollups_differing": len(summary.rollup_findings),
             "rollups_fixed": summary.rollups_fixed}
+
+
+@app.task(name="farloom.maintain_partitions", soft_time_limit=3600, time_limit=3660,
+          **RETRYING)
+def maintain_partitions() -> dict[str, Any]:
+    """Make partitions ahead, then apply raw and minute retention (pipeline/retention.py).
+
+    Safe to run twice at once: making a partition is idempotent and the drops
+    take one advisory lock (the second run skips them).
+    """
+    res = _resources()
+    report = retention.maintain(res.engine, res.settings, time.time())
+    if report.dropped:
+        log.info("retention dropped %d partitions: %s", len(report.dropped),
+                 ", ".join(report.dropped))
+    return report.to_json()
 
 
 @app.task(name="farloom.reconcile_recent", **RETRYING)

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("farloom_tasks.cli.bench", "measure throughput and latency against baselines"),
     "serve": ("farloom_tasks.cli.serve", "serve the query API and the dashboard (uvicorn)"),
     "status": ("farloom_tasks.cli.status", "pipeline health: queues, lag, late minutes, workers"),
+    "archive": ("farloom_tasks.cli.archive",
+                "list partitions retention dropped; restore an archived one"),
 }
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

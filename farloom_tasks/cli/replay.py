@@ -85,6 +85,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
               f"{iso(closed_through) if closed_through is not None else 'nothing'}); "
               "open minutes are aggregated when they close", file=sys.stderr)
         return 2
+    _refuse_dropped(settings, start, end)
     chunks = tasks.replay_chunks(start, end)
     pending = {chunk[0]: tasks.replay_minutes.delay(chunk, args.source) for chunk in chunks}
     count = sum(len(chunk) for chunk in chunks)
@@ -173,6 +174,18 @@ def _closed_through(settings: Settings) -> int | None:
     try:
         with transaction(engine) as cursor:
             return close_ledger.read_watermark(cursor)
+    finally:
+        engine.dispose()
+
+
+def _refuse_dropped(settings: Settings, start: int, end: int) -> None:
+    """Raise (before queueing anything) if retention dropped rows of these minutes."""
+    from farloom_tasks.pipeline import dropped_minutes
+
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        with transaction(engine) as cursor:
+            dropped_minutes.refuse_if_dropped(cursor, start, end, action="replay")
     finally:
         engine.dispose()
 

@@ -29,6 +29,7 @@ from farloom_tasks.core.attempts import Attempt
 from farloom_tasks.core.redis_horizon import redis_is_complete
 from farloom_tasks.core.replay_source import ReplayRefused, choose_source
 from farloom_tasks.core.windows import iso
+from farloom_tasks.pipeline import dropped_minutes
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import close_ledger
 from farloom_tasks.stores import raw as raw_clicks
@@ -74,9 +75,13 @@ def prepare(engine: Engine, raw: RawStore, counts: RedisCounts, *, minute: int, 
 
     The caller then aggregates the returned attempt exactly as the closer does.
     Only closed minutes can be replayed: an open minute is the closer's to finish.
+    A minute whose raw or per-minute rows retention dropped is refused
+    (dropped_minutes.MinutesDropped): replaying it would publish it partial.
     """
     with transaction(engine) as cursor:
         closed_through = close_ledger.read_watermark(cursor)
+        if closed_through is not None and minute <= closed_through:
+            dropped_minutes.refuse_if_dropped(cursor, minute, minute, action="replay")
     if closed_through is None or minute > closed_through:
         raise ReplayRefused(f"minute {iso(minute)} is not closed yet; it will be "
                             "aggregated when it closes")
