@@ -235,26 +235,49 @@ def test_the_api_role_cannot_write_or_read_raw_even_in_a_read_write_transaction(
         engine.dispose()
 
 
-def test_every_grafana_panel_query_runs_under_the_read_only_role(stack: Stack) -> None:
+@pytest.mark.parametrize(("time_from", "time_to", "grain"), [
+    ("2026-11-29T13:00:00Z", "2026-11-29T15:00:00Z", "minute"),
+    ("2026-11-27T15:00:00Z", "2026-11-29T15:00:00Z", "hour"),
+    ("2026-10-30T15:00:00Z", "2026-11-29T15:00:00Z", "day"),
+])
+def test_every_grafana_panel_query_runs_under_the_read_only_role(
+        stack: Stack, time_from: str, time_to: str, grain: str) -> None:
     put_minute(stack, BASE, MINUTES[BASE])
+    with stack.engine().begin() as conn:  # the rollups of that minute, but doubled:
+        for rollup in ("hour", "day"):    # a series of them cannot pass for the minutes'
+            conn.execute(sa.text(
+                f"INSERT INTO agg.ad_clicks_per_{rollup} SELECT date_trunc('{rollup}', minute, "
+                "'UTC'), ad_id, 2 * clicks FROM agg.ad_clicks_per_minute"))
+            conn.execute(sa.text(
+                f"INSERT INTO agg.{rollup}_totals SELECT date_trunc('{rollup}', minute, 'UTC'), "
+                "2 * clicks FROM agg.minute_totals"))
+    scale = 1 if grain == "minute" else 2
     dashboard = json.loads((PROJECT_ROOT / "deploy/grafana/dashboards/farloom.json").read_text())
     queries_run = 0
+    series: dict[str, list[tuple[object, ...]]] = {}
     engine = sa.create_engine(agg_reads.read_only_url(stack.settings.database_url, ""))
     try:
         with engine.connect() as conn:
             for panel in dashboard["panels"]:
                 for target in panel.get("targets", []):
                     # Grafana's macros, expanded as its PostgreSQL data source does.
-                    sql = (target["rawSql"]
-                           .replace("$__timeFilter(minute)",
-                                    "minute BETWEEN '2026-11-29T13:00Z' AND '2026-11-29T15:00Z'")
-                           .replace("${ad}", "a"))
+                    sql = target["rawSql"]
+                    for column in ("minute", "hour", "day"):
+                        sql = sql.replace(f"$__timeFilter({column})",
+                                          f"{column} BETWEEN '{time_from}' AND '{time_to}'")
+                    sql = (sql.replace("$__timeFrom()", f"'{time_from}'")
+                           .replace("$__timeTo()", f"'{time_to}'").replace("${ad}", "a"))
                     rows = conn.exec_driver_sql(sql).all()
                     assert rows, panel["title"]
+                    series[panel["title"]] = [tuple(row) for row in rows]
                     queries_run += 1
     finally:
         engine.dispose()
     assert queries_run >= 5
+    totals = next(rows for title, rows in series.items() if title.startswith("Clicks per"))
+    one_ad = next(rows for title, rows in series.items() if title.startswith("Ad $ad"))
+    assert [row[1] for row in totals] == [scale * sum(MINUTES[BASE].values())]
+    assert [row[1] for row in one_ad] == [scale * MINUTES[BASE]["a"]]
 
 
 def test_an_unreachable_database_is_a_503_with_a_sentence_not_a_traceback(
