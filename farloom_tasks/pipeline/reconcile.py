@@ -30,7 +30,6 @@ from collections.abc import Callable
 
 from farloom_tasks.core.reconciliation import RunSummary
 from farloom_tasks.pipeline import dropped_minutes
-from farloom_tasks.pipeline import dropped_minutes
 from farloom_tasks.stores import reconciliation_runs as runs
 from farloom_tasks.stores import rollups
 from farloom_tasks.stores.db import Engine
@@ -46,9 +45,6 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
     replay raised, or a rollup whose recomputation raised, is recorded with
     ``fixed = false`` and the first error propagates after the run is recorded.
     """
-    with transaction(engine) as cursor:
-        # A range whose raw rows retention dropped would "repair" its minutes to empty.
-        dropped_minutes.refuse_if_dropped(cursor, start, end, action="reconcile")
     with transaction(engine) as cursor:
         # A range whose raw rows retention dropped would "repair" its minutes to empty.
         dropped_minutes.refuse_if_dropped(cursor, start, end, action="reconcile")
