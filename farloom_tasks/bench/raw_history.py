@@ -26,6 +26,7 @@ from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.bench.scale_plan import LoadedHour, chunks
 from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.errors import BenchFailed
+from farloom_tasks.pipeline import retention
 from farloom_tasks.stores import db, partitions
 
 LOADERS = 2  # hours loaded at once, one connection (one server process) each
@@ -150,16 +151,14 @@ def size(env: BenchEnv, names: Sequence[str]) -> Size:
     return Size(int(total), int(heap), int(indexes))
 
 
-def drop(env: BenchEnv, name: str) -> float:
-    """Detach (concurrently: inserts into other partitions go on) and drop one partition,
-    marking it dropped in the ledger as retention does; returns the seconds it took."""
-    started = time.perf_counter()
-    with _connection(env, autocommit=True) as conn, db.translated_errors(), \
-            conn.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {partitions.RAW_CLICKS} DETACH PARTITION {name} "
-                       "CONCURRENTLY")
-        cursor.execute(f"DROP TABLE {name}")
-        cursor.execute("UPDATE raw.partitions SET dropped_at = now() "
-                       "WHERE parent = %s AND partition_name = %s",
-                       (partitions.RAW_CLICKS, name))
-    return time.perf_counter() - started
+def drop(env: BenchEnv, range_start: int) -> float:
+    """Drop raw's partition starting at ``range_start`` as retention does (detached
+    concurrently, so inserts into other partitions go on; the ledger marked); returns the
+    seconds it took."""
+    engine = db.make_engine(env.settings.database_url, pool_size=1)
+    try:
+        started = time.perf_counter()
+        retention.drop_partition(engine, partitions.RAW_CLICKS, range_start, None)
+        return time.perf_counter() - started
+    finally:
+        engine.dispose()

@@ -65,7 +65,8 @@ def _drains(env: BenchEnv, traffic: Traffic, options: ScaleOptions, keep: set[st
 
 
 def _sustained(env: BenchEnv, traffic: Traffic, options: ScaleOptions, keep: set[str],
-               drop: str | None, dropped_rows: int | None) -> Sustained:
+               drop: str | None, drop_start: int = 0, dropped_rows: int | None = None
+               ) -> Sustained:
     sizes = replace(ingest.DEFAULT, duration=options.duration)
     took: list[float] = []
     failed: list[BaseException] = []
@@ -73,7 +74,7 @@ def _sustained(env: BenchEnv, traffic: Traffic, options: ScaleOptions, keep: set
     def drop_partition() -> None:
         time.sleep(options.duration * DROP_AT)
         try:
-            took.append(raw_history.drop(env, drop or ""))
+            took.append(raw_history.drop(env, drop_start))
         except Exception as exc:  # reported after the run, not lost in a thread
             failed.append(exc)
 
@@ -113,8 +114,8 @@ def measure(env: BenchEnv, options: ScaleOptions) -> ScaleFigures:
 
     oldest = loaded.partitions[0]
     figures.sustained = [
-        _sustained(env, traffic, options, keep, None, None),
-        _sustained(env, traffic, options, keep, oldest, loaded.rows[oldest]),
+        _sustained(env, traffic, options, keep, None),
+        _sustained(env, traffic, options, keep, oldest, plan[0].start, loaded.rows[oldest]),
     ]
 
     env.reset()  # the loaded rows go: the API part needs the disk and the cache

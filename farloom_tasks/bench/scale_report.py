@@ -143,8 +143,9 @@ database, Redis db and vhost:
 - **Bytes per click**: `pg_total_relation_size` (heap, TOAST and indexes) of the loaded
   partitions over their rows.
 - **Partition drop**: two sustained runs at the same offered rate with the rows loaded;
-  in the second, the oldest loaded partition is detached (`DETACH PARTITION ...
-  CONCURRENTLY`) and dropped while the publisher runs. Latency is publish to durable,
+  in the second, the oldest loaded partition is dropped while the publisher runs, as
+  retention drops one (`pipeline/retention.py`'s `drop_partition`: `DETACH PARTITION ...
+  CONCURRENTLY`, then `DROP TABLE`, the ledger marked). Latency is publish to durable,
   from the worker's summary, over the whole run.
 - **API**: `GET /v1/ads/top?n=100` through HTTP against `farloom serve` (read-only role,
   sequential requests) over the windows ending at the last closed minute, with
