@@ -193,11 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
             = 0) -> dict[str, Any]:
         with engine.connect() as conn:
             first, last = top_window(conn, minutes, at, first_text, last_text)
-            closed = agg_reads.last_closed_minute(conn)
-            # Rollups hold closed minutes only: after the last closed minute, read
-            # minutes, as the minute-only answer would.
-            runs = tile(first, last + MINUTE,
-                        rollups_until=first if closed is None else closed + MINUTE)
+            runs = tile(first, last + MINUTE)
             ranked = agg_reads.top_ads_tiled(conn, runs, n=n)
             series = (agg_reads.trends(conn, [ad.ad_id for ad in ranked],
                                        first=last - (trend - 1) * MINUTE, last=last)

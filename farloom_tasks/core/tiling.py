@@ -4,11 +4,9 @@ A window is ``[start, end)`` in epoch seconds, both minute-aligned. Its tiling i
 whole UTC days where they fit, then whole hours in what is left, then the minutes
 at the edges: at most five runs, in time order (minutes, hours, days, hours,
 minutes). Every minute of the window lies in exactly one unit of one run, so
-summing the rollup rows of the runs gives the same answer as summing the minutes.
-
-Rollups of an hour or day hold only its closed minutes, so ``rollups_until``
-bounds where they may be used: from there on the window is read as minutes
-(GET /v1/ads/top: docs/design.md, "The query API").
+summing the rollup rows of the runs gives the same answer as summing the minutes
+(each rollup row is the sum of its minutes at every commit: docs/design.md §3.1).
+GET /v1/ads/top reads windows this way (docs/design.md §2.10).
 """
 
 from __future__ import annotations
@@ -56,26 +54,11 @@ def _split(start: int, end: int, grains: tuple[int, ...]) -> list[Run]:
     return [*_split(start, low, finer), Run(grain, low, high), *_split(high, end, finer)]
 
 
-def tile(start: int, end: int, rollups_until: int | None = None) -> list[Run]:
-    """The runs that tile [start, end), coarsest units first, in time order.
-
-    ``rollups_until`` (minute-aligned): hours and days are used only before it;
-    the window from there on is one run of minutes. None: no bound.
-    """
+def tile(start: int, end: int) -> list[Run]:
+    """The runs that tile [start, end), coarsest units first, in time order."""
     if start % MINUTE or end % MINUTE:
         raise ValueError(f"the window [{start}, {end}) is not minute-aligned")
-    if rollups_until is not None and rollups_until % MINUTE:
-        raise ValueError(f"rollups_until {rollups_until} is not minute-aligned")
-    if start >= end:
-        return []
-    cut = end if rollups_until is None else max(start, min(end, rollups_until))
-    runs = _split(start, cut, GRAINS)
-    if cut < end:
-        if runs and runs[-1].grain == MINUTE:
-            runs[-1] = Run(MINUTE, runs[-1].start, end)
-        else:
-            runs.append(Run(MINUTE, cut, end))
-    return runs
+    return _split(start, end, GRAINS)
 
 
 def units_per_grain(runs: list[Run]) -> dict[str, int]:

@@ -119,8 +119,9 @@ def ad_clicks(conn: sa.Connection, ad_id: str, *, first: int,
             for row in rows]
 
 
-# An hour's or day's series: every hour (day) the rollup totals have, i.e. every
-# one in which a minute was closed; an ad absent from it is 0 there.
+# An hour's or day's series: every hour (day) of the range from the first that has a
+# rollup through the one holding the last closed minute; 0 where the ad has no row
+# (a rollup row exists only with clicks: docs/design.md §3.1).
 _ROLLUP_SERIES = {
     HOUR: ("agg.hour_totals", "agg.ad_clicks_per_hour", "hour"),
     DAY: ("agg.day_totals", "agg.ad_clicks_per_day", "day"),
@@ -131,16 +132,20 @@ def ad_clicks_rolled_up(conn: sa.Connection, ad_id: str, grain: int, *, first: i
                         last: int) -> list[dict[str, Any]]:
     """The ad's clicks per hour or day (``grain``) of first..last, both aligned to it.
 
-    The current hour and day hold the minutes closed so far.
+    The current hour and day hold the minutes written so far.
     """
     totals, per_ad, column = _ROLLUP_SERIES[grain]
     rows = conn.execute(sa.text(f"""
-        SELECT t.{column} AS at, coalesce(a.clicks, 0)::bigint AS clicks
-        FROM {totals} t
-        LEFT JOIN {per_ad} a ON a.{column} = t.{column} AND a.ad_id = :ad_id
-        WHERE t.{column} BETWEEN :first AND :last
-        ORDER BY t.{column}
-    """), {"ad_id": ad_id, "first": to_datetime(first), "last": to_datetime(last)})
+        SELECT s.at, coalesce(a.clicks, 0)::bigint AS clicks
+        FROM generate_series(
+            greatest(:first, (SELECT min({column}) FROM {totals})),
+            least(:last, date_trunc('{column}', (SELECT max(minute) FROM agg.minute_totals),
+                                    'UTC')),
+            make_interval(secs => :step)) AS s(at)
+        LEFT JOIN {per_ad} a ON a.{column} = s.at AND a.ad_id = :ad_id
+        ORDER BY s.at
+    """), {"ad_id": ad_id, "first": to_datetime(first), "last": to_datetime(last),
+           "step": grain})
     return [{column: iso(int(row.at.timestamp())), "clicks": int(row.clicks)} for row in rows]
 
 

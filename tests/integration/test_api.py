@@ -301,7 +301,7 @@ def test_an_unreachable_database_is_a_503_with_a_sentence_not_a_traceback(
 FIRST_DAY = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
 LAST_CLOSED = FIRST_DAY + 8 * DAY + 14 * HOUR + 37 * 60
 # A minute after the last closed one whose revision is being written: its per-ad
-# rows are there, its totals not yet (nor its rollups).
+# rows (and so their rollups) are there, its totals not yet.
 WRITING = LAST_CLOSED + 60
 LONG_ADS = ["a", "B", "b", "c", "ad/7", "ü", "10", "9"]
 
@@ -319,11 +319,10 @@ def long_history() -> dict[int, dict[str, int]]:
 
 def rolled_up(history: Mapping[int, Mapping[str, int]],
               grain: int) -> dict[int, Counter[str]]:
-    """Hour or day rollups of the closed minutes, as the aggregated writer keeps them."""
+    """Hour or day rollups of every per-minute row, as the aggregated writer keeps them."""
     rollups: dict[int, Counter[str]] = defaultdict(Counter)
     for minute, counts in history.items():
-        if minute <= LAST_CLOSED:
-            rollups[minute // grain * grain].update(counts)
+        rollups[minute // grain * grain].update(counts)
     return rollups
 
 
@@ -344,7 +343,7 @@ def put_long_history(stack: Stack, history: Mapping[int, Mapping[str, int]]) -> 
                           for t, c in rollups.items() for ad, n in c.items()])
             conn.execute(sa.text(f"INSERT INTO agg.{name}_totals VALUES (:t, :c)"),
                          [{"t": to_datetime(t), "c": sum(c.values())}
-                          for t, c in rollups.items()])
+                          for t, c in rollups.items() if sum(c.values())])
 
 
 def ranked_sums(history: Mapping[int, Mapping[str, int]], first: int, last: int,
@@ -403,11 +402,8 @@ def test_whole_days_and_hours_are_read_from_the_rollups_not_the_minutes(
     assert body["read"] == {"day": 4, "hour": 1, "minute": 30 + 1}
 
 
-def test_after_the_last_closed_minute_a_window_reads_minutes_as_the_minute_answer_does(
+def test_the_current_hour_and_day_count_what_is_written_so_far_as_the_minutes_do(
         history: dict[int, dict[str, int]], client: TestClient) -> None:
-    # The hour and the day of the last closed minute are whole in this window, but
-    # their rollups hold only closed minutes; the minute being written counts, as in
-    # a window of minutes only.
     today = FIRST_DAY + 8 * DAY
     whole_day = client.get("/v1/ads/top", params={"from": iso(today),
                                                   "to": iso(today + DAY - 60)}).json()
@@ -416,8 +412,9 @@ def test_after_the_last_closed_minute_a_window_reads_minutes_as_the_minute_answe
 
     assert history[WRITING], "the minute being written has clicks"
     assert as_rows(whole_day) == ranked_sums(history, today, today + DAY - 60)
-    assert whole_day["read"] == {"day": 0, "hour": 14, "minute": 10 * 60}
+    assert whole_day["read"] == {"day": 1, "hour": 0, "minute": 0}
     assert as_rows(minutes_only) == ranked_sums(history, WRITING - 59 * 60, WRITING)
+    assert minutes_only["read"] == {"day": 0, "hour": 0, "minute": 60}
 
 
 def test_an_ads_series_by_hour_and_by_day_are_sums_of_its_closed_minutes(

@@ -60,12 +60,23 @@ def fill_last_hour(stack: Stack) -> int:
         per_ad.extend({"m": at, "a": ad, "c": n} for ad, n in counts.items())
         closes.append({"m": at})
     with stack.engine().begin() as conn:
+        for day in sorted({minute // 86_400 * 86_400 for minute in (last - 59 * 60, last)}):
+            conn.execute(sa.text("SELECT raw.ensure_partition('agg.ad_clicks_per_minute', :m, "
+                                 "interval '1 day', NULL, 'fillfactor = 50')"),
+                         {"m": to_datetime(day)})
         conn.execute(sa.text("INSERT INTO agg.minute_totals VALUES (:m, :c, :d, 1, now())"),
                      totals)
         conn.execute(sa.text("INSERT INTO agg.ad_clicks_per_minute VALUES (:m, :a, :c, 1)"),
                      per_ad)
         conn.execute(sa.text("INSERT INTO agg.minute_closes (minute, started_revision, "
                              "published_revision) VALUES (:m, 1, 1)"), closes)
+        for grain in ("hour", "day"):  # the rollups, as the aggregated writer keeps them
+            conn.execute(sa.text(
+                f"INSERT INTO agg.ad_clicks_per_{grain} SELECT date_trunc('{grain}', minute, "
+                "'UTC'), ad_id, sum(clicks) FROM agg.ad_clicks_per_minute GROUP BY 1, 2"))
+            conn.execute(sa.text(
+                f"INSERT INTO agg.{grain}_totals SELECT date_trunc('{grain}', minute, 'UTC'), "
+                "sum(clicks) FROM agg.minute_totals GROUP BY 1"))
     return last
 
 
@@ -83,6 +94,10 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
             "ORDER BY clicks DESC, ad_id COLLATE \"C\" LIMIT 5"), {"m": to_datetime(last)})]
         hour_of_ad_7 = conn.execute(sa.text(
             "SELECT sum(clicks) FROM agg.ad_clicks_per_minute WHERE ad_id = 'ad-007'")).scalar()
+        # Every filled minute is in the last 24 hours.
+        expected_day_top = [(row.ad_id, int(row.clicks)) for row in conn.execute(sa.text(
+            "SELECT ad_id, sum(clicks) AS clicks FROM agg.ad_clicks_per_minute GROUP BY ad_id "
+            "ORDER BY clicks DESC, ad_id COLLATE \"C\" LIMIT 5"))]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as playwright:
@@ -112,6 +127,21 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
             page.wait_for_selector("#ad-detail:not([hidden])", timeout=15_000)
             ad_total = page.get_attribute("#ad-detail-total", "data-clicks")
             page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+            page.select_option("#top-range", "1440")
+            page.wait_for_function(
+                "document.querySelector('#top-table').dataset.minutes === '1440'",
+                timeout=15_000)
+            day_rows = page.eval_on_selector_all(
+                "#top-table tbody tr",
+                "rows => rows.slice(0, 5)"
+                ".map(r => [r.dataset.adId, Number(r.cells[2].dataset.clicks)])")
+            page.select_option("#ad-range", "week")
+            page.wait_for_function(
+                "document.querySelector('#ad-detail-total').dataset.granularity === 'day'",
+                timeout=15_000)
+            week_total = page.get_attribute("#ad-detail-total", "data-clicks")
+            week_caption = page.text_content("#ad-detail-range")
         finally:
             browser.close()
 
@@ -121,4 +151,8 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
     assert sparklines == 100
     assert badge == "healthy"
     assert int(ad_total or -1) == hour_of_ad_7
+    assert [tuple(row) for row in day_rows] == expected_day_top
+    assert expected_day_top != expected_top  # the window changed the ranking
+    assert int(week_total or -1) == hour_of_ad_7
+    assert week_caption is not None and "7 days" in week_caption
     assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000

@@ -93,33 +93,14 @@ def test_an_empty_window_has_no_runs_and_an_unaligned_one_is_refused() -> None:
         tile(at(0) + 30, at(1))
 
 
-def test_after_rollups_until_the_window_is_read_as_minutes() -> None:
-    # The current hour is closed through 14:37: the rollups of hour 14 and of
-    # today are partial, so from 14:38 on the window is minutes.
-    closed_end = at(1, 14, 38)
-
-    runs = tile(at(0), at(2), rollups_until=closed_end)
-
-    assert runs == [Run(DAY, at(0), at(1)),
-                    Run(HOUR, at(1), at(1, 14)),
-                    Run(MINUTE, at(1, 14), at(2))]
-    assert tile(at(0), at(1), rollups_until=at(-1)) == [Run(MINUTE, at(0), at(1))]
-    assert tile(at(0), at(1), rollups_until=at(5)) == [Run(DAY, at(0), at(1))]
-    assert tile(at(0), at(1, 3), rollups_until=at(1, 3)) == [Run(DAY, at(0), at(1)),
-                                                             Run(HOUR, at(1), at(1, 3))]
-
-
 def test_random_windows_are_covered_exactly_once_by_the_coarsest_units() -> None:
     rng = random.Random(11)
     for _ in range(300):
         start = MIDNIGHT + rng.randrange(-3 * 1440, 3 * 1440) * MINUTE
         end = start + rng.randrange(1, 12 * 1440) * MINUTE
-        until = rng.choice([None, start + rng.randrange(-60, 13 * 1440) * MINUTE])
-        runs = tile(start, end, rollups_until=until)
+        runs = tile(start, end)
 
         assert sorted(minutes_of(runs)) == list(range(start, end, MINUTE))
         assert [r.start for r in runs] == sorted(r.start for r in runs)
-        bounded = [r for r in runs if until is None or r.end <= until]
-        assert_coarsest(bounded)
-        if until is not None:
-            assert all(r.grain == MINUTE for r in runs if r.end > until)
+        assert len(runs) <= 5
+        assert_coarsest(runs)

@@ -133,10 +133,24 @@ async function refreshMinutes() {
   }
 }
 
+// The ad detail's ranges: the API's granularity and its default span (design.md §2.10).
+const AD_RANGES = {
+  hour: { granularity: "minute", caption: "in the last hour" },
+  day: { granularity: "hour", caption: "in the last 24 hours (the current hour so far)" },
+  week: { granularity: "day", caption: "in the last 7 days (today so far)" },
+};
+
+function pointLabel(iso, granularity) {
+  if (granularity === "day") return iso.slice(0, 10);
+  if (granularity === "hour") return iso.slice(5, 13).replace("T", " ") + "h";
+  return minuteLabel(iso);
+}
+
 async function refreshTop() {
+  const minutes = document.getElementById("top-range").value;
   let body;
   try {
-    body = await getJSON(`/v1/ads/top?n=100&minutes=1&trend=${TREND_MINUTES}`);
+    body = await getJSON(`/v1/ads/top?n=100&minutes=${minutes}&trend=${TREND_MINUTES}`);
   } catch (error) {
     if (error.status === 404) return;
     throw error;
@@ -156,21 +170,29 @@ async function refreshTop() {
     row.cells[3].appendChild(sparkline(ad.trend));
     return row;
   });
-  document.querySelector("#top-table tbody").replaceChildren(...rows);
+  const table = document.getElementById("top-table");
+  table.querySelector("tbody").replaceChildren(...rows);
+  table.dataset.minutes = body.minutes;
 }
 
 async function showAd(adId) {
   document.getElementById("search-ad").value = adId;
   const error = document.getElementById("search-error");
+  const range = AD_RANGES[document.getElementById("ad-range").value];
   try {
-    const body = await getJSON(`/v1/ads/${encodeURIComponent(adId)}/clicks`);
+    const body = await getJSON(
+      `/v1/ads/${encodeURIComponent(adId)}/clicks?granularity=${range.granularity}`);
     error.hidden = true;
     document.getElementById("ad-detail").hidden = false;
     text("ad-detail-id", body.ad_id);
     text("ad-detail-total", numberFormat.format(body.total));
-    document.getElementById("ad-detail-total").dataset.clicks = body.total;
-    drawBars(document.getElementById("ad-chart"),
-      body.minutes.map((m) => ({ label: minuteLabel(m.minute), value: m.clicks })));
+    text("ad-detail-range", range.caption);
+    const total = document.getElementById("ad-detail-total");
+    total.dataset.clicks = body.total;
+    total.dataset.granularity = body.granularity;
+    const points = body[`${body.granularity}s`];
+    drawBars(document.getElementById("ad-chart"), points.map((p) => ({
+      label: pointLabel(p[body.granularity], body.granularity), value: p.clicks })));
   } catch (e) {
     document.getElementById("ad-detail").hidden = true;
     error.hidden = false;
@@ -189,6 +211,12 @@ async function refresh() {
 
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
+  const adId = document.getElementById("search-ad").value.trim();
+  if (adId) showAd(adId);
+});
+
+document.getElementById("top-range").addEventListener("change", () => { refreshTop(); });
+document.getElementById("ad-range").addEventListener("change", () => {
   const adId = document.getElementById("search-ad").value.trim();
   if (adId) showAd(adId);
 });
