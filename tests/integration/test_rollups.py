@@ -22,6 +22,7 @@ from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, to_datetime
 from farloom_tasks.pipeline import reconcile
+from farloom_tasks.pipeline.dropped_minutes import MinutesDropped
 from farloom_tasks.stores.agg import AggStore
 from tests.support.database import sql
 from tests.support.minute_checks import (
@@ -269,23 +270,34 @@ def test_a_writer_whose_snapshot_missed_an_ad_another_inserted_counts_it_once(
 def test_rollups_outlive_minutes_that_retention_dropped_and_are_not_recomputed_without_them(
         stack: Stack, stores: list[AggStore]) -> None:
     day = FAR_HOUR - FAR_HOUR % 86_400 + 5 * 86_400  # a day no other test writes
-    minutes = [day + 3600 + 60 * i for i in range(3)]
-    newest = {m: [("a", 3 + i), ("b", 1)] for i, m in enumerate(minutes)}
-    stores.append(AggStore(stack.engine()))
-    for minute in minutes:
-        for part in _parts(minute, 1, newest[minute]):
+    # Hour-long minute partitions: retention can drop part of a day.
+    dropped_hour, kept_hour = [day + 3600 + 60 * i for i in range(2)], [day + 7200, day + 7260]
+    newest = {m: [("a", 3 + i), ("b", 1)] for i, m in enumerate(dropped_hour + kept_hour)}
+    stores.append(AggStore(stack.engine(), partition_seconds=3600))
+    for minute, ads in newest.items():
+        for part in _parts(minute, 1, ads):
             stores[0].write_part(part)
-    assert_rollups_are(stack, _counts(newest))
     (name,) = sql(stack, "SELECT partition_name FROM raw.partitions "
                   "WHERE parent = 'agg.ad_clicks_per_minute' AND range_start <= :m "
-                  "AND :m < range_end", m=to_datetime(minutes[0]))[0]
+                  "AND :m < range_end", m=to_datetime(dropped_hour[0]))[0]
     # What minute retention does: the partition goes, the ledger says when.
     sql(stack, f"ALTER TABLE agg.ad_clicks_per_minute DETACH PARTITION {name}")
     sql(stack, f"DROP TABLE {name}")
     sql(stack, "UPDATE raw.partitions SET dropped_at = now() WHERE partition_name = :n", n=name)
+    # Damage to the kept hour and to the day, which now covers dropped minutes.
+    sql(stack, "UPDATE agg.ad_clicks_per_hour SET clicks = 50 WHERE hour = :h AND ad_id = 'a'",
+        h=to_datetime(day + 7200))
+    sql(stack, "UPDATE agg.day_totals SET clicks = clicks + 2 WHERE day = :d", d=to_datetime(day))
 
-    summary = reconcile.reconcile(stack.engine(), start=minutes[0], end=minutes[-1],
+    with pytest.raises(MinutesDropped):
+        reconcile.reconcile(stack.engine(), start=dropped_hour[0], end=kept_hour[-1],
+                            trigger="test", retry_seconds=60, replay=lambda minute: None)
+    summary = reconcile.reconcile(stack.engine(), start=kept_hour[0], end=kept_hour[-1],
                                   trigger="test", retry_seconds=60, replay=lambda minute: None)
 
-    assert (summary.rollups_checked, summary.rollup_findings) == (0, ())
-    assert_rollups_are(stack, _counts(newest))
+    # Only the kept hour can be checked against its minutes; the day is left as it is.
+    assert [(f.grain, f.period) for f in summary.rollup_findings] == [("hour", day + 7200)]
+    assert (summary.rollups_checked, summary.rollups_fixed) == (1, 1)
+    expected = expected_rollups(_counts(newest))
+    expected[("day", day, None)] += 2
+    assert rollups_in(stack) == expected
