@@ -8,10 +8,13 @@ coming: the end of a burst, a pause in traffic, or a window the broker will
 not refill before an ack. The caller passes the time in, as in arroyo's
 ``should_commit(now, ...)``, and flushes on shutdown regardless.
 
-Click ids are deduplicated inside the batch (the first one wins, later copies
-are counted as duplicates): PostgreSQL would skip them anyway, and a shorter,
-sorted insert is cheaper and takes its row locks in one global order, so
-concurrent workers cannot deadlock on overlapping click ids.
+Copies of a click (the same click id at the same clicked_at: a redelivery or a
+retry) are deduplicated inside the batch (the first one wins, later copies are
+counted as duplicates): PostgreSQL would skip them anyway, and a shorter, sorted
+insert is cheaper and takes its row locks in one global order, so concurrent
+workers cannot deadlock on overlapping click ids. A click id reused at another
+time is kept: in another partition it is another click (docs/design.md, "The
+dedup window"), and inside the same partition PostgreSQL keeps the first.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     published_at: list[float] = field(default_factory=list)  # epoch s, per stamped message
     first_received_at: float = 0.0  # epoch s
-    _clicks: dict[str, Click] = field(default_factory=dict)
+    _clicks: dict[tuple[str, float], Click] = field(default_factory=dict)
 
     @property
     def clicks(self) -> list[Click]:
-        """The distinct clicks, sorted by click id."""
-        return [self._clicks[click_id] for click_id in sorted(self._clicks)]
+        """The distinct clicks, sorted by click id (then time)."""
+        return [self._clicks[key] for key in sorted(self._clicks)]
 
     @property
     def distinct_clicks(self) -> int:
@@ -71,10 +74,11 @@ class Batcher:
             batch.published_at.append(published_at)
         clicks = batch._clicks
         for click in decoded.clicks:
-            if click.click_id in clicks:
+            key = (click.click_id, click.clicked_at)
+            if key in clicks:
                 batch.duplicates_in_batch += 1
             else:
-                clicks[click.click_id] = click
+                clicks[key] = click
         batch.clicks_received += len(decoded.clicks)
         if decoded.dead_letters:
             batch.dead_letters.extend(decoded.dead_letters)

@@ -293,9 +293,6 @@ def test_a_click_id_reused_in_another_hour_is_another_click(stack: Stack) -> Non
     _assert_one_click_per_id_and_period(stack, other_periods, same_hour)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/batching.py deduplicates a batch by click_id alone, so the copy of a click id "
-    "for another period that arrives in the same ingest batch is dropped as a duplicate"))
 def test_a_click_id_reused_in_another_hour_in_the_same_batch_is_another_click(
         stack: Stack) -> None:
     other_periods, same_hour = _reused_ids(_at("2014-07-01T12:00:00+00:00"))

@@ -109,3 +109,12 @@ def test_discard_drops_the_batch_and_reports_its_messages() -> None:
     assert batcher.discard() == 2
     assert len(batcher) == 0
 
+
+
+def test_a_click_id_at_another_time_is_kept_and_only_same_time_copies_are_duplicates() -> None:
+    batcher = Batcher(max_items=100, max_age_seconds=1.0)
+    earlier, later = Click("x", "a", T0 - 7200), Click("x", "a", T0 - 30)
+    batcher.add(1, DecodedMessage(clicks=[later, earlier, later], dead_letters=[]), None, T0)
+    batch = batcher.take()
+    assert batch.clicks == [earlier, later]
+    assert batch.duplicates_in_batch == 1
