@@ -51,7 +51,8 @@ CREATE FUNCTION raw.ensure_partition(
 RETURNS text LANGUAGE plpgsql AS $fn$
 -- The partition of p_parent ('schema.table') that holds p_at, made if missing:
 -- [p_at rounded down to p_length since the epoch, + p_length), narrowed so that it
--- never overlaps a live partition (the length setting may have changed).
+-- never overlaps another partition, live or dropped (the length setting may have
+-- changed).
 -- Concurrent callers queue on one advisory lock per parent and the later ones find
 -- the partition made; making one is cheap (an empty table attached), so callers
 -- make it in a short transaction of their own.
@@ -83,10 +84,12 @@ BEGIN
             p_parent, p_at, dropped USING ERRCODE = 'FL001';
     END IF;
     hi := lo + p_length;
+    -- Narrowed against dropped ranges too: a new, longer partition must not take
+    -- clicks for a range retention dropped.
     SELECT greatest(lo, max(range_end)) INTO lo FROM raw.partitions
-    WHERE parent = p_parent AND dropped_at IS NULL AND range_end <= p_at AND range_end > lo;
+    WHERE parent = p_parent AND range_end <= p_at AND range_end > lo;
     SELECT least(hi, min(range_start)) INTO hi FROM raw.partitions
-    WHERE parent = p_parent AND dropped_at IS NULL AND range_start > p_at AND range_start < hi;
+    WHERE parent = p_parent AND range_start > p_at AND range_start < hi;
     table_name := split_part(p_parent, '.', 2) || '_p'
         || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MI');
     -- Made apart and then attached: ATTACH takes SHARE UPDATE EXCLUSIVE on the
