@@ -51,7 +51,7 @@ from farloom_tasks.core.topk import top_k
 from farloom_tasks.stores import rollups
 from farloom_tasks.stores.db import OwnedConnection
 from farloom_tasks.stores.minute_locks import BOOK_LOCK_CLASS, ROWS_LOCK_CLASS, minute_lock_key
-from farloom_tasks.stores.partitions import MINUTES, PartitionCache
+from farloom_tasks.stores.partitions import MINUTES, PartitionCache, PartitionDropped
 
 _INT4_MAX = 2**31 - 1
 _INT8_MAX = 2**63 - 1
@@ -232,7 +232,13 @@ class AggStore:
         every step is idempotent), and InvalidAggregate when PostgreSQL refuses
         the part's data (dead-letter it: it would fail again).
         """
-        self.partitions.ensure_for([part.minute])
+        try:
+            self.partitions.ensure_for([part.minute])
+        except PartitionDropped as exc:
+            # Minute retention dropped this minute's rows (a late click for a minute
+            # older than FARLOOM_MINUTE_RETENTION_DAYS): storing the part would make
+            # the dropped partition again, and it would fail on every redelivery.
+            raise InvalidAggregate(f"beyond minute retention: {exc}") from exc
         if self._run(part, self._write_top) is Outcome.STALE:
             return Outcome.STALE
         outcome = self._run(part, self._write_part)

@@ -21,10 +21,11 @@ import pytest
 import sqlalchemy as sa
 
 from farloom_tasks.core import aggregates
-from farloom_tasks.core.aggregates import MinuteResultPart
+from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
 from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.processes import stop as stop_process
-from farloom_tasks.stores import topology
+from farloom_tasks.pipeline import retention
+from farloom_tasks.stores import partitions, topology
 from farloom_tasks.stores.agg import AggStore, Outcome
 from tests.support.broker import close_vhost_connections, dead_letters, publish
 from tests.support.minute_checks import assert_rollups_are
@@ -222,6 +223,24 @@ def test_parts_that_overlap_end_as_the_later_part_says(stack: Stack, store: AggS
     assert store.write_part(overlapping) is Outcome.FINALISED
 
     assert ("ad-a", 40, 1) in _snapshot(stack)["ads"]
+
+
+def test_a_part_for_a_minute_beyond_minute_retention_is_refused_as_data(
+        stack: Stack, store: AggStore) -> None:
+    # Minute retention dropped the day's partition: storing a (late) result for one of
+    # its minutes would make the partition again, so it is refused, to be dead-lettered.
+    old_minute = MINUTE - 40 * 86_400
+    day = old_minute - old_minute % 86_400
+    with stack.engine().connect() as conn:
+        conn.execute(sa.text("SELECT raw.ensure_partition('agg.ad_clicks_per_minute', "
+                             "to_timestamp(:m), interval '1 day')"), {"m": old_minute})
+        conn.commit()
+    retention.drop_partition(stack.engine(), partitions.MINUTE_COUNTS, day, None)
+
+    with pytest.raises(InvalidAggregate, match="beyond minute retention"):
+        store.write_part(_parts(old_minute, 1, [("ad-a", 3)])[0])
+    assert store.write_part(_parts(MINUTE, 1, [("ad-a", 3)], chunk_ads=5)[0]) is (
+        Outcome.FINALISED)  # the writer goes on with valid parts
 
 
 def _fields(part: MinuteResultPart) -> dict[str, Any]:
