@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from farloom_tasks.core import aggregates
 from farloom_tasks.core.aggregates import InvalidAggregate, MinuteResultPart
 from farloom_tasks.core.topk import AdCount, top_k
-from farloom_tasks.processes import stop as stop_process
 from farloom_tasks.pipeline import retention
+from farloom_tasks.processes import stop as stop_process
 from farloom_tasks.stores import partitions, topology
 from farloom_tasks.stores.agg import AggStore, Outcome
 from tests.support.broker import close_vhost_connections, dead_letters, publish
