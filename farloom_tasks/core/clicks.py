@@ -18,6 +18,11 @@ from farloom_tasks.core.countries import ISO_3166_ALPHA2
 
 MAX_ID_CHARS = 64
 # Clicks before 1970 are certainly corrupt, and negative epochs are a common bug.
+# An IPv4 address as ``str(ipaddress.ip_address(text))`` writes it: four decimal octets
+# of at most 255 without leading zeros. Anything else (IPv6, a zone) takes the rules.
+_CANONICAL_IPV4 = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+    r"(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z")
 EARLIEST_EPOCH = 0.0
 
 _RFC3339 = re.compile(
@@ -195,19 +200,20 @@ def _valid_common_shape(element: dict[str, Any], latest: float,
                         earliest: float = EARLIEST_EPOCH) -> Click | None:
     """The click most producers send, checked in one pass; None means "use the full rules".
 
-    ASCII ids, a numeric or RFC 3339 time, no ip, an upper-case country: every
+    ASCII ids, a numeric or RFC 3339 time, no ip or an IPv4 address in its canonical
+    dotted form (what ``ipaddress`` would give back), an upper-case country: every
     rule is the same as below, only cheaper (ingest validates every click, and
     this shape takes about a third of the time). Anything else, valid or not,
     returns None and goes through the rule-by-rule checks that explain a rejection.
     """
     click_id, ad_id, clicked_at = (element.get("click_id"), element.get("ad_id"),
                                    element.get("clicked_at"))
-    user_id, country = element.get("user_id"), element.get("country")
+    user_id, country, ip = element.get("user_id"), element.get("country"), element.get("ip")
     if not (type(click_id) is str and 0 < len(click_id) <= MAX_ID_CHARS
             and click_id.isascii() and "\x00" not in click_id
             and type(ad_id) is str and 0 < len(ad_id) <= MAX_ID_CHARS
             and ad_id.isascii() and ad_id.isprintable()
-            and element.get("ip") is None
+            and (ip is None or (type(ip) is str and _CANONICAL_IPV4.match(ip) is not None))
             and (user_id is None or (type(user_id) is str and len(user_id) <= MAX_ID_CHARS
                                      and user_id.isascii() and "\x00" not in user_id))
             and (country is None or (type(country) is str and country in ISO_3166_ALPHA2))):
@@ -225,7 +231,7 @@ def _valid_common_shape(element: dict[str, Any], latest: float,
     # does a click older than ``earliest`` (before 1970 or beyond raw retention).
     if not earliest <= seconds <= latest:
         return None
-    return Click(click_id, ad_id, seconds, user_id, None, country)
+    return Click(click_id, ad_id, seconds, user_id, ip, country)
 
 
 def validate_click(element: object, now: float, max_skew: float,

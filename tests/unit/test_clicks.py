@@ -116,7 +116,14 @@ _common_shape = st.fixed_dictionaries(
                              st.integers(min_value=-10**12, max_value=10**12),
                              st.just("2026-11-29T14:03:07.123Z"), st.text(max_size=30))},
     optional={"user_id": st.one_of(st.none(), _ids), "country": st.one_of(
-        st.none(), st.sampled_from(["FR", "fr", "XX", "DE", ""]))})
+        st.none(), st.sampled_from(["FR", "fr", "XX", "DE", ""])),
+        "ip": st.one_of(
+            st.none(), st.ip_addresses().map(str),
+            # Near misses of the canonical IPv4 form the fast path accepts.
+            st.lists(st.one_of(st.integers(0, 300).map(str), st.sampled_from(
+                ["00", "01", "007", "", " 1", "1 ", "\u0661", "1\n", "-1", "+1"])),
+                min_size=3, max_size=5).map(".".join),
+            st.text(max_size=20))})
 
 
 @given(_common_shape)
