@@ -98,6 +98,7 @@ def measure(env: BenchEnv, options: ScaleOptions) -> ScaleFigures:
         load_seconds=0.0, clicks_per_drain=options.messages * CLICKS_PER_MESSAGE,
         batch_size=settings.batch_size)
     ceiling = copy_ceiling.batches(traffic, options.messages, settings.batch_size)
+    figures.checkpointed = raw_history.settle(env)
     _drains(env, traffic, options, set(), "ingest into an empty raw table and the COPY ceiling",
             figures, figures.empty_rates, ceiling)
 
@@ -105,6 +106,7 @@ def measure(env: BenchEnv, options: ScaleOptions) -> ScaleFigures:
     figures.load_seconds = loaded.seconds
     print(f"loaded {options.rows:,} rows in {loaded.seconds:,.0f} s "
           f"({options.rows / max(loaded.seconds, 1e-9):,.0f} rows/s)", file=sys.stderr)
+    figures.checkpointed = raw_history.settle(env) and figures.checkpointed
     size = raw_history.size(env, loaded.partitions)
     figures.raw_bytes, figures.raw_heap_bytes, figures.raw_index_bytes = (
         size.total, size.heap, size.indexes)

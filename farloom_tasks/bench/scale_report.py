@@ -61,6 +61,7 @@ class ScaleFigures:
     loaded_rates: list[float] = field(default_factory=list)  # Farloom drains, N rows in raw
     ceiling_rates: list[float] = field(default_factory=list)  # bare COPY runs
     complete: bool = True  # every drain stored every click
+    checkpointed: bool = True  # a CHECKPOINT ran before the empty drains and after loading
     raw_bytes: int = 0  # the loaded partitions, with their indexes
     raw_heap_bytes: int = 0
     raw_index_bytes: int = 0
@@ -140,6 +141,8 @@ database, Redis db and vhost:
   `COPY` in batches of the worker's batch size with a commit each, into an empty
   unpartitioned table of raw's columns and indexes (unique `click_id`, `(minute, ad_id)`);
   the median of `--repeat` runs, interleaved with the empty-table drains.
+- A `CHECKPOINT` runs before the first drains and after loading, so that no drain is
+  timed while PostgreSQL writes out what loading left in memory.
 - **Bytes per click**: `pg_total_relation_size` (heap, TOAST and indexes) of the loaded
   partitions over their rows.
 - **Partition drop**: two sustained runs at the same offered rate with the rows loaded;
@@ -170,7 +173,9 @@ def markdown(figures: ScaleFigures, found: Sequence[Target], context: str) -> st
         f"Loaded {rows:,} older clicks into {figures.partitions_loaded} hour partitions "
         f"({figures.load_rate:,.0f} clicks/s per hour) in {figures.load_seconds:,.0f} s: "
         f"{_down(rows / max(figures.load_seconds, 1e-9)):,.0f} rows/s, index builds and "
-        "VACUUM ANALYZE included.",
+        "VACUUM ANALYZE included."
+        + ("" if figures.checkpointed else " **The database user may not run CHECKPOINT: the "
+           "drains after loading may have shared the disk with writing the load out.**"),
         "",
         f"| ingest, 100 clicks/msg, {figures.clicks_per_drain:,} clicks per drain | clicks/s "
         "(median) | runs | / ceiling |",
