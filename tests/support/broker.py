@@ -50,8 +50,11 @@ def close_vhost_connections(stack: Stack, reason: str = "farloom test: broker-si
 
     Returns how many were listed; one that went away meanwhile is not an error.
     """
-    listed = rabbitmqctl("list_connections", "-p", stack.vhost, "--no-table-headers", "pid")
-    pids = [line.strip() for line in listed.splitlines() if line.strip().startswith("<")]
+    # list_connections ignores -p: it lists the whole broker's connections, those of
+    # other tests running side by side too. Only this stack's vhost's are closed.
+    listed = rabbitmqctl("list_connections", "--no-table-headers", "pid", "vhost")
+    pids = [fields[0] for fields in (line.split("\t") for line in listed.splitlines())
+            if len(fields) == 2 and fields[0].startswith("<") and fields[1] == stack.vhost]
     for pid in pids:
         subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, reason],
                        capture_output=True, timeout=60, check=False)
