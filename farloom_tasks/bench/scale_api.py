@@ -35,18 +35,12 @@ WINDOW_TIME_CAP = 60.0  # s of timed requests per window at most
 WARM_REQUESTS = 3  # untimed requests per window first, as a running API is warm
 ROTATION_MINUTES = 10  # as api.fill_minutes' drift
 PEAK = 2000.0  # clicks a minute of the top ad, as api.fill_minutes
-FILL_WORK_MEM = "256MB"
 
 _SECONDARY_INDEXES_SQL = """
     SELECT i.indexname, i.indexdef FROM pg_indexes i
     WHERE i.schemaname = 'agg' AND i.tablename = :table
       AND i.indexname NOT IN (SELECT conname FROM pg_constraint
                               WHERE conrelid = ('agg.' || :table)::regclass)
-"""
-_HOURS_FROM_MINUTES_SQL = """
-    INSERT INTO agg.ad_clicks_per_hour (hour, ad_id, clicks)
-    SELECT date_trunc('hour', minute, 'UTC'), ad_id, sum(clicks)
-    FROM agg.ad_clicks_per_minute GROUP BY 1, 2
 """
 # Hours h0..h1 after :first: in each, six rotations r of :ads ads, ten minutes of
 # about peak/rank^0.9 clicks each.
@@ -65,12 +59,6 @@ _DAY_SQL = """
     SELECT :day, ad_id, sum(clicks) FROM agg.ad_clicks_per_hour
     WHERE hour >= :day AND hour < :day + interval '1 day' GROUP BY ad_id
 """
-_TOTALS_SQL = (
-    "INSERT INTO agg.hour_totals (hour, clicks) "
-    "SELECT hour, sum(clicks) FROM agg.ad_clicks_per_hour GROUP BY hour",
-    "INSERT INTO agg.day_totals (day, clicks) "
-    "SELECT day, sum(clicks) FROM agg.ad_clicks_per_day GROUP BY day",
-)
 TABLES = ("agg.ad_clicks_per_minute", "agg.ad_clicks_per_hour", "agg.ad_clicks_per_day")
 
 
@@ -98,9 +86,8 @@ def fill(env: BenchEnv, minute_days: int, rollup_days: int, ads: int, universe: 
                                                  {"table": table}).all()]
             for name, _ in secondary:
                 conn.exec_driver_sql(f'DROP INDEX agg."{name}"')
-            # Each GROUP BY's hash table in memory (the planner underestimates the groups).
-            conn.exec_driver_sql(f"SET LOCAL work_mem = '{FILL_WORK_MEM}'")
-            conn.execute(sa.text(_HOURS_FROM_MINUTES_SQL))
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{api.FILL_WORK_MEM}'")
+            conn.exec_driver_sql(api.HOURS_FROM_MINUTES_SQL)
             for day in tqdm(range(0, older_hours, 24), desc="fill agg.ad_clicks_per_hour",
                             unit="day", file=sys.stderr, leave=False):
                 conn.execute(sa.text(_OLDER_HOURS_SQL), {
@@ -111,14 +98,14 @@ def fill(env: BenchEnv, minute_days: int, rollup_days: int, ads: int, universe: 
                             desc="fill agg.ad_clicks_per_day", unit="day", file=sys.stderr,
                             leave=False):
                 conn.execute(sa.text(_DAY_SQL), {"day": to_datetime(day)})
-            for statement in _TOTALS_SQL:
+            for statement in api.ROLLUP_TOTALS_SQL:
                 conn.exec_driver_sql(statement)
             print("building the rollups' indexes", file=sys.stderr)
             for _, definition in secondary:
                 conn.exec_driver_sql(definition)
         with db.translated_errors(), engine.connect() as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            for table in (*TABLES[1:], "agg.hour_totals", "agg.day_totals"):
+            for table in api.ROLLUP_TABLES:
                 conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
             rows = {table: int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
                                or 0) for table in TABLES}
