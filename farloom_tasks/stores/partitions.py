@@ -2,9 +2,9 @@
 
 Every partition is made by the database function ``raw.ensure_partition``
 (migration 0006), which serialises its callers per table and records each
-partition in ``raw.partitions``. This module calls it, keeps a per-process
-cache of the ranges known to exist, and lists, detaches and drops partitions
-for retention (pipeline/retention.py).
+partition in ``raw.partitions``. This module calls it and keeps a per-process
+cache of the ranges known to exist. Reading the ledger, detaching and dropping
+partitions for retention is stores/partition_drops.py's.
 """
 
 from __future__ import annotations
@@ -44,16 +44,6 @@ MINUTES = PartitionedTable(MINUTE_COUNTS, unique_columns=None, storage="fillfact
 
 class PartitionDropped(Exception):
     """A click or count belongs to a range whose partition retention dropped."""
-
-
-@dataclass(frozen=True)
-class Partition:
-    parent: str
-    name: str
-    range: PartitionRange
-    dropped_at: float | None
-    archive_file: str | None
-    archived_rows: int | None
 
 
 def ensure(cursor: Any, table: PartitionedTable, moment: float, length_seconds: int, *,
@@ -135,36 +125,6 @@ class PartitionCache:
                        (self.table.parent, moment, moment))
         start, end = cursor.fetchone()
         return PartitionRange(int(start), int(end))
-
-
-def listed(cursor: Any, parent: str, *, include_dropped: bool = False) -> list[Partition]:
-    """``parent``'s partitions from the ledger, oldest first."""
-    cursor.execute(
-        "SELECT partition_name, extract(epoch FROM range_start)::bigint, "
-        "extract(epoch FROM range_end)::bigint, extract(epoch FROM dropped_at), "
-        "archive_file, archived_rows FROM raw.partitions WHERE parent = %s "
-        + ("" if include_dropped else "AND dropped_at IS NULL ") + "ORDER BY range_start",
-        (parent,))
-    return [Partition(parent, name, PartitionRange(int(start), int(end)),
-                      float(dropped) if dropped is not None else None, archive, rows)
-            for name, start, end, dropped, archive, rows in cursor.fetchall()]
-
-
-def dropped_holding(cursor: Any, parent: str, moment: float) -> Partition | None:
-    """The dropped partition of ``parent`` that held ``moment``, if retention dropped it."""
-    cursor.execute(
-        "SELECT partition_name, extract(epoch FROM range_start)::bigint, "
-        "extract(epoch FROM range_end)::bigint, extract(epoch FROM dropped_at), "
-        "archive_file, archived_rows FROM raw.partitions WHERE parent = %s "
-        "AND dropped_at IS NOT NULL AND range_start <= to_timestamp(%s) "
-        "AND to_timestamp(%s) < range_end",
-        (parent, moment, moment))
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    name, start, end, dropped, archive, rows = row
-    return Partition(parent, name, PartitionRange(int(start), int(end)), float(dropped),
-                     archive, rows)
 
 
 def length_seconds_of(hours: float) -> int:
