@@ -133,6 +133,20 @@ def run_burst(stack: Stack, *args: str, **settings: object) -> dict[str, Any]:
     return summary
 
 
+def run_bursts_side_by_side(stack: Stack, count: int, **settings: object) -> list[int]:
+    """Run ``count`` ``farloom ingest --burst`` workers at once to completion (competing
+    consumers); their exit codes. Any still running on the way out is SIGKILLed."""
+    command = [sys.executable, "-m", "farloom_tasks.cli", "ingest", "--burst"]
+    env = worker_env(stack, **settings)
+    workers = [subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for _ in range(count)]
+    try:
+        return [process.wait(timeout=WAIT_SECONDS) for process in workers]
+    finally:
+        for process in workers:
+            processes.stop(process, sig=signal.SIGKILL, grace=WAIT_SECONDS)
+
+
 @contextlib.contextmanager
 def worker(stack: Stack, *args: str, log: IO[str] | None = None,
            **settings: object) -> Iterator[subprocess.Popen[str]]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +13,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from farloom_tasks import processes
 from tests.integration.ingest_support import (
     WAIT_SECONDS,
     assert_exact,
@@ -23,13 +20,13 @@ from tests.integration.ingest_support import (
     one_click_stream,
     read_log,
     run_burst,
+    run_bursts_side_by_side,
     worker,
-    worker_env,
 )
 from tests.support.broker import close_vhost_connections, publish, queue_counts
 from tests.support.database import raw_rows
 from tests.support.ports import free_port
-from tests.support.stack import PROJECT_ROOT, Stack
+from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
 # Small batches and prefetch make many flushes out of a small stream, so that the
@@ -77,16 +74,7 @@ def test_two_workers_side_by_side_give_exact_results(stack: Stack) -> None:
     random.Random(9).shuffle(bodies)
     publish(stack, bodies)
 
-    command = [sys.executable, "-m", "farloom_tasks.cli", "ingest", "--burst"]
-    env = worker_env(stack, batch_size=200)
-    workers = [subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL) for _ in range(2)]
-    try:
-        codes = [process.wait(timeout=WAIT_SECONDS) for process in workers]
-    finally:
-        for process in workers:
-            processes.stop(process, sig=signal.SIGKILL, grace=WAIT_SECONDS)
-    assert codes == [0, 0]
+    assert run_bursts_side_by_side(stack, 2, batch_size=200) == [0, 0]
 
     assert_exact(stack, stream)
     assert queue_counts(stack) == (0, 0)

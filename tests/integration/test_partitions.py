@@ -12,9 +12,6 @@ import itertools
 import json
 import random
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,12 +23,15 @@ from typing import Any
 
 import pytest
 
-from farloom_tasks import processes
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of
 from farloom_tasks.stores import partitions
 from farloom_tasks.stores.raw import RawStore
-from tests.integration.ingest_support import WAIT_SECONDS, run_burst, worker, worker_env
+from tests.integration.ingest_support import (
+    run_burst,
+    run_bursts_side_by_side,
+    worker,
+)
 from tests.support.broker import dead_letters, publish, queue_counts
 from tests.support.database import raw_rows, sql
 from tests.support.minute_checks import (
@@ -41,7 +41,7 @@ from tests.support.minute_checks import (
     write_aggregates,
 )
 from tests.support.redis_view import redis_minute_counts
-from tests.support.stack import PROJECT_ROOT, Stack
+from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
 HOUR = 3600
@@ -229,16 +229,7 @@ def test_dedup_holds_across_batches_workers_and_redeliveries(stack: Stack) -> No
         wait_for("the worker to store", lambda: raw_rows(stack) > 0)
     assert raw_rows(stack) < len(clicks)
     publish(stack, _bodies(clicks, rng))  # and a producer retries everything once more
-    command = [sys.executable, "-m", "farloom_tasks.cli", "ingest", "--burst"]
-    env = worker_env(stack, batch_size=200)
-    workers = [subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL) for _ in range(2)]
-    try:
-        codes = [process.wait(timeout=WAIT_SECONDS) for process in workers]
-    finally:
-        for process in workers:
-            processes.stop(process, sig=signal.SIGKILL, grace=WAIT_SECONDS)
-    assert codes == [0, 0]
+    assert run_bursts_side_by_side(stack, 2, batch_size=200) == [0, 0]
     assert queue_counts(stack) == (0, 0)
 
     assert _stored(stack) == _once_each(clicks)
