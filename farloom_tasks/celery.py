@@ -5,7 +5,7 @@ attribute, so ``find_app`` tries ``farloom_tasks.celery``), which keeps
 ``import farloom_tasks`` free of Celery for the workers and the CLI.
 
 Everything comes from Settings: the broker is RabbitMQ (``amqp_url``) and the
-result backend is Redis (``redis_url``), whose chord support counts header
+result backend is a plain Redis (``celery_result_url``, else ``redis_url``), whose chord support counts header
 completions atomically instead of polling with ``chord_unlock``.
 """
 
@@ -27,8 +27,9 @@ HARD_TIME_LIMIT_SECONDS = 150
 def configure(target: Celery, settings: Settings) -> None:
     """Point ``target`` at the services named by ``settings`` (before its first use)."""
     target.conf.update(
-        broker_url=settings.amqp_url,
-        result_backend=settings.redis_url,
+        # kombu tries ";"-separated broker URLs in turn (failover between cluster nodes)
+        broker_url=";".join(settings.amqp_urls),
+        result_backend=settings.result_backend_url,
         task_default_queue=TASK_QUEUE,
         task_serializer="json",
         result_serializer="json",

@@ -18,15 +18,29 @@ from farloom_tasks.errors import ConfigError
 
 ENV_PREFIX = "FARLOOM_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+QUEUE_TYPES = ("classic", "quorum")
 
 
 @dataclass(frozen=True)
 class Settings:
-    # Connections. Every component reads its URLs from these three, so a whole
-    # pipeline is pointed at another database, vhost and Redis db by setting them.
+    # Connections. Every component reads its URLs from these, so a whole pipeline
+    # is pointed at another database, vhost and Redis db by setting them.
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/farloom_db"
+    # one broker URL, or several separated by commas: the nodes of one RabbitMQ
+    # cluster, tried in turn on connect and on every reconnect
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # 1 = redis_url names a seed node of a Redis Cluster (db 0 only); shards spread
+    # over its masters by their hash tags
+    redis_cluster: bool = False
+    # Celery's result backend (chord bookkeeping): a plain Redis URL, since Celery
+    # cannot use a cluster. "" = redis_url, which is refused when redis_cluster is on.
+    celery_result_url: str = ""
+    # Farloom's durable queues: "classic" or "quorum" (replicated over a cluster's
+    # nodes). A queue's type is fixed when it is made: docs/operations.md, "Queue type".
+    queue_type: str = "classic"
+    # deliveries of one message a quorum queue allows before it dead-letters it
+    quorum_delivery_limit: int = 20
 
     # Aggregation shape.
     shard_count: int = 8  # shards (Redis sorted sets per minute)
@@ -92,6 +106,16 @@ class Settings:
     api_database_url: str = ""
     status_max_lag_seconds: float = 180.0  # s the last closed minute may trail the clock
 
+    @property
+    def amqp_urls(self) -> list[str]:
+        """The broker addresses in ``amqp_url``, in the order they are tried."""
+        return [url.strip() for url in self.amqp_url.split(",") if url.strip()]
+
+    @property
+    def result_backend_url(self) -> str:
+        """Where Celery keeps results and chord counters: never a Redis Cluster."""
+        return self.celery_result_url or self.redis_url
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``FARLOOM_<FIELD>`` variables, e.g. ``FARLOOM_SHARD_COUNT``."""
@@ -113,6 +137,8 @@ class Settings:
                     # everything, so it would slip through every range check below.
                     if not math.isfinite(values[field.name]):
                         raise ValueError(raw)
+                elif field.name == "queue_type":
+                    values[field.name] = raw.strip().lower()
                 elif field.name == "log_level":
                     values[field.name] = raw.strip().upper()
                 elif field.name in ("database_url", "api_database_url"):
@@ -150,6 +176,7 @@ class Settings:
             "reconcile_interval_seconds": self.reconcile_interval_seconds,
             "reconcile_lookback_minutes": self.reconcile_lookback_minutes,
             "maintenance_interval_seconds": self.maintenance_interval_seconds,
+            "quorum_delivery_limit": self.quorum_delivery_limit,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -173,6 +200,16 @@ class Settings:
             if not 1 <= hours <= 24 or 24 % hours:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must divide 24 (1, 2, 3, 4, 6, "
                                   f"8, 12 or 24), got {hours}")
+        if self.queue_type not in QUEUE_TYPES:
+            raise ConfigError(f"FARLOOM_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}, "
+                              f"got {self.queue_type!r}")
+        if not self.amqp_urls:
+            raise ConfigError("FARLOOM_AMQP_URL names no broker")
+        if self.redis_cluster and not self.celery_result_url:
+            raise ConfigError(
+                "FARLOOM_CELERY_RESULT_URL is required when FARLOOM_REDIS_CLUSTER=1: Celery's "
+                "result backend needs a plain (non-cluster) Redis, e.g. redis://host:6379/0"
+            )
         if self.shard_count > 1024:
             raise ConfigError("FARLOOM_SHARD_COUNT must be at most 1024")
         if self.redis_retention_seconds < 120 + self.grace_seconds:
