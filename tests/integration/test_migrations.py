@@ -69,7 +69,7 @@ def test_migrations_go_up_down_to_base_and_up_again(scratch_url: str) -> None:
     for table in ("raw.redis_outbox", "agg.watermark", "agg.late_minutes",
                   "agg.minute_totals", "agg.top_ads", "agg.minute_closes", "raw.partitions",
                   "agg.ad_clicks_per_hour", "agg.ad_clicks_per_day", "agg.hour_totals",
-                  "agg.day_totals"):
+                  "agg.day_totals", "raw.rejected_clicks"):
         assert ("r", table) in at_head, table
     for table in ("raw.ad_clicks", "agg.ad_clicks_per_minute"):  # partitioned by time
         assert ("p", table) in at_head, table
