@@ -64,7 +64,8 @@ def _prepare_replay(res: TaskResources, minute: int | str, source: str) -> tuple
     return replay.prepare(
         res.engine, res.raw, res.counts, minute=_minute(minute), source=source,
         shard_count=settings.shard_count, now=time.time(),
-        max_clock_skew_seconds=settings.max_clock_skew_seconds)
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        grace_seconds=settings.grace_seconds)
 
 
 def start_aggregation(attempt: Attempt) -> None:

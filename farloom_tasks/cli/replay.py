@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from farloom_tasks.core.windows import iso, parse_minute
 from farloom_tasks.errors import FarloomError
+from farloom_tasks.pipeline import closing
+from farloom_tasks.pipeline.replay import not_due_reason
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import close_ledger, db
 from farloom_tasks.stores.transactions import transaction
@@ -79,11 +81,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "reconcile":
         return _reconcile(args, settings, start, end, tasks)
-    closed_through = _closed_through(settings)
+    closed_through = _close_due_minutes(settings)
     if closed_through is None or end > closed_through:
-        print(f"farloom replay: {iso(end)} is not closed yet (closed through "
-              f"{iso(closed_through) if closed_through is not None else 'nothing'}); "
-              "open minutes are aggregated when they close", file=sys.stderr)
+        print(f"farloom replay: {not_due_reason(end, settings.grace_seconds)}; "
+              "nothing was queued", file=sys.stderr)
         return 2
     _refuse_dropped(settings, start, end)
     chunks = tasks.replay_chunks(start, end)
@@ -169,11 +170,13 @@ def _revisions(outcome: dict[str, Any]) -> dict[int, int]:
     return {int(minute): int(revision) for minute, revision in outcome.items()}
 
 
-def _closed_through(settings: Settings) -> int | None:
+def _close_due_minutes(settings: Settings) -> int | None:
+    """The watermark, after closing every minute past its deadline (beat's rule), so
+    that minutes beat never saw (a fresh install, an import of old logs) replay."""
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         with transaction(engine) as cursor:
-            return close_ledger.read_watermark(cursor)
+            return closing.close_due_now(cursor, time.time(), settings.grace_seconds)
     finally:
         engine.dispose()
 

@@ -54,6 +54,20 @@ def advance_watermark(cursor: Any, now: float, grace_seconds: float) -> list[int
     return due
 
 
+def close_due_now(cursor: Any, now: float, grace_seconds: float) -> int | None:
+    """Close every due minute as a tick would, and return the watermark after it.
+
+    For a replay of minutes whose deadline passed while beat was not running
+    (a fresh install, a historical import): the same rule as the tick, so a
+    minute is never replayed before ingest treats its clicks as late.
+    """
+    closed_through = close_ledger.read_watermark(cursor)
+    if windows.due_minutes(closed_through, now, grace_seconds):
+        advance_watermark(cursor, now, grace_seconds)
+        closed_through = close_ledger.read_watermark(cursor)
+    return closed_through
+
+
 def claim_attempts(cursor: Any, *, retry_seconds: float, max_in_flight: int,
                    late_interval_seconds: float = 0.0) -> list[Attempt]:
     """Claim the minutes that need aggregating now, oldest first (see module docstring).

@@ -22,14 +22,15 @@ Ingest waits for the lock only for the length of one minute's rebuild.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from farloom_tasks.core import increments
 from farloom_tasks.core.attempts import Attempt
 from farloom_tasks.core.redis_horizon import redis_is_complete
 from farloom_tasks.core.replay_source import ReplayRefused, choose_source
-from farloom_tasks.core.windows import iso
-from farloom_tasks.pipeline import dropped_minutes
+from farloom_tasks.core.windows import deadline_of, iso
+from farloom_tasks.pipeline import closing, dropped_minutes
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import close_ledger
 from farloom_tasks.stores import raw as raw_clicks
@@ -68,23 +69,29 @@ def rebuild_from_raw(engine: Engine, raw: RawStore, counts: RedisCounts, minute:
     return Rebuilt(minute=minute, clicks=sum(totals), distinct_ads=sum(distinct))
 
 
+def not_due_reason(minute: int, grace_seconds: float) -> str:
+    deadline = math.ceil(deadline_of(minute, grace_seconds))
+    return (f"minute {iso(minute)} is not due yet: it closes at {iso(deadline)} "
+            f"(its end plus {grace_seconds:g} s of grace) and is aggregated then")
+
+
 def prepare(engine: Engine, raw: RawStore, counts: RedisCounts, *, minute: int, source: str,
-            shard_count: int, now: float, max_clock_skew_seconds: float) -> tuple[
-                Attempt, str]:
+            shard_count: int, now: float, max_clock_skew_seconds: float,
+            grace_seconds: float) -> tuple[Attempt, str]:
     """Make ``minute``'s Redis sets right for ``source`` and claim a new revision.
 
     The caller then aggregates the returned attempt exactly as the closer does.
-    Only closed minutes can be replayed: an open minute is the closer's to finish.
-    A minute whose raw or per-minute rows retention dropped is refused
-    (dropped_minutes.MinutesDropped): replaying it would publish it partial.
+    A minute past its deadline that beat has not closed yet is closed here first
+    (``closing.close_due_now``, beat's rule); a minute not due yet is refused: it is
+    the closer's to finish. A minute whose raw or per-minute rows retention dropped
+    is refused (dropped_minutes.MinutesDropped): replaying it would publish it partial.
     """
     with transaction(engine) as cursor:
-        closed_through = close_ledger.read_watermark(cursor)
+        closed_through = closing.close_due_now(cursor, now, grace_seconds)
         if closed_through is not None and minute <= closed_through:
             dropped_minutes.refuse_if_dropped(cursor, minute, minute, action="replay")
     if closed_through is None or minute > closed_through:
-        raise ReplayRefused(f"minute {iso(minute)} is not closed yet; it will be "
-                            "aggregated when it closes")
+        raise ReplayRefused(not_due_reason(minute, grace_seconds))
     chosen = choose_source(
         source, present_in_redis=counts.minute_present(minute, shard_count),
         redis_complete=redis_is_complete(

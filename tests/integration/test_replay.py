@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, to_datetime
+from farloom_tasks.core.windows import MINUTE, iso, last_due_minute, parse_minute, to_datetime
 from tests.support.database import sql
 from tests.support.minute_checks import (
     assert_agg_is,
@@ -82,16 +82,43 @@ def test_replay_from_raw_after_raw_rows_are_deleted_removes_those_clicks(
     assert_agg_is(stack, counted(c for c in clicks if c.click_id not in gone), minutes)
 
 
-def test_replay_of_a_minute_that_is_not_closed_is_refused_with_a_reason(
+def test_replay_of_a_minute_that_is_not_due_yet_is_refused_with_a_reason(
         stack: Stack) -> None:
     set_watermark(stack, last_due_minute(time.time(), 5.0) - 10 * MINUTE)
-    open_minute = last_due_minute(time.time(), 5.0)
+    # Two minutes past the last due one: still open for a minute at least, however
+    # slowly the command starts.
+    open_minute = last_due_minute(time.time(), 5.0) + 2 * MINUTE
 
     done = stack.farloom("replay", iso(open_minute), "--wait", "--timeout", "60")
 
-    assert done.returncode != 0
-    assert "not closed yet" in done.stderr
+    assert done.returncode == 2
+    assert f"minute {iso(open_minute)} is not due yet: it closes at" in done.stderr
+    assert "nothing was queued" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.usefixtures("aggregate_writer")
+def test_replay_on_a_fresh_install_closes_minutes_long_past_their_deadline_itself(
+        stack: Stack) -> None:
+    """No tick ever ran (no watermark): replay closes due minutes by beat's rule."""
+    set_watermark(stack, None)
+    first = parse_minute("2017-11-06 16:00")
+    minutes = [first, first + MINUTE, first + 2 * MINUTE]
+    clicks = [click for i, minute in enumerate(minutes)
+              for click in clicks_for(minute, f"old{i}", ADS)]
+    writer, _ = durable_writer(stack)
+    writer.write(clicks)
+
+    done = stack.farloom("replay", "2017-11-06 16:00", "2017-11-06 16:02", "--source", "raw",
+                         "--wait", "--timeout", "120")
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_agg_is(stack, counted(clicks), minutes)
+    watermark = sql(stack, "SELECT extract(epoch FROM closed_through)::bigint "
+                    "FROM agg.watermark WHERE id = 1")[0][0]
+    # Closed through the last due minute as the command saw it (the clock moved on since).
+    assert last_due_minute(time.time(), 5.0) - MINUTE <= watermark <= last_due_minute(
+        time.time(), 5.0)
 
 
 def test_replay_tasks_started_with_delay_republish_the_same_numbers(

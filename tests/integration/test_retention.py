@@ -348,7 +348,7 @@ def test_replay_and_reconcile_of_a_dropped_minute_say_so_and_publish_nothing(
             with pytest.raises(MinutesDropped, match="dropped by raw retention"):
                 replay.prepare(engine, raw_store, counts, minute=minute, source="auto",
                                shard_count=stack.settings.shard_count, now=now,
-                               max_clock_skew_seconds=300)
+                               max_clock_skew_seconds=300, grace_seconds=5.0)
         finally:
             raw_store.close()
     finally:
