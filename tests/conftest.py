@@ -10,6 +10,7 @@ import pytest
 # started a Celery worker per module, all competing for the same queue.
 from tests.support.celery_worker import celery_worker, session_worker  # noqa: F401
 from tests.support.minute_checks import aggregate_writer  # noqa: F401
+from tests.support.redis_cluster import redis_cluster  # noqa: F401
 from tests.support.stack import Stack, isolated_stack
 
 TESTS_DIR = Path(__file__).parent
