@@ -8,7 +8,7 @@ without importing any benchmark.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from farloom_tasks.bench.report import CONSUMER_LABELS, DOCS_PATH
@@ -75,6 +75,26 @@ class PublishOptions:
     naive_messages: int = 20_000
     repeat: int = 3  # Farloom publisher runs; the median run counts
     write_docs: bool = False
+
+
+TOPOLOGY_NAMES = ("single-classic", "cluster-classic", "single-quorum", "cluster-quorum")
+
+
+@dataclass(frozen=True)
+class TopologiesOptions:
+    """``farloom bench topologies``: ingest and aggregation per Redis / queue topology."""
+
+    topologies: tuple[str, ...] = TOPOLOGY_NAMES  # the first is the baseline when present
+    # preloaded messages per drain, by clicks per message
+    ingest_messages: dict[int, int] = field(default_factory=lambda: {1: 50_000, 100: 2_000})
+    aggregate_clicks: int = 300_000  # clicks in the closed minute
+    aggregate_ads: int = 30_000
+    replays: int = 3  # replays from raw per round; their median counts
+    warmup: float = 20.0  # s between loading and the deadline, for the workers to start
+    rounds: int = 3  # each topology once per round; the median round counts
+    click_ids: str = "uuid4"
+    write_docs: bool = False
+    command_line: str = "bench topologies"
 
 
 @dataclass(frozen=True)

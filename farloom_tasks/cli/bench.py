@@ -5,7 +5,9 @@
 - ``api``: the query API;
 - ``publish``: the confirming click publisher against synchronous confirms;
 - ``scale``: ingest with a large raw table against a bare COPY, bytes per click,
-  a partition drop under load and the top 100 over 24 hours to 30 days.
+  a partition drop under load and the top 100 over 24 hours to 30 days;
+- ``topologies``: ingest and aggregation on a single Redis and a Redis Cluster,
+  with classic and quorum queues.
 
 Every flag is defined here and turned into the benchmark's frozen options
 (``farloom_tasks.bench.options``, whose defaults the flags show); the benchmark
@@ -33,6 +35,7 @@ from farloom_tasks.bench.options import (
     IngestOptions,
     PublishOptions,
     ScaleOptions,
+    TopologiesOptions,
 )
 from farloom_tasks.bench.report import DOCS_PATH, PRELOADED, SUSTAINED
 from farloom_tasks.errors import FarloomError
@@ -283,6 +286,59 @@ def baseline_options(args: argparse.Namespace) -> BaselineOptions:
     return BaselineOptions(args.kind, args.expect_messages, args.time_cap)
 
 
+def _topologies_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TopologiesOptions()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "Farloom's ingest drain and one closed and replayed minute, on a single Redis and\n"
+        "on a three-master Redis Cluster it starts on this machine, with classic and\n"
+        "quorum queues, interleaved round by round; single-classic is the baseline.\n"
+        "Runs against a single FARLOOM_REDIS_URL, in throw-away databases, Redis dbs\n"
+        "and vhosts. The default run takes about 15 minutes.")
+    parser.add_argument("--topologies", default=",".join(defaults.topologies),
+                        help="comma-separated subset of " + ", ".join(defaults.topologies)
+                        + " (default: all)")
+    parser.add_argument("--ingest-messages", default=",".join(
+        f"{cpm}:{n}" for cpm, n in defaults.ingest_messages.items()),
+        help="clicks-per-message:messages pairs of the preloaded drains (default: "
+             "%(default)s)")
+    parser.add_argument("--aggregate-clicks", type=int, default=defaults.aggregate_clicks,
+                        help="clicks in the closed minute (default: %(default)s)")
+    parser.add_argument("--aggregate-ads", type=int, default=defaults.aggregate_ads,
+                        help="distinct ads in the closed minute (default: %(default)s)")
+    parser.add_argument("--replays", type=int, default=defaults.replays,
+                        help="replays from raw per round (default: %(default)s)")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help="seconds between loading and the deadline (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=defaults.rounds,
+                        help="rounds; each runs every topology once (default: %(default)s)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help=f"write the results into {DOCS_PATH.parent.name}/{DOCS_PATH.name}")
+
+
+def topologies_options(args: argparse.Namespace) -> TopologiesOptions:
+    try:
+        messages = {int(cpm): int(n) for cpm, n in
+                    (pair.split(":") for pair in args.ingest_messages.split(",") if pair)}
+    except ValueError:
+        raise FarloomError(f"--ingest-messages {args.ingest_messages!r}: expected pairs like "
+                           "1:50000,100:2000") from None
+    if args.rounds < 1 or args.replays < 1:
+        raise FarloomError("--rounds and --replays must be at least 1")
+    return TopologiesOptions(
+        topologies=tuple(name.strip() for name in args.topologies.split(",") if name.strip()),
+        ingest_messages=messages, aggregate_clicks=args.aggregate_clicks,
+        aggregate_ads=args.aggregate_ads, replays=args.replays, warmup=args.warmup,
+        rounds=args.rounds, write_docs=args.write_docs,
+        command_line=" ".join(sys.argv[1:]))
+
+
+def _run_topologies(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import topologies
+
+    return topologies.run(topologies_options(args), settings)
+
+
 def _run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import baselines
 
@@ -299,6 +355,9 @@ PARTS: dict[str, Part] = {
                     "messages/s", _publish_arguments, _run_publish),
     "scale": Part("ingest at 100M raw rows vs. a bare COPY, bytes per click, a partition "
                   "drop under load, top 100 over 24 h to 30 days", _scale_arguments, _run_scale),
+    "topologies": Part("single Redis vs. a three-master Redis Cluster, classic vs. quorum "
+                       "queues: ingest, closing and replay side by side",
+                       _topologies_arguments, _run_topologies),
     BASELINE_COMMAND: Part(None, _baseline_arguments, _run_baseline),
 }
 
