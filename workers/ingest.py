@@ -43,6 +43,7 @@ import pika.exceptions
 
 from farloom_tasks import failpoints, processes
 from farloom_tasks.core.batching import Batcher
+from farloom_tasks.core.message_identity import source_identity
 from farloom_tasks.core.messages import decode_message
 from farloom_tasks.core.partitions import HOUR, acceptance_floor
 from farloom_tasks.errors import BrokerUnavailable, ConfigError
@@ -245,6 +246,13 @@ class IngestWorker:
         decoded = decode_message(body, now=now, max_skew=settings.max_clock_skew_seconds,
                                  max_bytes=settings.max_message_bytes, earliest=earliest)
         published_at = topology.published_at(properties.headers)
+        if decoded.dead_letters:
+            # Only a message with rejected elements pays for its identity (a hash).
+            source_id = source_identity(
+                properties.message_id, properties.timestamp,
+                (properties.headers or {}).get(topology.PUBLISHED_AT_HEADER), body)
+            decoded.dead_letters = [dataclasses.replace(letter, source_id=source_id)
+                                    for letter in decoded.dead_letters]
         self.batcher.add(method.delivery_tag, decoded, published_at, now)
         self._last_delivery_at = now
         if self.stats.first_delivery_at is None:
@@ -268,9 +276,10 @@ class IngestWorker:
         if batch.messages == 0:
             return
         entry = self.acks.start(batch, started=time.time())
-        if batch.clicks_received:
-            entry.future = self._submit(connection, entry.writer, entry.writer.sink.write,
-                                        batch.clicks)
+        # A batch of rejected elements only is written too: its ledger rows are
+        # durable before its ack.
+        entry.future = self._submit(connection, entry.writer, entry.writer.sink.write,
+                                    batch.clicks, batch.dead_letters)
         if batch.dead_letters:
             dead.publish(batch.dead_letters)  # while the write runs
 
@@ -290,7 +299,7 @@ class IngestWorker:
     def _ack_finished(self, connection: Any, channel: Any, dead: DeadLetterPublisher) -> None:
         def rewrite(entry: InFlight[Writer]) -> Future[Written]:
             return self._submit(connection, entry.writer, entry.writer.sink.write_one_by_one,
-                                entry.batch.clicks)
+                                entry.batch.clicks, entry.batch.dead_letters)
 
         def acked(entry: InFlight[Writer], written: Written) -> None:
             acked_at = time.time()

@@ -13,7 +13,7 @@ The key is (source_id, element_index):
 - ``source_id`` is the source message's identity (core/message_identity.py):
   ``amqp:<message_id>`` when the publisher set an AMQP message_id (Farloom's
   publishers do), otherwise ``sha256:<hex>`` of the message's body with its
-  ``timestamp`` property and ``x-farloom-published-at`` header. A redelivery
+  ``timestamp`` property and ``x-farloom-published-at-us`` header. A redelivery
   carries the same message, so it finds its rows and adds none (ON CONFLICT DO
   NOTHING). Two messages that differ in any of those are two sets of rows; two
   publishes of the same bytes with neither message_id nor timestamp are, by

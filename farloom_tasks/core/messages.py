@@ -19,6 +19,9 @@ class DeadLetter:
     body: bytes  # the offending element re-encoded as JSON, or the whole raw body
     rejection: Rejection
     element_index: int | None = None  # position in the batch; None for the whole message
+    # The source message's identity (core.message_identity), set by the consumer that
+    # received it: the rejected-click ledger's key and the dead letter's message_id.
+    source_id: str = ""
 
 
 @dataclass(slots=True)

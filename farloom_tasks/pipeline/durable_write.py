@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from farloom_tasks import failpoints
 from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.stores.raw import CommittedBatch, RawStore
 from farloom_tasks.stores.redis_counts import RedisCounts
 
@@ -30,14 +31,17 @@ class DurableWriter:
         # transaction deletes them, saving a round trip per batch.
         self._applied_not_cleared: list[str] = []
 
-    def write(self, clicks: Sequence[Click]) -> CommittedBatch:
-        """Make ``clicks`` durable in PostgreSQL and counted in Redis.
+    def write(self, clicks: Sequence[Click], rejected: Sequence[DeadLetter] = (), *,
+              rejected_at: float = 0.0) -> CommittedBatch:
+        """Make ``clicks`` durable in PostgreSQL and counted in Redis, and ``rejected``
+        durable in the rejected-click ledger (in the same transaction).
 
         Returns only when both are done; the caller may then ack. Raises a
         TransientError when either store is unreachable; the caller retries
         the same clicks, which is safe (see the module docstring).
         """
-        batch = self.raw.commit_batch(clicks, self._applied_not_cleared)
+        batch = self.raw.commit_batch(clicks, self._applied_not_cleared, rejected,
+                                      rejected_at=rejected_at)
         self._applied_not_cleared = []
         failpoints.reach("after_commit")
         if batch.increments:

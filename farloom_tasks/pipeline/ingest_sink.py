@@ -16,6 +16,11 @@ failure rules (docs/design.md, "Failure rules"):
   (``write_one_by_one``) so that only the refused clicks are dead-lettered
   ("unstorable"). A missing table or a lost permission is not the data's fault
   and propagates: the worker stops without acking.
+- A batch's rejected elements (its dead letters) enter the rejected-click
+  ledger in the batch's own transaction (stores/rejected_clicks.py); a batch
+  holding only rejected elements is one such transaction too. Written click by
+  click, the batch records them first, in a transaction of their own, and each
+  click PostgreSQL refuses enters the ledger before its batch is acked.
 - A batch holding a click whose raw partition retention dropped meanwhile
   (``partitions.PartitionDropped``: validation refuses such clicks, so only a
   batch validated just before the drop meets it) is written again click by
@@ -45,6 +50,7 @@ import orjson
 from farloom_tasks import failpoints
 from farloom_tasks.core.backoff import Backoff
 from farloom_tasks.core.clicks import Click, Rejection
+from farloom_tasks.core.message_identity import click_identity
 from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.errors import FarloomError, TransientError
@@ -125,32 +131,37 @@ class DurableSink:
         self._must_drain = True
         self._retrying(lambda: None)
 
-    def write(self, clicks: Sequence[Click]) -> Written:
-        """Store ``clicks`` durably; one of raw.REFUSED_AS_DATA if PostgreSQL refuses them.
+    def write(self, clicks: Sequence[Click], rejected: Sequence[DeadLetter] = ()) -> Written:
+        """Store ``clicks`` and the ledger rows of ``rejected`` durably, in one transaction;
+        one of raw.REFUSED_AS_DATA if PostgreSQL refuses them.
 
         Clicks of a range retention dropped are dead-lettered (see the module docstring).
         """
         try:
-            return self._write_batch(clicks)
+            return self._write_batch(clicks, rejected)
         except PartitionDropped:
             log.warning("a batch of %d clicks holds clicks of a raw partition retention "
                         "dropped; writing it click by click", len(clicks))
-            return self.write_one_by_one(clicks)
+            return self.write_one_by_one(clicks, rejected)
 
-    def _write_batch(self, clicks: Sequence[Click]) -> Written:
+    def _write_batch(self, clicks: Sequence[Click],
+                     rejected: Sequence[DeadLetter] = ()) -> Written:
         def attempt() -> Written:
             failpoints.reach("before_commit")
-            batch = self.writer.write(clicks)
+            batch = self.writer.write(clicks, rejected, rejected_at=time.time())
             return Written(batch.new_clicks, batch.duplicates, batch.late_clicks)
 
         written = self._retrying(attempt)
         self.cleanup_due = True
         return written
 
-    def write_one_by_one(self, clicks: Sequence[Click]) -> Written:
+    def write_one_by_one(self, clicks: Sequence[Click],
+                         rejected: Sequence[DeadLetter] = ()) -> Written:
         """Isolate the clicks PostgreSQL refuses as data, or whose partition retention
-        dropped; store every other one."""
+        dropped; store every other one, and every rejection in the ledger."""
         total = Written()
+        if rejected:
+            self._record_rejections(rejected)
         for click in clicks:
             try:
                 one = self._write_one(click)
@@ -164,7 +175,17 @@ class DurableSink:
             total.new_clicks += one.new_clicks
             total.duplicates += one.duplicates
             total.late_clicks += one.late_clicks
+        if total.refused:
+            self._record_rejections(total.refused)
         return total
+
+    def _record_rejections(self, rejected: Sequence[DeadLetter]) -> None:
+        try:
+            self._write_batch([], rejected)
+        except REFUSED_AS_DATA as exc:
+            # Refused again, the batch would be rewritten forever: stop without acking.
+            raise FarloomError(f"PostgreSQL refuses the rejected-click ledger's rows: "
+                               f"{exc}") from exc
 
     def _write_one(self, click: Click) -> Written:
         try:
@@ -188,4 +209,5 @@ class DurableSink:
 
 
 def _dead_letter(click: Click, code: str, detail: str) -> DeadLetter:
-    return DeadLetter(orjson.dumps(dataclasses.asdict(click)), Rejection(code, detail[:500]))
+    return DeadLetter(orjson.dumps(dataclasses.asdict(click)), Rejection(code, detail[:500]),
+                      source_id=click_identity(click.click_id, click.clicked_at))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,9 @@ class ConfirmingPublisher:
         self._params.connection_attempts = 1
         self._amqp_url = amqp_url
         self._source = source
+        # message_id = this prefix and the message's seq: a republished message keeps
+        # its id, so a consumer knows it for the same message (core.message_identity).
+        self._id_prefix = uuid.uuid4().hex
         self._window = window
         self._backoff = Backoff(INITIAL_BACKOFF_SECONDS, max_backoff)
         self._give_up_after = give_up_after
@@ -255,6 +259,7 @@ class ConfirmingPublisher:
         state = self._channels[self._turn]
         properties = pika.BasicProperties(
             content_type="application/json", delivery_mode=topology.PERSISTENT,
+            message_id=f"{self._id_prefix}-{seq}",
             headers={topology.PUBLISHED_AT_HEADER: topology.published_at_stamp(time.time())})
         state.channel.basic_publish(topology.CLICKS_EXCHANGE, "", message.body, properties)
         state.tags[state.next_tag] = seq

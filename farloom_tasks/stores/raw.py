@@ -5,7 +5,9 @@ One call to ``commit_batch`` is one transaction that
 2. inserts the clicks, skipping click ids already stored (the dedup key),
 3. records the new clicks' Redis increments in ``raw.redis_outbox``,
 4. marks minutes at or before the watermark as late,
-5. deletes outbox rows of earlier batches that Redis has since applied.
+5. records the batch's rejected elements in the rejected-click ledger
+   (stores/rejected_clicks.py), so that they are counted exactly once too,
+6. deletes outbox rows of earlier batches that Redis has since applied.
 Nothing here is visible to anyone until the commit, so a crash anywhere leaves
 either all of it or none of it.
 
@@ -28,7 +30,9 @@ from sqlalchemy.engine import Engine
 
 from farloom_tasks.core import increments as inc
 from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.partitions import HOUR
+from farloom_tasks.stores import rejected_clicks
 from farloom_tasks.stores.db import WATERMARK_LOCK_KEY, OwnedConnection
 from farloom_tasks.stores.partitions import RAW, PartitionCache
 
@@ -86,6 +90,7 @@ class CommittedBatch:
     duplicates: int
     late_clicks: int
     late_minutes: tuple[int, ...] = field(default=())
+    rejections_recorded: int = 0  # ledger rows this batch added (0 for a redelivery's)
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,11 @@ class RawStore:
         self._db.close()
         self.partitions.close()
 
-    def commit_batch(self, clicks: Sequence[Click],
-                     applied_batch_ids: Sequence[str] = ()) -> CommittedBatch:
-        """Store ``clicks`` durably with their outbox row (see the module docstring).
+    def commit_batch(self, clicks: Sequence[Click], applied_batch_ids: Sequence[str] = (),
+                     rejected: Sequence[DeadLetter] = (), *,
+                     rejected_at: float = 0.0) -> CommittedBatch:
+        """Store ``clicks`` and ``rejected`` durably with their outbox row (see the
+        module docstring); ``rejected_at`` (epoch s) dates the new ledger rows.
 
         Raises stores.partitions.PartitionDropped if a click falls in a range that
         retention dropped (the caller dead-letters it as beyond retention).
@@ -123,11 +130,26 @@ class RawStore:
         self.partitions.ensure_for([c.clicked_at for c in clicks])
 
         def work(cursor: Any) -> CommittedBatch:
+            recorded = 0
+            if not clicks:
+                # No watermark lock: these rows say nothing about any minute.
+                if rejected:
+                    recorded = rejected_clicks.record(cursor, rejected, rejected_at)
+                if applied_batch_ids:
+                    cursor.execute("DELETE FROM raw.redis_outbox "
+                                   "WHERE batch_id = ANY(%s::uuid[])", (list(applied_batch_ids),))
+                return CommittedBatch(batch_id=batch_id, increments={}, new_clicks=0,
+                                      duplicates=0, late_clicks=0,
+                                      rejections_recorded=recorded)
             cursor.execute(_READ_WATERMARK)
             row = cursor.fetchone()
             closed_through = row[0] if row else None
             cursor.execute(_INSERT_CLICKS, (_batch_document(clicks),))
             counted: list[tuple[str, int, int]] = cursor.fetchall()
+            if rejected:
+                # After the watermark lock, as every row lock an ingest transaction takes:
+                # a row lock held while queueing for it behind a closer could deadlock.
+                recorded = rejected_clicks.record(cursor, rejected, rejected_at)
             increments = inc.group_counts(counted, self.shard_count)
             new_clicks = sum(clicks for _, _, clicks in counted)
             late: dict[int, int] = {}
@@ -152,7 +174,7 @@ class RawStore:
             return CommittedBatch(
                 batch_id=batch_id, increments=increments, new_clicks=new_clicks,
                 duplicates=len(clicks) - new_clicks, late_clicks=sum(late.values()),
-                late_minutes=tuple(sorted(late)),
+                late_minutes=tuple(sorted(late)), rejections_recorded=recorded,
             )
 
         return self._run(work)

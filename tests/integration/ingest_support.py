@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from farloom_tasks import processes
 from farloom_tasks.core.windows import minute_of
+from farloom_tasks.stores import topology
 from tests.support.database import raw_rows, sql
 from tests.support.redis_view import redis_minute_counts
 from tests.support.stack import PROJECT_ROOT, Stack
@@ -35,6 +36,9 @@ class Stream:
     expected: Counter[tuple[int, str]] = field(default_factory=Counter)  # (minute, ad) -> n
     click_ids: set[str] = field(default_factory=set)
     invalid: list[tuple[str, int | None]] = field(default_factory=list)  # (code, index)
+    # Per message holding invalid elements: its (code, ledger index) pairs, -1 for a bare
+    # object; what raw.rejected_clicks must hold for it.
+    invalid_messages: list[tuple[tuple[str, int], ...]] = field(default_factory=list)
 
 
 def valid_click(rng: random.Random, number: int, now: float, ads: int = 40) -> dict[str, Any]:
@@ -87,6 +91,9 @@ def mixed_stream(seed: int, clicks: int, now: float, *, max_per_message: int = 6
         else:
             stream.bodies.append(json.dumps(elements).encode())
         stream.invalid.extend(invalid)
+        if invalid:
+            stream.invalid_messages.append(
+                tuple((code, -1 if index is None else index) for code, index in invalid))
     return stream
 
 
@@ -113,6 +120,38 @@ def assert_exact(stack: Stack, stream: Stream) -> None:
     assert raw_rows(stack) == len(stream.click_ids)
     assert raw_counts(stack) == stream.expected
     assert redis_minute_counts(stack) == stream.expected
+
+
+def ledger_by_message(stack: Stack) -> Counter[frozenset[tuple[str, int]]]:
+    """raw.rejected_clicks grouped by source message: one set of (code, index) each."""
+    groups: dict[str, set[tuple[str, int]]] = {}
+    for source_id, index, code in sql(stack, "SELECT source_id, element_index, reason_code "
+                                      "FROM raw.rejected_clicks"):
+        groups.setdefault(str(source_id), set()).add((str(code), int(index)))
+    return Counter(frozenset(group) for group in groups.values())
+
+
+def expected_ledger(stream: Stream) -> Counter[frozenset[tuple[str, int]]]:
+    return Counter(frozenset(message) for message in stream.invalid_messages)
+
+
+def ledger_rows(stack: Stack) -> int:
+    return int(sql(stack, "SELECT count(*) FROM raw.rejected_clicks")[0][0])
+
+
+def dead_letter_ids(stack: Stack) -> list[str | None]:
+    """The AMQP message_id of every message in farloom.clicks.dead, left in place."""
+    connection = stack.amqp()
+    ids: list[str | None] = []
+    try:
+        channel = connection.channel()
+        while True:
+            method, properties, _ = channel.basic_get(topology.DEAD_QUEUE, auto_ack=False)
+            if method is None:
+                return ids
+            ids.append(properties.message_id)
+    finally:
+        connection.close()
 
 
 def worker_env(stack: Stack, **settings: object) -> dict[str, str]:
