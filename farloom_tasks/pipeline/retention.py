@@ -16,7 +16,8 @@
 3. Minute retention (FARLOOM_MINUTE_RETENTION_DAYS): whole per-minute
    partitions likewise (never a mass DELETE); the hour and day rollups are
    kept. The minutes' top-k and totals rows and the bookkeeping tables go in
-   bounded batches (stores/retention_trims.py), and outbox rows older than raw.
+   bounded batches (stores/retention_trims.py), and outbox rows and
+   rejected-click ledger rows older than raw's cutoff.
 
 Retention runs under one advisory lock per database: a second run at the same
 time makes its partitions and skips the rest. A partition put back by

@@ -41,9 +41,13 @@ MINUTE_TRIMS = (
          "repaired_at IS NOT NULL AND window_end < to_timestamp(%(cutoff)s)"),
 )
 # Kept as long as raw rows (FARLOOM_RAW_RETENTION_DAYS): an outbox row this old
-# targets Redis keys that expired long ago.
+# targets Redis keys that expired long ago. The rejected-click ledger is raw's
+# counterpart for invalid traffic, dated by when it was rejected; it is not
+# partitioned (migration 0008 says why), so it is trimmed here through its
+# index on rejected_at.
 RAW_TRIMS = (
     Trim("raw.redis_outbox", "max_minute < to_timestamp(%(cutoff)s)"),
+    Trim("raw.rejected_clicks", "rejected_at < to_timestamp(%(cutoff)s)"),
 )
 
 

@@ -154,6 +154,15 @@ def dead_letter_ids(stack: Stack) -> list[str | None]:
         connection.close()
 
 
+def assert_rejections_exact(stack: Stack, stream: Stream) -> None:
+    """One ledger row per invalid element of the stream, by message and index, with its
+    reason; the dead letters, however many copies delivery made, one message_id each."""
+    assert ledger_rows(stack) == len(stream.invalid)
+    assert ledger_by_message(stack) == expected_ledger(stream)
+    ids = dead_letter_ids(stack)
+    assert None not in ids and len(set(ids)) == len(stream.invalid) <= len(ids)
+
+
 def worker_env(stack: Stack, **settings: object) -> dict[str, str]:
     env = stack.env
     env.pop("FARLOOM_FAILPOINTS", None)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from tests.integration.ingest_support import (
     WAIT_SECONDS,
     assert_exact,
+    assert_rejections_exact,
     mixed_stream,
     one_click_stream,
     read_log,
@@ -37,7 +38,7 @@ SLOW = {"batch_size": 10, "prefetch_count": 40}
 @pytest.mark.parametrize("point", ["before_commit", "after_commit", "after_redis", "after_ack"])
 def test_a_worker_killed_at_a_crash_point_and_restarted_leaves_exact_results(
         stack: Stack, point: str) -> None:
-    stream = mixed_stream(3, 600, time.time(), duplicate_share=0.3)
+    stream = mixed_stream(3, 600, time.time(), duplicate_share=0.3, invalid_share=0.1)
     publish(stack, stream.bodies)
 
     with worker(stack, "--burst", failpoints=f"{point}:3", **SLOW) as crashing:
@@ -49,6 +50,7 @@ def test_a_worker_killed_at_a_crash_point_and_restarted_leaves_exact_results(
 
     assert_exact(stack, stream)
     assert queue_counts(stack) == (0, 0)
+    assert_rejections_exact(stack, stream)
 
 
 def test_a_worker_killed_at_random_moments_and_restarted_leaves_exact_results(
@@ -66,6 +68,7 @@ def test_a_worker_killed_at_random_moments_and_restarted_leaves_exact_results(
     run_burst(stack)
 
     assert_exact(stack, stream)
+    assert_rejections_exact(stack, stream)
 
 
 def test_two_workers_side_by_side_give_exact_results(stack: Stack) -> None:

@@ -8,16 +8,27 @@ however often a message is delivered; distinct messages never share rows.
 from __future__ import annotations
 
 import json
+import random
+import signal
 import time
 from collections import Counter
 
 import pika
 import sqlalchemy as sa
 
+from farloom_tasks.core.clicks import Rejection
 from farloom_tasks.core.message_identity import dead_letter_message_id, source_identity
+from farloom_tasks.core.messages import DeadLetter
+from farloom_tasks.core.partitions import DAY, HOUR, start_of
+from farloom_tasks.core.windows import minute_of
+from farloom_tasks.pipeline import retention
 from farloom_tasks.stores import rejected_clicks, topology
+from farloom_tasks.stores.transactions import transaction
 from tests.integration.ingest_support import (
+    WAIT_SECONDS,
+    Stream,
     assert_exact,
+    assert_rejections_exact,
     dead_letter_ids,
     expected_ledger,
     ledger_by_message,
@@ -25,6 +36,8 @@ from tests.integration.ingest_support import (
     mixed_stream,
     one_click_stream,
     run_burst,
+    valid_click,
+    worker,
 )
 from tests.support.broker import dead_letters, publish
 from tests.support.database import sql
@@ -71,6 +84,34 @@ def test_every_rejected_element_and_whole_body_is_one_ledger_row_with_its_reason
     assert sorted(i or "" for i in dead_letter_ids(stack)) == sorted(
         dead_letter_message_id(source, None if index == -1 else index)
         for source, index in keys)
+    assert_exact(stack, stream)
+
+
+def test_a_worker_killed_after_its_dead_letters_went_out_leaves_one_row_per_rejection(
+        stack: Stack) -> None:
+    # Every message holds a valid click and a rejected element, so the batch the worker
+    # dies on (after_redis: written, its dead letters confirmed, not acked) has some.
+    now = time.time()
+    rng = random.Random(5)
+    stream = Stream()
+    for number in range(200):
+        click = valid_click(rng, number, now)
+        stream.bodies.append(json.dumps([click, {"click_id": f"bad-{number}"}]).encode())
+        stream.click_ids.add(click["click_id"])
+        stream.expected[(minute_of(click["clicked_at"]), click["ad_id"])] += 1
+        stream.invalid.append(("missing_field", 1))
+        stream.invalid_messages.append((("missing_field", 1),))
+    publish(stack, stream.bodies)
+
+    with worker(stack, "--burst", failpoints="after_redis:3", batch_size=10,
+                prefetch_count=40) as crashing:
+        crashing.wait(timeout=WAIT_SECONDS)
+    assert crashing.returncode == -signal.SIGKILL
+    run_burst(stack)
+
+    copies = dead_letter_ids(stack)
+    assert len(copies) > len(set(copies))  # dead letters went out twice ...
+    assert_rejections_exact(stack, stream)  # ... the ledger holds each rejection once
     assert_exact(stack, stream)
 
 
@@ -140,3 +181,36 @@ def test_a_click_postgresql_refuses_enters_the_ledger_once_by_its_click_identity
     assert (index, code) == (-1, "unstorable") and source_id.startswith("click-sha256:")
     assert json.loads(bytes(element))["click_id"] == "poison"
     assert_exact(stack, stream)
+
+
+def _record(stack: Stack, source_id: str, rejected_at: float) -> None:
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:
+            rejected_clicks.record(cursor, [DeadLetter(b"{}", Rejection("missing_field", "x"),
+                                                       0, source_id)], rejected_at)
+    finally:
+        engine.dispose()
+
+
+def test_retention_trims_the_ledger_with_raws_setting_and_cutoff(stack: Stack) -> None:
+    now = time.time()
+    # Raw's cutoff: the start of the raw partition holding now - retention.
+    cutoff = start_of(now - 2 * DAY, HOUR)
+    for source_id, at in (("long-ago", now - 9 * DAY), ("just-before", cutoff - 0.5),
+                          ("at-cutoff", cutoff), ("recent", now - 60)):
+        _record(stack, source_id, at)
+
+    engine = stack.engine()
+    try:
+        kept_all = retention.maintain(
+            engine, stack.with_settings(raw_retention_days=0).settings, now)
+        assert ledger_rows(stack) == 4 and "raw.rejected_clicks" not in kept_all.trimmed
+        report = retention.maintain(
+            engine, stack.with_settings(raw_retention_days=2).settings, now)
+    finally:
+        engine.dispose()
+
+    assert report.trimmed["raw.rejected_clicks"] == 2
+    assert sorted(r[0] for r in sql(stack, "SELECT source_id FROM raw.rejected_clicks")) == [
+        "at-cutoff", "recent"]
