@@ -37,8 +37,10 @@ from farloom_tasks.stores.redis_counts import KEY_PREFIX, translated_errors
 
 CRASH_POINTS = ("before_commit", "after_commit", "after_redis", "after_ack")
 
-COUNTER_KEY = KEY_PREFIX + ":failpoint:{name}"  # failures left
-INSTANCE_KEY = KEY_PREFIX + ":failpoint:{name}:{instance}"  # failures left for one call site
+# Both keys of a point carry its hash tag: the script reads them together, which a
+# Redis Cluster allows only within one slot.
+COUNTER_KEY = KEY_PREFIX + ":{{failpoint-{name}}}"  # failures left
+INSTANCE_KEY = KEY_PREFIX + ":{{failpoint-{name}}}:{instance}"  # failures left for one call site
 
 _TAKE_ONE = """
 local mine = tonumber(redis.call('GET', KEYS[2]) or '0')

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import redis
 from sqlalchemy.engine import Engine
 
 from farloom_tasks import failpoints
 from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores import db, redis_client, redis_counts
 from farloom_tasks.stores.aggregates_publisher import AggregatesPublisher
 from farloom_tasks.stores.raw import RawStore
 
@@ -26,7 +25,7 @@ class TaskResources:
     settings: Settings
     pid: int = field(default_factory=os.getpid)
     _engine: Engine | None = None
-    _redis: redis.Redis | None = None
+    _redis: redis_client.RedisClient | None = None
     _counts: redis_counts.RedisCounts | None = None
     _raw: RawStore | None = None
     _publisher: AggregatesPublisher | None = None
@@ -39,9 +38,9 @@ class TaskResources:
         return self._engine
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis_client.RedisClient:
         if self._redis is None:
-            self._redis = redis_counts.connect(self.settings.redis_url)
+            self._redis = redis_client.connect(self.settings)
         return self._redis
 
     @property

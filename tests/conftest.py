@@ -8,9 +8,16 @@ import pytest
 # Fixtures shared by every module. Defined here once: a session-scoped fixture
 # imported into several test modules becomes one instance per module, which
 # started a Celery worker per module, all competing for the same queue.
-from tests.support.celery_worker import celery_worker, session_worker  # noqa: F401
+from tests.support.celery_worker import (  # noqa: F401
+    celery_worker,
+    cluster_session_worker,
+    session_worker,
+)
 from tests.support.minute_checks import aggregate_writer  # noqa: F401
-from tests.support.redis_cluster import redis_cluster  # noqa: F401
+from tests.support.redis_cluster import (
+    RedisClusterUnderTest,
+    redis_cluster,  # noqa: F401
+)
 from tests.support.stack import Stack, isolated_stack
 
 TESTS_DIR = Path(__file__).parent
@@ -51,8 +58,23 @@ def session_stack() -> Iterator[Stack]:
         yield stack
 
 
+@pytest.fixture(scope="session")
+def cluster_session_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A second isolated stack whose counts live on the session's private Redis Cluster."""
+    cluster: RedisClusterUnderTest = request.getfixturevalue("redis_cluster")
+    with isolated_stack(redis_cluster=cluster) as stack:
+        yield stack
+
+
 @pytest.fixture
-def stack(session_stack: Stack) -> Stack:
-    """The session's isolated stack, emptied before the test."""
-    session_stack.reset()
-    return session_stack
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The session's isolated stack, emptied before the test.
+
+    ``@on_single_redis_and_cluster`` (tests/support/redis_cluster.py) runs a test
+    twice: on this stack, and on the one whose counts live on a Redis Cluster.
+    """
+    on_cluster = getattr(request, "param", "single") == "cluster"
+    chosen: Stack = request.getfixturevalue(
+        "cluster_session_stack" if on_cluster else "session_stack")
+    chosen.reset()
+    return chosen

@@ -271,7 +271,8 @@ def create_app(settings: Settings) -> FastAPI:
             now = time.time()
             if cache.report is None or now - cache.at >= STATUS_CACHE_SECONDS:
                 snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
-                                          redis_url=settings.redis_url, now=now,
+                                          redis_url=settings.redis_url,
+                                          redis_cluster=settings.redis_cluster, now=now,
                                           ask_celery=False)
                 verdict = assess(snapshot, now=now,
                                  max_lag_seconds=settings.status_max_lag_seconds,

@@ -50,7 +50,7 @@ from farloom_tasks.core.windows import MINUTE, iso, minute_of
 from farloom_tasks.errors import BenchFailed, FarloomError
 from farloom_tasks.pipeline import replay
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores import db, redis_client, redis_counts
 from farloom_tasks.stores.raw import RawStore
 
 SECTION = "aggregate"
@@ -104,7 +104,7 @@ def measure(env: BenchEnv, workload: Workload, options: AggregateOptions,
             child_processes.stop(processes.pop("beat"), grace=STOP_GRACE, group=True)
 
             raw = RawStore(engine, settings.shard_count)
-            counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
+            counts = redis_counts.RedisCounts(redis_client.connect(settings),
                                               settings.redis_retention_seconds)
             started = time.perf_counter()
             rebuilt = replay.rebuild_from_raw(engine, raw, counts, m, settings.shard_count)

@@ -30,7 +30,7 @@ from farloom_tasks.core.messages import decode_message
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.windows import minute_of
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores import db, redis_client, redis_counts, topology
 from farloom_tasks.stores.partitions import RAW, PartitionCache, length_seconds_of
 
 ACK_EVERY = 200  # messages per multiple-ack of the null consumer
@@ -130,7 +130,7 @@ def run_naive(settings: Settings, run: _Run) -> None:
     conn: Any = engine.raw_connection()
     # As the ingest worker does: a partition is made on a miss, the cache answers after.
     partitions = PartitionCache(engine, RAW, length_seconds_of(settings.raw_partition_hours))
-    zset = redis_counts.connect(settings.redis_url)
+    zset = redis_client.connect(settings)
     connection = topology.connect(settings.amqp_url)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=1)

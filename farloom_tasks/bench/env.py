@@ -4,6 +4,10 @@
 the same services, so it never touches the configured database, Redis db or
 vhost: it derives a throw-away trio from the configured URLs (same servers,
 new names), migrates it, and removes it at the end, also when interrupted.
+
+A Redis Cluster has db 0 only, so there is no other db to take: with
+``FARLOOM_REDIS_CLUSTER=1`` the benchmark uses the given cluster as it is and
+flushes every master of it before and after (point it at a throw-away cluster).
 """
 
 from __future__ import annotations
@@ -20,12 +24,11 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psutil
-import redis
 import sqlalchemy as sa
 
 from farloom_tasks.errors import BrokerUnavailable
 from farloom_tasks.settings import ENV_PREFIX, Settings
-from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores import db, redis_client, topology
 from farloom_tasks.stores import migrations as migrate
 from farloom_tasks.stores.throwaway import empty_everything, redis_db_lock
 
@@ -94,8 +97,10 @@ def _with_vhost(amqp_url: str, vhost: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
 
 
-def _with_redis_db(redis_url: str, number: int) -> str:
-    parts = urlsplit(redis_url)
+def _with_redis_db(settings: Settings, number: int) -> str:
+    if settings.redis_cluster:
+        return settings.redis_url  # db 0 is a cluster's only db
+    parts = urlsplit(settings.redis_url)
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
@@ -109,7 +114,7 @@ def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
     with redis_db_lock() as redis_db:
         env = BenchEnv(replace(settings, database_url=database_url,
                                amqp_url=_with_vhost(settings.amqp_url, vhost),
-                               redis_url=_with_redis_db(settings.redis_url, redis_db)), vhost)
+                               redis_url=_with_redis_db(settings, redis_db)), vhost)
         _rabbitmqctl("add_vhost", vhost)
         try:
             user = urlsplit(settings.amqp_url).username or "guest"
@@ -121,7 +126,9 @@ def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
             with contextlib.suppress(Exception):
                 db.drop_database(database_url)
             with contextlib.suppress(Exception):
-                redis.Redis.from_url(env.settings.redis_url).flushdb()
+                client = redis_client.connect(env.settings)
+                redis_client.flush_db(client)  # on a cluster: every master
+                client.close()
             with contextlib.suppress(Exception):
                 _rabbitmqctl("delete_vhost", vhost)
 
@@ -138,9 +145,18 @@ def describe_machine(settings: Settings) -> list[tuple[str, str]]:
             rows.append(("PostgreSQL", str(conn.execute(sa.text("SHOW server_version")).scalar())))
     finally:
         engine.dispose()
-    with redis_counts.translated_errors():
-        info = redis.Redis.from_url(settings.redis_url).info("server")
-    rows.append(("Redis", str(info.get("redis_version", "?"))))
+    client = redis_client.connect(settings)
+    try:
+        servers = redis_client.server_info(client, "server")
+    finally:
+        client.close()
+    versions = ", ".join(sorted({str(info.get("redis_version", "?"))
+                                 for info in servers.values()}))
+    if settings.redis_cluster:
+        rows.append(("Redis", f"{versions}, a Redis Cluster of {len(servers)} masters "
+                              f"({', '.join(sorted(servers))})"))
+    else:
+        rows.append(("Redis", versions))
     connection = topology.connect(settings.amqp_url)
     try:
         version = connection._impl.server_properties.get("version", b"?")

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         snapshot = status.collect(engine=engine, amqp_url=settings.amqp_url,
-                                  redis_url=settings.redis_url, now=now,
+                                  redis_url=settings.redis_url,
+                                  redis_cluster=settings.redis_cluster, now=now,
                                   ask_celery=not (args.no_celery or args.preflight))
     finally:
         engine.dispose()

@@ -58,7 +58,7 @@ from farloom_tasks.metrics import ingest as metrics
 from farloom_tasks.metrics.registry import service_label
 from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, redis_counts
+from farloom_tasks.stores import db, redis_client, redis_counts
 from farloom_tasks.stores.partitions import PartitionDropped
 from farloom_tasks.stores.raw import REFUSED_AS_DATA, RawStore
 
@@ -94,7 +94,7 @@ class DurableSink:
         self.engine = db.make_engine(settings.database_url, pool_size=1)
         self.raw = RawStore(self.engine, settings.shard_count,
                             settings.raw_partition_hours * HOUR)
-        self.counts = redis_counts.RedisCounts(redis_counts.connect(settings.redis_url),
+        self.counts = redis_counts.RedisCounts(redis_client.connect(settings),
                                                settings.redis_retention_seconds)
         self.writer = DurableWriter(self.raw, self.counts)
         self.cleanup_due = False  # outbox rows applied to Redis but not yet deleted

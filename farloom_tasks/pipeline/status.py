@@ -38,7 +38,7 @@ class Snapshot:
     watermark: int | None = None  # agg.watermark.closed_through
     late_minutes_pending: int | None = None
     celery_workers: list[str] | None = None  # None: no Celery app, or not asked
-    redis_used_memory_bytes: int | None = None
+    redis_used_memory_bytes: int | None = None  # on a Redis Cluster, summed over its masters
     redis_losses: int | None = None  # times Redis lost its data (redis_loss.py), ever
     redis_losses_unrepaired: int | None = None  # losses whose minutes are still being rebuilt
 
@@ -64,7 +64,8 @@ def report(snapshot: Snapshot, assessment: Assessment) -> dict[str, Any]:
 
 
 def collect(*, engine: Engine, amqp_url: str, redis_url: str, now: float,
-            ask_celery: bool, celery_timeout_seconds: float = 1.0) -> Snapshot:
+            ask_celery: bool, celery_timeout_seconds: float = 1.0,
+            redis_cluster: bool = False) -> Snapshot:
     """Ask every service; an unreachable one is recorded, never raised."""
     snapshot = Snapshot(checked_at=now)
     try:
@@ -83,7 +84,8 @@ def collect(*, engine: Engine, amqp_url: str, redis_url: str, now: float,
         snapshot.queues.clear()
         snapshot.unreachable["rabbitmq"] = _first_line(exc)
     try:
-        snapshot.redis_used_memory_bytes = health_probes.redis_used_memory(redis_url)
+        snapshot.redis_used_memory_bytes = health_probes.redis_used_memory(redis_url,
+                                                                         cluster=redis_cluster)
     except FarloomError as exc:
         snapshot.unreachable["redis"] = _first_line(exc)
     if ask_celery:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farloom_tasks.errors import DatabaseUnavailable
-from farloom_tasks.stores import redis_counts, topology
+from farloom_tasks.stores import redis_client, topology
 
 _PROGRESS_SQL = sa.text("""
     SELECT (SELECT max(minute) FROM agg.minute_closes WHERE published_revision IS NOT NULL),
@@ -68,12 +68,14 @@ def queue_depths(amqp_url: str, queues: Sequence[str]) -> dict[str, int]:
             connection.close()
 
 
-def redis_used_memory(redis_url: str) -> int:
-    """Bytes of memory Redis uses (INFO memory)."""
-    client = redis_counts.connect(redis_url)
-    with redis_counts.translated_errors():
-        info: Any = client.info("memory")
-    return int(info["used_memory"])
+def redis_used_memory(redis_url: str, *, cluster: bool = False) -> int:
+    """Bytes of memory Redis uses (INFO memory); on a Redis Cluster, the sum over its masters."""
+    client = redis_client.connect_url(redis_url, cluster=cluster)
+    try:
+        per_server = redis_client.server_info(client, "memory")
+    finally:
+        client.close()
+    return sum(int(info["used_memory"]) for info in per_server.values())
 
 
 def _epoch(value: Any) -> int | None:

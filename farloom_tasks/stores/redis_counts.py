@@ -1,10 +1,9 @@
 """Per-minute, per-shard click counts in Redis (adapter).
 
 Each shard's keys carry the hash tag ``{shard-N}``, which puts them in one hash
-slot: the scripts and RENAME touch several keys of one shard, and in one slot
-they could run on a Redis Cluster, which could then spread the shards over its
-nodes. Farloom has never run on a cluster: ``connect`` makes a single-node
-client, and one Redis node is what is tested today.
+slot: the apply script, a snapshot's MULTI and a rebuild's RENAME touch several
+keys of one shard, and in one slot they run on one node of a Redis Cluster,
+which spreads the shards over its masters (``redis_client`` makes the client).
 
 Increments are applied by a Lua script that is idempotent per (batch, shard):
 it refuses to run twice for the same batch id. That is what lets the ingest
@@ -13,16 +12,16 @@ outbox be re-applied after a crash without double counting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
-import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from farloom_tasks.errors import RedisUnavailable
+from farloom_tasks.stores.redis_client import RedisClient, translated_errors
+
+__all__ = ["RedisCounts", "applied_key", "clicks_key", "total_key", "translated_errors"]
 
 KEY_PREFIX = "farloom"
 CLICKS_KEY = KEY_PREFIX + ":{{shard-{shard}}}:clicks:{minute}"  # sorted set: ad_id -> clicks
@@ -55,6 +54,7 @@ end
 redis.call('SET', KEYS[1], '1', 'EX', ttl)
 return 1
 """
+_APPLY_SHA = hashlib.sha1(_APPLY_SCRIPT.encode()).hexdigest()
 
 
 def clicks_key(shard: int, minute: int) -> str:
@@ -69,46 +69,21 @@ def applied_key(shard: int, batch_id: str) -> str:
     return APPLIED_KEY.format(shard=shard, batch_id=batch_id)
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
-                                health_check_interval=30)
-
-
-# Error replies that mean "not now" rather than "never": out of memory, a replica,
-# a busy script, a cluster in flux. Retrying them is right; acking past them is not.
-_NOT_NOW = (OutOfMemoryError, ReadOnlyError, TryAgainError)
-_NOT_NOW_CODES = frozenset({"MASTERDOWN", "BUSY", "CLUSTERDOWN"})
-
-
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise RedisUnavailable(f"Redis: {exc}") from exc
-    except ResponseError as exc:
-        if isinstance(exc, _NOT_NOW) or str(exc).split(" ", 1)[0] in _NOT_NOW_CODES:
-            raise RedisUnavailable(f"Redis: {exc}") from exc
-        raise
-
-
 class RedisCounts:
     """The ingest side's and the aggregation side's view of the per-minute sets."""
 
-    def __init__(self, client: redis.Redis, retention_seconds: int) -> None:
+    def __init__(self, client: RedisClient, retention_seconds: int) -> None:
         self.client = client
         self.retention_seconds = retention_seconds
-        self._apply = client.register_script(_APPLY_SCRIPT)
 
-    def apply_batch(self, batch_id: str, increments: ShardIncrements,
-                    pipeline: Any | None = None) -> None:
+    def apply_batch(self, batch_id: str, increments: ShardIncrements) -> None:
         """Add a batch's increments, at most once per (batch_id, shard).
 
         Safe to call again after a crash at any point: shards already applied
-        are skipped by their marker. Executes ``pipeline`` only if it made it.
+        are skipped by their marker. One EVALSHA per shard, in one pipeline,
+        which a cluster client splits by the master holding each shard.
         """
-        own_pipeline = pipeline is None
-        pipe: Any = self.client.pipeline(transaction=False) if own_pipeline else pipeline
+        calls: list[list[Any]] = []
         for shard, minutes in increments.items():
             keys: list[str] = [applied_key(shard, batch_id)]
             args: list[Any] = [self.retention_seconds]
@@ -119,10 +94,27 @@ class RedisCounts:
                 for ad_id, clicks in ads.items():
                     args.append(ad_id)
                     args.append(clicks)
-            self._apply(keys=keys, args=args, client=pipe)
-        if own_pipeline:
-            with translated_errors():
-                pipe.execute()
+            calls.append(["EVALSHA", _APPLY_SHA, len(keys), *keys, *args])
+        with translated_errors():
+            try:
+                self._execute(calls)
+            except NoScriptError:
+                # A server that is new, restarted or a promoted replica has an empty
+                # script cache (a cluster client loads it on every master). Running
+                # every call again is safe: a shard that did apply skips by its marker.
+                self.client.script_load(_APPLY_SCRIPT)
+                try:
+                    self._execute(calls)
+                except NoScriptError as exc:  # a failover between the load and the retry
+                    raise RedisUnavailable(f"Redis: {exc}") from exc
+
+    def _execute(self, calls: list[list[Any]]) -> None:
+        # EVALSHA through execute_command: redis-py's cluster pipeline refuses its
+        # evalsha() and registered Script objects, but routes a raw EVALSHA by its keys.
+        pipe: Any = self.client.pipeline(transaction=False)
+        for call in calls:
+            pipe.execute_command(*call)
+        pipe.execute()
 
     def shard_counts(self, shard: int, minute: int) -> list[tuple[str, int]]:
         """Every (ad_id, clicks) of one shard's minute, in no particular order."""

@@ -3,7 +3,8 @@
 The rebuilt counts are written to keys private to one rebuild (a random
 token, in each shard's hash tag), and each shard's are RENAMEd over the live
 keys in one MULTI, so a reader sees either the old set and total or the new
-ones, never a half-written set.
+ones, never a half-written set. The tag keeps a shard's temporary and live keys
+in one slot, so on a Redis Cluster each MULTI runs on the master holding it.
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ class StagedMinute:
                 swap = self.counts.client.pipeline(transaction=True)
                 if distinct[shard]:
                     swap.set(self._temp[(shard, "total")], totals[shard])
-                    swap.rename(self._temp[(shard, "clicks")], clicks_key(shard, minute))
-                    swap.rename(self._temp[(shard, "total")], total_key(shard, minute))
+                    # RENAME as a raw command: redis-py's cluster pipeline blocks its
+                    # rename() method, though a RENAME within one slot is allowed.
+                    swap.execute_command("RENAME", self._temp[(shard, "clicks")],
+                                         clicks_key(shard, minute))
+                    swap.execute_command("RENAME", self._temp[(shard, "total")],
+                                         total_key(shard, minute))
                     swap.expire(clicks_key(shard, minute), retention)
                     swap.expire(total_key(shard, minute), retention)
                 else:

@@ -91,8 +91,9 @@ def drop(client: Any, minute: int, revision: int, shard_count: int) -> None:
     with translated_errors():
         pipe = client.pipeline(transaction=False)
         for shard in range(shard_count):
-            pipe.delete(snapshot_key(shard, minute, revision),
-                        snapshot_total_key(shard, minute, revision))
+            # One key per DEL: a cluster pipeline refuses a DEL of several keys.
+            pipe.delete(snapshot_key(shard, minute, revision))
+            pipe.delete(snapshot_total_key(shard, minute, revision))
         pipe.execute()
 
 

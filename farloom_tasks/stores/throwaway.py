@@ -13,12 +13,11 @@ import contextlib
 import fcntl
 from collections.abc import Collection, Iterator
 
-import redis
 import sqlalchemy as sa
 
 from farloom_tasks.errors import ConfigError
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, redis_counts, topology
+from farloom_tasks.stores import db, redis_client, topology
 
 # One lock file per Redis db number, the same for benchmarks and test runs, so two
 # runs on one machine never pick, and flush, the same Redis db.
@@ -53,8 +52,11 @@ def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
                 "INSERT INTO agg.watermark (id, closed_through) VALUES (1, NULL)")
     finally:
         engine.dispose()
-    with redis_counts.translated_errors():
-        redis.Redis.from_url(settings.redis_url).flushdb()
+    client = redis_client.connect(settings)
+    try:
+        redis_client.flush_db(client)  # on a cluster: every master
+    finally:
+        client.close()
     connection = topology.connect(settings.amqp_url)
     try:
         channel = connection.channel()

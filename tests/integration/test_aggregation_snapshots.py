@@ -16,15 +16,17 @@ from farloom_tasks.pipeline.minute_aggregation import result_parts, snapshot_sha
 from farloom_tasks.pipeline.replay import rebuild_from_raw
 from farloom_tasks.stores import redis_counts
 from tests.support.minute_checks import durable_writer, raw_counts, set_watermark
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
+
+pytestmark = on_single_redis_and_cluster
 
 MINUTE_0 = 1_790_000_040 - 1_790_000_040 % MINUTE
 SHARDS = 8
 
 
 def _counts(stack: Stack) -> redis_counts.RedisCounts:
-    return redis_counts.RedisCounts(redis_counts.connect(stack.settings.redis_url),
-                                    stack.settings.redis_retention_seconds)
+    return stack.counts()
 
 
 def _load(counts: redis_counts.RedisCounts, per_ad: dict[str, int], batch: str) -> None:

@@ -13,13 +13,15 @@ from farloom_tasks.core.windows import minute_of
 from farloom_tasks.pipeline.durable_write import DurableWriter, drain_outbox
 from farloom_tasks.stores import redis_counts
 from farloom_tasks.stores.raw import RawStore
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
+
+pytestmark = on_single_redis_and_cluster
 
 
 def _writer(stack: Stack) -> tuple[DurableWriter, RawStore, redis_counts.RedisCounts]:
     raw = RawStore(stack.engine(), stack.settings.shard_count)
-    counts = redis_counts.RedisCounts(redis_counts.connect(stack.settings.redis_url),
-                                      stack.settings.redis_retention_seconds)
+    counts = stack.counts()
     return DurableWriter(raw, counts), raw, counts
 
 

@@ -18,7 +18,7 @@ from farloom_tasks.core.partitions import DAY, HOUR, start_of, wanted_ahead
 from farloom_tasks.core.windows import MINUTE, iso, to_datetime
 from farloom_tasks.pipeline import replay, retention
 from farloom_tasks.pipeline.dropped_minutes import MinutesDropped
-from farloom_tasks.stores import archive, partitions, redis_counts, topology
+from farloom_tasks.stores import archive, partitions, topology
 from farloom_tasks.stores.raw import RawStore
 from farloom_tasks.stores.transactions import transaction
 from tests.integration.ingest_support import run_burst
@@ -342,8 +342,7 @@ def test_replay_and_reconcile_of_a_dropped_minute_say_so_and_publish_nothing(
 
         # The task's path (replay_minute / replay_minutes) refuses before claiming.
         raw_store = RawStore(engine, stack.settings.shard_count, HOUR)
-        counts = redis_counts.RedisCounts(redis_counts.connect(stack.settings.redis_url),
-                                          stack.settings.redis_retention_seconds)
+        counts = stack.counts()
         try:
             with pytest.raises(MinutesDropped, match="dropped by raw retention"):
                 replay.prepare(engine, raw_store, counts, minute=minute, source="auto",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,10 +70,18 @@ def running_beat(stack: Stack, tmp_path: Path,
 
 
 def point_app_at(stack: Stack) -> None:
-    """Make this process's ``.delay()`` calls go to the stack (before the app's first use)."""
-    settings = stack.settings
-    if farloom_celery.settings_of(farloom_celery.app) != settings:
-        farloom_celery.configure(farloom_celery.app, settings)
+    """Make this process's ``.delay()`` calls and results go to the stack's broker and
+    result backend (a session may switch between its single-Redis and cluster stacks)."""
+    settings, app = stack.settings, farloom_celery.app
+    cached: Any = app  # Celery's private caches, which have no public reset
+    if farloom_celery.settings_of(app) != settings:
+        farloom_celery.configure(app, settings)
+        # The app keeps the broker pool and the result backend it made on first use;
+        # dropped, the next call makes them from the new configuration.
+        cached._pool = None
+        cached.amqp._producer_pool = None
+        cached._backend_cache = None
+        cached._local.__dict__.pop("backend", None)
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +94,19 @@ def session_worker(session_stack: Stack,
         yield log_path
 
 
+@pytest.fixture(scope="session")
+def cluster_session_worker(cluster_session_stack: Stack,
+                           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The worker of the stack whose counts live on a Redis Cluster; yields its log path."""
+    log_path = tmp_path_factory.mktemp("celery-cluster") / "worker.log"
+    with running_worker(cluster_session_stack, log_path):
+        yield log_path
+
+
 @pytest.fixture
-def celery_worker(stack: Stack, session_worker: Path) -> Path:
-    """The session's worker, with the stack emptied before the test."""
-    return session_worker
+def celery_worker(stack: Stack, request: pytest.FixtureRequest) -> Path:
+    """The session's worker for the test's stack, with the stack emptied before the test."""
+    log_path: Path = request.getfixturevalue(
+        "cluster_session_worker" if stack.settings.redis_cluster else "session_worker")
+    point_app_at(stack)
+    return log_path

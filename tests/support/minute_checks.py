@@ -18,7 +18,6 @@ from farloom_tasks.core import topk
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.windows import minute_of, to_datetime
 from farloom_tasks.pipeline.durable_write import DurableWriter
-from farloom_tasks.stores import redis_counts
 from farloom_tasks.stores.raw import RawStore
 from tests.support.celery_worker import TEST_ENV
 from tests.support.database import sql
@@ -33,9 +32,7 @@ Counts = Counter[tuple[int, str]]  # (minute, ad_id) -> clicks
 
 def durable_writer(stack: Stack) -> tuple[DurableWriter, RawStore]:
     raw = RawStore(stack.engine(), stack.settings.shard_count)
-    counts = redis_counts.RedisCounts(redis_counts.connect(stack.settings.redis_url),
-                                      stack.settings.redis_retention_seconds)
-    return DurableWriter(raw, counts), raw
+    return DurableWriter(raw, stack.counts()), raw
 
 
 def clicks_for(minute: int, prefix: str, per_ad: dict[str, int]) -> list[Click]:

@@ -203,6 +203,12 @@ def private_cluster() -> Iterator[RedisClusterUnderTest]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# Runs a test on the ordinary stack and on one whose counts live on the session's
+# private Redis Cluster (the ``stack`` fixture of tests/conftest.py reads the param).
+on_single_redis_and_cluster = pytest.mark.parametrize(
+    "stack", ["single", "cluster"], indirect=True)
+
+
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterUnderTest]:
     """The session's private three-master Redis Cluster (started on first use)."""

@@ -1,4 +1,7 @@
-"""What Redis holds for a test stack, read by scanning so that extra keys show up too."""
+"""What Redis holds for a test stack, read by scanning so that extra keys show up too.
+
+On a Redis Cluster the client's SCAN walks every master in turn.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,11 @@ Real PostgreSQL, Redis and RabbitMQ on this machine; nothing is mocked. Each
 pytest process gets a fresh database ``farloom_test_<run>``, a Redis db number
 held by a lock file (so parallel runs never share one), and a RabbitMQ vhost
 ``farloom-test-<run>``; all three are removed at the end.
+
+A stack on a Redis Cluster (``isolated_stack(redis_cluster=...)``) keeps its
+counts on the test session's private cluster (tests/support/redis_cluster.py;
+one stack per cluster at a time, since a cluster has db 0 only) and Celery's
+results in its plain Redis db, as FARLOOM_CELERY_RESULT_URL asks on a cluster.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import pika
-import redis
 import sqlalchemy as sa
 
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import db, topology
+from farloom_tasks.stores import db, redis_client, topology
 from farloom_tasks.stores import migrations as migrate
+from farloom_tasks.stores.redis_counts import RedisCounts
 from farloom_tasks.stores.throwaway import empty_everything, redis_db_lock
+from tests.support.redis_cluster import RedisClusterUnderTest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +51,8 @@ class Stack:
             "FARLOOM_DATABASE_URL": self.settings.database_url,
             "FARLOOM_AMQP_URL": self.settings.amqp_url,
             "FARLOOM_REDIS_URL": self.settings.redis_url,
+            "FARLOOM_REDIS_CLUSTER": "1" if self.settings.redis_cluster else "0",
+            "FARLOOM_CELERY_RESULT_URL": self.settings.celery_result_url,
             "FARLOOM_SHARD_COUNT": str(self.settings.shard_count),
             "FARLOOM_GRACE_SECONDS": str(self.settings.grace_seconds),
             "FARLOOM_BATCH_SIZE": str(self.settings.batch_size),
@@ -56,8 +64,12 @@ class Stack:
     def engine(self) -> sa.Engine:
         return db.make_engine(self.settings.database_url, pool_size=2)
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+    def redis(self) -> redis_client.RedisClient:
+        """A client of the stack's Redis: its db, or the cluster (as Farloom connects)."""
+        return redis_client.connect(self.settings)
+
+    def counts(self) -> RedisCounts:
+        return RedisCounts(self.redis(), self.settings.redis_retention_seconds)
 
     def amqp(self) -> pika.BlockingConnection:
         return topology.connect(self.settings.amqp_url)
@@ -79,8 +91,11 @@ class Stack:
         return replace(self, settings=replace(self.settings, **changes))
 
     def reset(self) -> None:
-        """Empty every table, the Redis db and every queue: a clean slate per test."""
+        """Empty every table, the Redis db (every master of a cluster, and the results
+        db) and every queue: a clean slate per test."""
         empty_everything(self.settings)
+        if self.settings.celery_result_url:
+            _flush(self.settings.celery_result_url)
 
 
 def rabbitmqctl(*args: str, timeout: float = 60) -> str:
@@ -89,26 +104,41 @@ def rabbitmqctl(*args: str, timeout: float = 60) -> str:
                           text=True, timeout=timeout).stdout
 
 
+def _flush(redis_url: str, *, cluster: bool = False) -> None:
+    client = redis_client.connect_url(redis_url, cluster=cluster)
+    try:
+        redis_client.flush_db(client)
+    finally:
+        client.close()
+
+
 @contextmanager
-def isolated_stack(**overrides: Any) -> Iterator[Stack]:
+def isolated_stack(*, redis_cluster: RedisClusterUnderTest | None = None,
+                   **overrides: Any) -> Iterator[Stack]:
+    """A fresh stack; with ``redis_cluster``, its counts live on that cluster."""
     run_id = uuid.uuid4().hex[:10]
     vhost = f"farloom-test-{run_id}"
     with redis_db_lock() as redis_db:
+        own_db = f"redis://127.0.0.1:6379/{redis_db}"
+        on_cluster = {} if redis_cluster is None else {
+            "redis_cluster": True, "redis_url": redis_cluster.seed_url,
+            "celery_result_url": own_db}
         settings = replace(
             Settings.from_env({}),
             database_url=f"postgresql+psycopg2://postgres@127.0.0.1:5432/farloom_test_{run_id}",
             amqp_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            redis_url=f"redis://127.0.0.1:6379/{redis_db}",
-            **overrides,
+            **{"redis_url": own_db, **on_cluster, **overrides},
         )
         rabbitmqctl("add_vhost", vhost)
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        redis.Redis.from_url(settings.redis_url).flushdb()
+        _flush(own_db)
+        _flush(settings.redis_url, cluster=settings.redis_cluster)
         stack = Stack(settings=settings, run_id=run_id, vhost=vhost, redis_db=redis_db)
         try:
             migrate.upgrade(settings.database_url)
             yield stack
         finally:
             db.drop_database(settings.database_url)
-            redis.Redis.from_url(settings.redis_url).flushdb()
+            _flush(settings.redis_url, cluster=settings.redis_cluster)
+            _flush(own_db)
             rabbitmqctl("delete_vhost", vhost)
