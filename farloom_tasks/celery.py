@@ -4,9 +4,10 @@ Celery's ``-A farloom_tasks`` finds this submodule (the package has no ``app``
 attribute, so ``find_app`` tries ``farloom_tasks.celery``), which keeps
 ``import farloom_tasks`` free of Celery for the workers and the CLI.
 
-Everything comes from Settings: the broker is RabbitMQ (``amqp_url``) and the
-result backend is a plain Redis (``celery_result_url``, else ``redis_url``), whose chord support counts header
-completions atomically instead of polling with ``chord_unlock``.
+Everything comes from Settings: the broker is RabbitMQ (``amqp_url``, every
+node of a cluster) and the result backend is a plain Redis (``celery_result_url``,
+else ``redis_url``), whose chord support counts header completions atomically
+instead of polling with ``chord_unlock``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from celery import Celery
 
 import beat_schedule
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import topology
 
-TASK_QUEUE = "farloom.tasks"
+TASK_QUEUE = topology.TASKS_QUEUE  # "farloom.tasks"
 # A shard read is quick; merging streams every ad of a minute, so it gets more.
 SOFT_TIME_LIMIT_SECONDS = 120
 HARD_TIME_LIMIT_SECONDS = 150
@@ -31,6 +33,13 @@ def configure(target: Celery, settings: Settings) -> None:
         broker_url=";".join(settings.amqp_urls),
         result_backend=settings.result_backend_url,
         task_default_queue=TASK_QUEUE,
+        # With FARLOOM_QUEUE_TYPE=quorum the task queue is a quorum queue too (declared
+        # with x-queue-type, as topology.declare checks it). Quorum queues refuse a
+        # channel-wide prefetch, so Celery then uses a per-consumer one
+        # (worker_detect_quorum_queues, on by default); they have no priorities,
+        # which Farloom's tasks do not use, and ETA tasks use Celery's native delayed
+        # delivery, which no Farloom task needs (none is sent with a countdown).
+        task_default_queue_type=settings.queue_type,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -17,6 +17,7 @@ from farloom_tasks.core.partitions import HOUR
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import db, redis_client, redis_counts
 from farloom_tasks.stores.aggregates_publisher import AggregatesPublisher
+from farloom_tasks.stores.queue_types import QueueType
 from farloom_tasks.stores.raw import RawStore
 
 
@@ -60,7 +61,8 @@ class TaskResources:
     @property
     def publisher(self) -> AggregatesPublisher:
         if self._publisher is None:
-            self._publisher = AggregatesPublisher(self.settings.amqp_url)
+            self._publisher = AggregatesPublisher(self.settings.amqp_url,
+                                                  QueueType.of(self.settings))
         return self._publisher
 
     def failpoint(self, name: str, instance: str) -> None:

@@ -101,7 +101,7 @@ class AggregateWriter:
         try:
             with topology.translated_errors():
                 channel = connection.channel()
-                topology.declare(channel)
+                topology.declare(channel, topology.QueueType.of(self.settings))
                 channel.basic_qos(prefetch_count=self.settings.aggregate_prefetch_count)
                 dead = DeadLetterPublisher(connection, topology.AGGREGATES_QUEUE,
                                            exchange=topology.AGGREGATES_DEAD_EXCHANGE)

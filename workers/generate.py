@@ -23,6 +23,7 @@ from farloom_tasks.core.traffic import TokenBucket, TrafficGenerator, TrafficMix
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing, PublishStats
+from farloom_tasks.stores.queue_types import QueueType
 
 
 class GeneratedTraffic:
@@ -108,6 +109,7 @@ def generate_traffic(options: GenerateOptions, settings: Settings) -> int:
         shown[0] = stats.clicks
 
     publisher = ConfirmingPublisher(settings.amqp_url, source,
+                                    queue_type=QueueType.of(settings),
                                     window=settings.publish_window_messages,
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,

@@ -35,6 +35,7 @@ from farloom_tasks.core.clicks import parse_rfc3339
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing
+from farloom_tasks.stores.queue_types import QueueType
 
 _NAIVE = re.compile(
     r"\s*(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*\Z")
@@ -246,6 +247,7 @@ def import_clicks(options: ImportOptions, settings: Settings) -> int:
                dynamic_ncols=True, desc=path.name)
     source = FileSource(rows, options.clicks_per_message, bar)
     publisher = ConfirmingPublisher(settings.amqp_url, source,
+                                    queue_type=QueueType.of(settings),
                                     window=settings.publish_window_messages,
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,

@@ -184,7 +184,7 @@ class IngestWorker:
         self.acks.forget()  # a new connection: the old delivery tags mean nothing
         with topology.translated_errors():
             channel = connection.channel()
-        topology.declare(channel)
+        topology.declare(channel, topology.QueueType.of(self.settings))
         self.subscription.limit(channel)
         dead = DeadLetterPublisher(connection, topology.INGEST_QUEUE)
         first = self.writers[0]

@@ -46,6 +46,7 @@ from farloom_tasks.core.tail_position import (
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing, PublishStats
+from farloom_tasks.stores.queue_types import QueueType
 from farloom_tasks.stores.watch_state import StateFile, default_state_file
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,7 @@ def watch_logs(options: WatchOptions, settings: Settings) -> int:
             tail.confirmed(messages)
 
     publisher = ConfirmingPublisher(settings.amqp_url, SavingTail(),
+                                    queue_type=QueueType.of(settings),
                                     window=settings.publish_window_messages,
                                     channels=settings.publish_channels,
                                     max_backoff=settings.reconnect_max_backoff_seconds,

@@ -93,8 +93,9 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 def _with_vhost(amqp_url: str, vhost: str) -> str:
-    parts = urlsplit(amqp_url)
-    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    # Each node's URL of a cluster (comma-separated) gets the vhost.
+    return ",".join(urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+                    for url in topology.broker_urls(amqp_url))
 
 
 def _with_redis_db(settings: Settings, number: int) -> str:

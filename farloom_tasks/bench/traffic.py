@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.core.traffic import zipf_cumulative_weights
+from farloom_tasks.stores import topology
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing
 
@@ -106,5 +107,6 @@ class PacedSource:
 def publish(env: BenchEnv, source: PacedSource) -> float:
     """Publish everything with confirms; returns the seconds it took."""
     started = time.monotonic()
-    ConfirmingPublisher(env.settings.amqp_url, source, give_up_after=30.0).run()
+    ConfirmingPublisher(env.settings.amqp_url, source, give_up_after=30.0,
+                        queue_type=topology.QueueType.of(env.settings)).run()
     return time.monotonic() - started

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class AggregatesPublisher:
     """One connection per worker process, opened on first use and after any failure."""
 
-    def __init__(self, amqp_url: str) -> None:
-        self.amqp_url = amqp_url
+    def __init__(self, amqp_url: str, queue_type: topology.QueueType) -> None:
+        self.amqp_url = amqp_url  # may name several nodes: connect tries them in turn
+        self.queue_type = queue_type
         self._connection: Any = None
         self._channel: Any = None
 
@@ -38,7 +39,7 @@ class AggregatesPublisher:
             self._connection = topology.connect(self.amqp_url, role="aggregates publisher")
             with topology.translated_errors():
                 channel = self._connection.channel()
-                topology.declare(channel)
+                topology.declare(channel, self.queue_type)
                 channel.confirm_delivery()
             self._channel = channel
         return self._channel

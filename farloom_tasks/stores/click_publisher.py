@@ -17,6 +17,9 @@ Confirm and failure rules:
   A confirmed message is never sent again.
 - Reconnects back off exponentially up to ``max_backoff`` seconds, and each
   attempt is logged with the number of messages waiting to be republished.
+- ``amqp_url`` may name several nodes of one cluster (comma-separated): every
+  connect, the first and each reconnect, tries them in that order, so the
+  publisher fails over to the next node when its node is down.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pika
+from pika.adapters.select_connection import IOLoop
 from pika.spec import Basic
 
 from farloom_tasks.core.backoff import Backoff
@@ -63,18 +67,17 @@ class _Pending:
 class ConfirmingPublisher:
     """Publishes a Source until it is exhausted (or ``stop()``) and all is confirmed."""
 
-    def __init__(self, amqp_url: str, source: Source, *, window: int = 10_000,
-                 channels: int = 2, max_backoff: float = 30.0, give_up_after: float | None = None,
+    def __init__(self, amqp_url: str, source: Source, *, queue_type: topology.QueueType,
+                 window: int = 10_000, channels: int = 2, max_backoff: float = 30.0,
+                 give_up_after: float | None = None,
                  on_progress: Callable[[PublishStats], None] | None = None) -> None:
         # Process-wide, and only where this publisher is used: importing this
         # module leaves pika alone (the naive baseline of `farloom bench publish`
         # must run unpatched).
         pika_fixes.install()
-        self._params = pika.URLParameters(amqp_url)
-        self._params.heartbeat = 30
-        self._params.client_properties = topology.client_properties("publisher")
-        self._params.connection_attempts = 1
+        self._params = topology.connection_parameters(amqp_url, role="publisher")
         self._amqp_url = amqp_url
+        self._queue_type = queue_type
         self._source = source
         # message_id = this prefix and the message's seq: a republished message keeps
         # its id, so a consumer knows it for the same message (core.message_identity).
@@ -143,19 +146,32 @@ class ConfirmingPublisher:
 
     # -- connection lifecycle ------------------------------------------------
     def _declare(self) -> None:
-        connection = topology.connect(self._amqp_url)
+        connection = topology.connect(self._amqp_url, role="publisher")
         try:
-            topology.declare(connection.channel())
+            topology.declare(connection.channel(), self._queue_type)
         finally:
             with topology.translated_errors():
                 connection.close()
 
     def _connect_and_loop(self) -> None:
-        self._connection = pika.SelectConnection(
-            self._params, on_open_callback=self._on_open,
-            on_open_error_callback=self._on_open_error,
-            on_close_callback=self._on_closed)
-        self._connection.ioloop.start()
+        # create_connection tries each node's parameters in turn (pika's own
+        # failover); a plain SelectConnection takes only one.
+        ioloop = IOLoop()
+
+        def done(result: Any) -> None:
+            if not isinstance(result, pika.SelectConnection):
+                log.warning("cannot connect to RabbitMQ: %r", result)
+                ioloop.stop()
+                return
+            self._connection = result
+            result.add_on_close_callback(self._on_closed)
+            self._on_open(result)
+
+        pika.SelectConnection.create_connection(self._params, done, custom_ioloop=ioloop)
+        try:
+            ioloop.start()
+        finally:
+            ioloop.close()
         self._pump_due = None
         self._connection = None
         self._channels = []
@@ -163,10 +179,6 @@ class ConfirmingPublisher:
     def _on_open(self, connection: pika.SelectConnection) -> None:
         for _ in range(self._channel_count):
             connection.channel(on_open_callback=self._on_channel_open)
-
-    def _on_open_error(self, connection: pika.SelectConnection, error: Exception) -> None:
-        log.warning("cannot connect to RabbitMQ: %r", error)
-        connection.ioloop.stop()
 
     def _on_closed(self, connection: pika.SelectConnection, reason: Exception) -> None:
         if not self._finished():

@@ -60,7 +60,7 @@ def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
     connection = topology.connect(settings.amqp_url)
     try:
         channel = connection.channel()
-        topology.declare(channel)
+        topology.declare(channel, topology.QueueType.of(settings))
         with topology.translated_errors():
             for queue in QUEUES:
                 channel.queue_purge(queue)

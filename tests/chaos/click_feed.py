@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farloom_tasks.core.traffic import TokenBucket, zipf_cumulative_weights
+from farloom_tasks.stores import topology
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing, PublishStats
 from tests.support.stack import Stack
@@ -134,12 +135,14 @@ class ClickFeed:
         return sorted({minute for minute, _ in self.expected})
 
     def start_publishing(self, stack: Stack, *, clicks: int, rate: float = 0.0,
-                         max_backoff: float = 2.0) -> FeedRun:
+                         max_backoff: float = 2.0, amqp_url: str | None = None) -> FeedRun:
         """Publish about ``clicks`` click elements (whole messages) in the background.
 
-        ``rate`` is clicks per second offered (0: as fast as the broker confirms).
+        ``rate`` is clicks per second offered (0: as fast as the broker confirms);
+        ``amqp_url`` (default: the stack's) picks the broker node(s) to publish to.
         """
-        run = FeedRun(self, stack.settings.amqp_url, clicks, rate, max_backoff)
+        run = FeedRun(self, amqp_url or stack.settings.amqp_url, clicks, rate, max_backoff,
+                      topology.QueueType.of(stack.settings))
         run.start()
         return run
 
@@ -153,13 +156,13 @@ class FeedRun:
     """One background publishing run of a feed: a thread around ConfirmingPublisher."""
 
     def __init__(self, feed: ClickFeed, amqp_url: str, clicks: int, rate: float,
-                 max_backoff: float) -> None:
+                 max_backoff: float, queue_type: topology.QueueType) -> None:
         self.feed = feed
         self.remaining_messages = -(-clicks // feed.clicks_per_message)
         per_message = rate / feed.clicks_per_message
         self.bucket = TokenBucket(per_message, time.monotonic()) if rate else None
-        self.publisher = ConfirmingPublisher(amqp_url, self, window=2000, channels=2,
-                                             max_backoff=max_backoff)
+        self.publisher = ConfirmingPublisher(amqp_url, self, queue_type=queue_type, window=2000,
+                                             channels=2, max_backoff=max_backoff)
         self.error: BaseException | None = None
         self.stats: PublishStats | None = None
         self._stopped = False

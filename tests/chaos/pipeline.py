@@ -139,8 +139,7 @@ class Pipeline:
         connection = self.stack.amqp()
         try:
             channel = connection.channel()
-            topology.declare(channel)
-            channel.queue_declare(farloom_celery.TASK_QUEUE, durable=True)
+            topology.declare(channel, topology.QueueType.of(self.stack.settings))  # tasks too
             channel.queue_purge(farloom_celery.TASK_QUEUE)
         finally:
             connection.close()

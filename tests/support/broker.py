@@ -22,7 +22,7 @@ def publish(stack: Stack, bodies: Sequence[bytes], *, exchange: str = topology.C
     connection = stack.amqp()
     try:
         channel = connection.channel()
-        topology.declare(channel)
+        topology.declare(channel, topology.QueueType.of(stack.settings))
         if confirm:
             channel.confirm_delivery()
         for body in bodies:

@@ -51,6 +51,8 @@ class Stack:
             "FARLOOM_DATABASE_URL": self.settings.database_url,
             "FARLOOM_AMQP_URL": self.settings.amqp_url,
             "FARLOOM_REDIS_URL": self.settings.redis_url,
+            "FARLOOM_QUEUE_TYPE": self.settings.queue_type,
+            "FARLOOM_QUORUM_DELIVERY_LIMIT": str(self.settings.quorum_delivery_limit),
             "FARLOOM_REDIS_CLUSTER": "1" if self.settings.redis_cluster else "0",
             "FARLOOM_CELERY_RESULT_URL": self.settings.celery_result_url,
             "FARLOOM_SHARD_COUNT": str(self.settings.shard_count),

@@ -135,7 +135,8 @@ def test_importing_the_publishers_leaves_pika_unpatched_until_a_publisher_is_mad
         from farloom_tasks.stores.click_publisher import ConfirmingPublisher
         import workers.generate, workers.watch, workers.import_file
         print(pika_fixes.installed())
-        ConfirmingPublisher("amqp://guest:guest@127.0.0.1:5672/%2F", None)  # connects on run()
+        from farloom_tasks.stores.topology import CLASSIC
+        ConfirmingPublisher("amqp://guest:guest@127.0.0.1:5672/%2F", None, queue_type=CLASSIC)
         print(pika_fixes.installed())
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

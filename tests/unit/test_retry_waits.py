@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from farloom_tasks.stores import click_publisher
+from farloom_tasks.stores import click_publisher, topology
 from workers import aggregate_writer
 
 
@@ -15,7 +15,7 @@ def test_the_writer_doubles_from_a_fifth_of_a_second_up_to_ten_seconds_without_j
 def test_the_click_publisher_doubles_from_half_a_second_up_to_its_max_backoff() -> None:
     publisher = click_publisher.ConfirmingPublisher(
         "amqp://guest:guest@127.0.0.1:5672/%2F", source=None,  # type: ignore[arg-type]
-        max_backoff=30.0)
+        queue_type=topology.CLASSIC, max_backoff=30.0)
 
     waits = [publisher._backoff.delay(attempt) for attempt in range(8)]
 
