@@ -89,6 +89,13 @@ def _print_text(doc: dict[str, Any]) -> None:
           + ("no Celery app" if workers is None else ", ".join(workers) or "none answered"))
     print("redis memory:         "
           + ("unknown" if memory is None else f"{memory / 1_048_576:.1f} MiB"))
+    rejected: dict[str, Any] | None = doc["rejected_clicks"]
+    if rejected is None:
+        print("rejected clicks:      unknown")
+    else:
+        reasons = ", ".join(f"{code} {n}" for code, n in rejected["per_reason"].items())
+        print(f"rejected clicks:      {rejected['total']} in the last "
+              f"{rejected['window_minutes']} minutes" + (f" ({reasons})" if reasons else ""))
     for problem in doc["problems"]:
         print(f"problem: {problem}")
 

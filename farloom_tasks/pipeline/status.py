@@ -3,6 +3,9 @@
 ``collect`` is the adapter's orchestration: it asks PostgreSQL, RabbitMQ and
 Redis (``stores/health_probes.py``) and, when the Celery app exists, the
 Celery workers, and records any that cannot be reached instead of raising.
+It also counts the rejected clicks of the last REJECTIONS_WINDOW_MINUTES per
+reason and minute, from the rejected-click ledger (stores/rejected_clicks.py):
+the exact count, which the dead-letter queue's depth is not.
 ``core/health.assess`` is pure: handed a snapshot, the time and the previous
 dead-letter count, it lists what is wrong. A snapshot with no problems is
 healthy.
@@ -17,13 +20,14 @@ from typing import Any
 from farloom_tasks.core.health import Assessment
 from farloom_tasks.core.windows import iso
 from farloom_tasks.errors import FarloomError
-from farloom_tasks.stores import health_probes, topology
+from farloom_tasks.stores import health_probes, rejected_clicks, topology
 from farloom_tasks.stores.db import Engine
 
 QUEUES = (topology.INGEST_QUEUE, topology.AGGREGATES_QUEUE, topology.DEAD_QUEUE,
           topology.AGGREGATES_DEAD_QUEUE)
 DEAD_QUEUES = (topology.DEAD_QUEUE, topology.AGGREGATES_DEAD_QUEUE)
 CELERY_APP_MODULES = ("farloom_tasks.celery", "farloom_tasks.celery_app")
+REJECTIONS_WINDOW_MINUTES = 60  # minutes of rejected clicks status reports
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Snapshot:
     redis_used_memory_bytes: int | None = None  # on a Redis Cluster, summed over its masters
     redis_losses: int | None = None  # times Redis lost its data (redis_loss.py), ever
     redis_losses_unrepaired: int | None = None  # losses whose minutes are still being rebuilt
+    # (minute, reason code, rejected elements) over the last REJECTIONS_WINDOW_MINUTES
+    rejected: list[tuple[int, str, int]] | None = None
 
     @property
     def dead_letters(self) -> int | None:
@@ -56,6 +62,7 @@ def report(snapshot: Snapshot, assessment: Assessment) -> dict[str, Any]:
         value = doc[name]
         doc[name] = iso(value) if value is not None else None
     doc["dead_letters"] = snapshot.dead_letters
+    doc["rejected_clicks"] = _rejections(doc.pop("rejected"))
     doc["lag_seconds"] = (round(assessment.lag_seconds, 1)
                           if assessment.lag_seconds is not None else None)
     doc["healthy"] = assessment.healthy
@@ -78,6 +85,12 @@ def collect(*, engine: Engine, amqp_url: str, redis_url: str, now: float,
         snapshot.redis_losses_unrepaired = progress.redis_losses_unrepaired
     except FarloomError as exc:
         snapshot.unreachable["postgresql"] = _first_line(exc)
+    else:
+        try:
+            snapshot.rejected = rejected_clicks.per_minute_since(
+                engine, now - REJECTIONS_WINDOW_MINUTES * 60)
+        except FarloomError as exc:
+            snapshot.unreachable["postgresql"] = _first_line(exc)
     try:
         snapshot.queues = health_probes.queue_depths(amqp_url, QUEUES)
     except FarloomError as exc:
@@ -91,6 +104,21 @@ def collect(*, engine: Engine, amqp_url: str, redis_url: str, now: float,
     if ask_celery:
         snapshot.celery_workers = celery_workers(celery_timeout_seconds)
     return snapshot
+
+
+def _rejections(rows: list[tuple[int, str, int]] | None) -> dict[str, Any] | None:
+    """The report's rejected clicks: per reason over the window, and per minute."""
+    if rows is None:
+        return None
+    per_reason: dict[str, int] = {}
+    per_minute: dict[int, dict[str, int]] = {}
+    for minute, code, count in rows:
+        per_reason[code] = per_reason.get(code, 0) + count
+        per_minute.setdefault(minute, {})[code] = count
+    return {"window_minutes": REJECTIONS_WINDOW_MINUTES, "total": sum(per_reason.values()),
+            "per_reason": dict(sorted(per_reason.items())),
+            "per_minute": [{"minute": iso(minute), "per_reason": reasons}
+                           for minute, reasons in sorted(per_minute.items())]}
 
 
 def celery_workers(timeout_seconds: float) -> list[str] | None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import sqlalchemy as sa
 from psycopg2.extras import execute_values
 
 from farloom_tasks.core.message_identity import ledger_index
 from farloom_tasks.core.messages import DeadLetter
+from farloom_tasks.errors import DatabaseUnavailable
 
 ELEMENT_BYTES = 4096  # bytes of an element kept; migration 0008's CHECK holds the same bound
 REASON_CHARS = 1000  # as the dead-letter header's bound (stores/dead_letters.py)
@@ -62,12 +64,30 @@ def record(cursor: Any, letters: Sequence[DeadLetter], rejected_at: float) -> in
     return int(cursor.rowcount)
 
 
-def per_reason_since(cursor: Any, since: float) -> dict[str, int]:
-    """Rejected elements per reason code with ``rejected_at`` at or after ``since``."""
-    cursor.execute("SELECT reason_code, count(*) FROM agg.rejected_clicks "
-                   "WHERE rejected_at >= to_timestamp(%s) GROUP BY reason_code "
-                   "ORDER BY reason_code", (since,))
-    return {code: int(count) for code, count in cursor.fetchall()}
+_PER_MINUTE = sa.text("""
+SELECT extract(epoch FROM date_trunc('minute', rejected_at, 'UTC'))::bigint AS minute,
+       reason_code, count(*)
+FROM agg.rejected_clicks
+WHERE rejected_at >= to_timestamp(:since)
+GROUP BY 1, 2
+ORDER BY 1, 2
+""")
+
+
+def per_minute_since(engine: sa.Engine, since: float) -> list[tuple[int, str, int]]:
+    """(minute, reason code, rejected elements) for each minute of rejections at or after
+    ``since``, oldest first (by rejected_at, the time of the first rejection).
+
+    Reads the view the read-only API role may read. Raises DatabaseUnavailable on any
+    SQLAlchemy error, with the driver's message (as health_probes.progress).
+    """
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(_PER_MINUTE, {"since": since}).all()
+    except sa.exc.SQLAlchemyError as exc:
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        raise DatabaseUnavailable(text or type(exc).__name__) from exc
+    return [(int(minute), str(code), int(count)) for minute, code, count in rows]
 
 
 def _storable(text: str, limit: int) -> str:

@@ -15,9 +15,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from farloom_tasks.api.app import create_app
+from farloom_tasks.core.clicks import Rejection
+from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.partitions import DAY, HOUR
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
-from farloom_tasks.stores import agg_reads, topology
+from farloom_tasks.stores import agg_reads, rejected_clicks, topology
+from farloom_tasks.stores.transactions import transaction
 from tests.support.stack import PROJECT_ROOT, Stack
 
 BASE = minute_of(datetime(2026, 11, 29, 14, 0, tzinfo=UTC).timestamp())
@@ -185,6 +188,16 @@ def test_health_metrics_and_status_report_the_pipeline(
     finally:
         connection.close()
 
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:  # two rejections of one message, as ingest writes
+            rejected_clicks.record(cursor, [
+                DeadLetter(b"{}", Rejection("missing_field", "click_id"), 0, "amqp:m"),
+                DeadLetter(b"[]", Rejection("not_object", "a list"), 1, "amqp:m")],
+                time.time() - 5)
+    finally:
+        engine.dispose()
+
     health = client.get("/healthz")
     status = client.get("/v1/status").json()
     metrics = client.get("/metrics").text
@@ -195,6 +208,9 @@ def test_health_metrics_and_status_report_the_pipeline(
     assert status["queues"][topology.INGEST_QUEUE] == 0
     assert status["redis_used_memory_bytes"] > 0
     assert status["healthy"] is True, status["problems"]
+    # Read through the API's read-only role, which may read the view but not raw.
+    assert status["rejected_clicks"]["per_reason"] == {"missing_field": 1, "not_object": 1}
+    assert status["rejected_clicks"]["total"] == 2
     assert 'farloom_api_requests_total{route="/healthz",status="200"} 1.0' in metrics
 
 
@@ -205,7 +221,9 @@ def test_the_dashboard_and_the_openapi_docs_are_served(client: TestClient) -> No
     spec = client.get("/openapi.json").json()
 
     assert page.status_code == 200 and '<canvas id="minute-chart"' in page.text
+    assert '<table id="rejected">' in page.text
     assert script.status_code == 200 and "/v1/status" in script.text
+    assert "s.rejected_clicks" in script.text
     assert "//" not in page.text.replace("http://www.w3.org", "")  # no CDN, no remote URL
     assert docs.status_code == 200
     assert {"/v1/ads/top", "/v1/ads/{ad_id}/clicks", "/v1/minutes", "/v1/minutes/{minute}",
@@ -219,6 +237,8 @@ def test_the_dashboard_and_the_openapi_docs_are_served(client: TestClient) -> No
     "CREATE TABLE agg.sneaky (x int)",
     "CREATE TABLE public.sneaky (x int)",
     "SELECT count(*) FROM raw.ad_clicks",
+    "SELECT element FROM raw.rejected_clicks",  # the API reads when and why, not what
+    "DELETE FROM agg.rejected_clicks",
 ])
 def test_the_api_role_cannot_write_or_read_raw_even_in_a_read_write_transaction(
         stack: Stack, statement: str) -> None:

@@ -12,8 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from farloom_tasks import processes
+from farloom_tasks.core.clicks import Rejection
+from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.windows import iso, minute_of, to_datetime
-from farloom_tasks.stores import topology
+from farloom_tasks.stores import rejected_clicks, topology
+from farloom_tasks.stores.transactions import transaction
 from tests.support.stack import PROJECT_ROOT, Stack, isolated_stack
 
 
@@ -35,6 +38,18 @@ def dead_letter(stack: Stack, count: int) -> None:
             channel.basic_publish("", topology.DEAD_QUEUE, b"not json")
     finally:
         connection.close()
+
+
+def reject(stack: Stack, rejections: list[tuple[str, str, float]]) -> None:
+    """Ledger rows as ingest writes them: (source id, reason code, rejected at)."""
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:
+            for source_id, code, at in rejections:
+                rejected_clicks.record(cursor, [DeadLetter(b"{}", Rejection(code, "why"), 0,
+                                                           source_id)], at)
+    finally:
+        engine.dispose()
 
 
 def farloom_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,6 +81,31 @@ def test_a_pipeline_that_closed_its_last_minute_is_healthy_and_reported_in_full(
                              topology.DEAD_QUEUE: 2, topology.AGGREGATES_DEAD_QUEUE: 0}
     assert doc["dead_letters"] == 2
     assert doc["redis_used_memory_bytes"] > 0
+    assert doc["rejected_clicks"] == {"window_minutes": 60, "total": 0, "per_reason": {},
+                                      "per_minute": []}
+
+
+def test_status_counts_the_ledgers_rejected_clicks_per_reason_over_the_last_hour(
+        stack: Stack, tmp_path: Path) -> None:
+    now = time.time()
+    close_minute(stack, minute_of(now) - 60)
+    recent, earlier = minute_of(now) - 60, minute_of(now) - 20 * 60
+    reject(stack, [("m1", "missing_field", recent + 1), ("m2", "missing_field", recent + 2),
+                   ("m3", "future_timestamp", recent + 3), ("m4", "missing_field", earlier),
+                   ("m5", "missing_field", now - 2 * 3600)])  # outside the hour
+
+    code, doc = status(stack, tmp_path / "state.json")
+    text = farloom_status(stack.env, "--state", str(tmp_path / "state.json")).stdout
+
+    assert code == 0, doc["problems"]
+    assert doc["rejected_clicks"] == {
+        "window_minutes": 60, "total": 4,
+        "per_reason": {"future_timestamp": 1, "missing_field": 3},
+        "per_minute": [{"minute": iso(earlier), "per_reason": {"missing_field": 1}},
+                       {"minute": iso(recent),
+                        "per_reason": {"future_timestamp": 1, "missing_field": 2}}]}
+    assert ("rejected clicks:      4 in the last 60 minutes "
+            "(future_timestamp 1, missing_field 3)") in text
 
 
 def test_a_last_closed_minute_older_than_the_threshold_makes_status_fail(

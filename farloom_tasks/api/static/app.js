@@ -84,6 +84,31 @@ function minuteLabel(iso) {
   return iso.slice(11, 16);
 }
 
+// Rejected clicks per reason, from the ledger (exact, unlike the dead-letter queue's depth).
+function renderRejected(rejected) {
+  const body = document.querySelector("#rejected tbody");
+  if (rejected === null) {
+    text("rejected-total", "unknown");
+    body.replaceChildren();
+    return;
+  }
+  text("rejected-window", rejected.window_minutes);
+  text("rejected-total", numberFormat.format(rejected.total));
+  const lastSeen = {};
+  for (const minute of rejected.per_minute) {
+    for (const code of Object.keys(minute.per_reason)) lastSeen[code] = minute.minute;
+  }
+  body.replaceChildren(...Object.entries(rejected.per_reason).map(([code, count]) => {
+    const row = document.createElement("tr");
+    row.dataset.reason = code;
+    row.innerHTML = "<td></td><td class='num'></td><td class='num'></td>";
+    row.cells[0].textContent = code;
+    row.cells[1].textContent = numberFormat.format(count);
+    row.cells[2].textContent = shortMinute(lastSeen[code]);
+    return row;
+  }));
+}
+
 async function refreshHealth() {
   const s = await getJSON("/v1/status");
   text("last-closed", shortMinute(s.closed_minute));
@@ -102,6 +127,7 @@ async function refreshHealth() {
     row.cells[1].textContent = numberFormat.format(depth);
     return row;
   }));
+  renderRejected(s.rejected_clicks);
   const problems = document.getElementById("problems");
   problems.replaceChildren(...s.problems.map((p) => {
     const li = document.createElement("li");
