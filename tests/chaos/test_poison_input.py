@@ -3,7 +3,8 @@
 Each body is classified by the test's own oracle (click_contract.py), never by
 the code under test. Then, against one real ingest worker:
 - every invalid element, and every body rejected whole, is in
-  farloom.clicks.dead, with a reason code and a reason;
+  farloom.clicks.dead, with a reason code and a reason, and once in the
+  rejected-click ledger (raw.rejected_clicks) with the same;
 - every valid click (SQL and shell metacharacters included) is in raw
   verbatim, once, and counted in Redis in its minute;
 - valid canary clicks published between chunks of poison are stored before
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from farloom_tasks.stores import topology
+from farloom_tasks.stores import rejected_clicks, topology
 from tests.chaos.click_contract import Verdict, judge_body
 from tests.chaos.pipeline import record_outcome
 from tests.chaos.poison import draw_messages, with_unique_click_ids
@@ -133,6 +134,16 @@ def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_
         else:
             found[(None, index, _canonical(body))] += 1
     assert found == dead, f"dead letters: extra {found - dead}, missing {dead - found}"
+    # The rejected-click ledger holds each of them once, with its reason and its element
+    # (cut to the ledger's bound), and nothing else.
+    ledger = Counter((str(code), int(index), bytes(element), int(size)) for code, index, element,
+                     size in sql(stack, "SELECT reason_code, element_index, element, "
+                                 "element_bytes FROM raw.rejected_clicks"))
+    expected_ledger = Counter(
+        (code, -1 if index is None else index, body[:rejected_clicks.ELEMENT_BYTES], len(body))
+        for code, _, index, body in letters)
+    assert ledger == expected_ledger, (
+        f"ledger: extra {ledger - expected_ledger}, missing {expected_ledger - ledger}")
 
     record_outcome(
         "7-poison-input",
