@@ -46,6 +46,9 @@ def test_generate_publishes_exactly_the_requested_clicks_and_mix(stack: Stack) -
         assert message.properties.delivery_mode == 2
         stamp = topology.published_at(message.properties.headers)
         assert stamp is not None and abs(stamp - time.time()) < 600
+    # One message_id per message: the rejected-click ledger's identity of its source.
+    assert len({message.properties.message_id for message in delivered}) == len(delivered)
+    assert None not in {message.properties.message_id for message in delivered}
 
 
 def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> None:
@@ -65,8 +68,15 @@ def test_the_publisher_survives_a_broker_side_connection_close(stack: Stack) -> 
     assert process.returncode == 0, stderr
     assert "republished after 1 reconnects" in stdout, stdout + stderr
 
-    ids = Counter(click_ids(drain(stack)))
+    delivered = drain(stack)
+    ids = Counter(click_ids(delivered))
     assert set(ids) == {f"survivor-{n}" for n in range(1, count + 1)}
+    # A republished message keeps its message_id: one id per distinct body, both ways.
+    bodies_of: dict[str | None, set[bytes]] = {}
+    for message in delivered:
+        bodies_of.setdefault(message.properties.message_id, set()).add(message.body)
+    assert None not in bodies_of and all(len(b) == 1 for b in bodies_of.values())
+    assert len(bodies_of) == len({message.body for message in delivered})
     republished = int(stdout.split("; ")[1].split()[0].replace(",", ""))
     resent = sum(ids.values()) - len(ids)
     # Only messages that were in flight (at most the window) may arrive twice.

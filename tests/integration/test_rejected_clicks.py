@@ -214,3 +214,20 @@ def test_retention_trims_the_ledger_with_raws_setting_and_cutoff(stack: Stack) -
     assert report.trimmed["raw.rejected_clicks"] == 2
     assert sorted(r[0] for r in sql(stack, "SELECT source_id FROM raw.rejected_clicks")) == [
         "at-cutoff", "recent"]
+
+
+def test_a_reason_holding_nul_or_an_unpaired_surrogate_is_stored_escaped(
+        stack: Stack) -> None:
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:
+            rejected_clicks.record(cursor, [DeadLetter(
+                b"\x00\xff", Rejection("bad_value", "user_id holds \x00 and \ud800" + "x" * 2000),
+                None, "amqp:nul")], time.time())
+    finally:
+        engine.dispose()
+
+    [(reason, element)] = sql(stack, "SELECT reason, element FROM raw.rejected_clicks")
+    assert reason.startswith("user_id holds \\x00 and \\ud800")
+    assert len(reason) <= rejected_clicks.REASON_CHARS + 10  # escapes lengthen it a little
+    assert bytes(element) == b"\x00\xff"
