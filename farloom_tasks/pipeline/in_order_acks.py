@@ -7,9 +7,10 @@ broker's view stays a single prefix of acked messages per channel.
 
 Ack rules (docs/design.md, "No loss" and "Failure rules"):
 
-- A message is acked only after its valid clicks are committed in PostgreSQL
-  and applied in Redis (the write's future has a result), its dead letters are
-  confirmed by the broker, and every earlier batch has been acked: a multiple
+- A message is acked only after its valid clicks and its rejected elements'
+  ledger rows are committed in PostgreSQL and the clicks applied in Redis (the
+  write's future has a result), its dead letters are confirmed by the broker,
+  and every earlier batch has been acked: a multiple
   ack covers every earlier delivery tag, so a later batch that finished first
   waits for the earlier ones.
 - A batch PostgreSQL refused as data (``raw.REFUSED_AS_DATA``) is
@@ -65,7 +66,7 @@ class InFlight(Generic[W]):
     batch: Batch
     writer: W
     started: float  # epoch s, when the flush began
-    future: Future[Written] | None = None  # None: the batch holds only dead letters
+    future: Future[Written] | None = None  # None: not written (yet)
 
 
 class InOrderAcks(Generic[W]):
@@ -87,14 +88,14 @@ class InOrderAcks(Generic[W]):
     def start(self, batch: Batch, started: float) -> InFlight[W]:
         """Give ``batch`` an idle writer and queue its ack behind every earlier batch.
 
-        The caller sets ``future`` when the batch has clicks to write.
+        The caller sets ``future`` to the batch's write (its clicks and ledger rows).
         """
         entry = InFlight(batch, self.idle.popleft(), started)
         self._in_flight.append(entry)
         return entry
 
     def oldest_future(self) -> Future[Written] | None:
-        """The write the next ack waits for (None: nothing in flight, or only dead letters)."""
+        """The write the next ack waits for (None: nothing in flight, or not written)."""
         return self._in_flight[0].future if self._in_flight else None
 
     def ack_finished(self, channel: AckChannel, dead: DeadLetterPublishing, *,
