@@ -91,14 +91,14 @@ def close_due_minutes() -> list[dict[str, int | None]]:
             log.info("closed %s..%s for ingest", iso(due[0]), iso(due[-1]))
     # After advancing (which needs only PostgreSQL), before claiming: a minute is
     # never claimed by a tick that has not checked Redis still holds its data.
-    losses = redis_loss.check(res.engine, res.counts, now=now,
+    losses = redis_loss.check(res.engine, res.counts, shard_count=settings.shard_count, now=now,
                               retention_seconds=settings.redis_retention_seconds,
                               max_clock_skew_seconds=settings.max_clock_skew_seconds,
                               lease_seconds=settings.close_retry_seconds)
     for loss_id in losses.start_repair:
         repair_redis_loss.delay(loss_id)
     if losses.repair_pending:
-        # Redis lost its data: nothing is aggregated until raw has rebuilt it.
+        # A shard lost its data: nothing is aggregated until raw has rebuilt it.
         return []
     with transaction(res.engine) as cursor:
         attempts = closing.claim_attempts(cursor, retry_seconds=settings.close_retry_seconds,
@@ -130,7 +130,8 @@ def close_due_minutes() -> list[dict[str, int | None]]:
 
 @app.task(name="farloom.repair_redis_loss", soft_time_limit=600, time_limit=660, **RETRYING)
 def repair_redis_loss(loss_id: int) -> dict[str, int]:
-    """Rebuild from raw every minute a Redis data loss affected (redis_loss.py)."""
+    """Rebuild from raw the lost shards of every minute a Redis data loss affected
+    (redis_loss.py)."""
     res = _resources()
     settings = res.settings
     done = redis_loss.repair(res.engine, res.raw, res.counts, loss_id=loss_id,

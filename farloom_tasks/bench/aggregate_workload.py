@@ -23,7 +23,7 @@ from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.topk import AdCount
 from farloom_tasks.errors import BenchFailed
-from farloom_tasks.stores import db, partitions, redis_client, redis_counts
+from farloom_tasks.stores import db, partitions, redis_client, redis_counts, redis_epochs
 
 COPY_ROWS = 50_000  # rows per COPY chunk
 REDIS_BATCH = 10_000  # members per pipelined ZADD batch
@@ -95,8 +95,7 @@ def load(env: BenchEnv, workload: Workload, seed: int) -> None:
     finally:
         engine.dispose()
     client = redis_client.connect(settings)
-    counts = redis_counts.RedisCounts(client, settings.redis_retention_seconds)
-    counts.ensure_epoch(time.time())
+    redis_epochs.ensure_epochs(client, settings.shard_count, time.time())
     by_shard: dict[int, list[AdCount]] = {}
     for ad, n in workload.counts.items():
         by_shard.setdefault(shard_of(ad, settings.shard_count), []).append((ad, n))

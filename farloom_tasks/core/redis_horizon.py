@@ -1,14 +1,20 @@
-"""When Redis can be trusted with a minute, and how to tell that it lost its data. Pure.
+"""When Redis can be trusted with a minute, and how to tell which shards lost their data. Pure.
 
 Redis keeps a minute's sets for ``retention`` seconds after their last write,
 so a minute is read from Redis only while none of its keys can have expired
-(``redis_is_complete``). Redis also keeps a data epoch written once per
-lifetime; a different epoch than PostgreSQL remembers means Redis lost its
-data (``judge``), and ``affected_window`` is the minutes to rebuild from raw.
+(``redis_is_complete``). Each shard also keeps a data epoch, written once per
+lifetime of the shard's keys, next to them (in the shard's hash tag, so on a
+Redis Cluster on the same master). A different epoch than PostgreSQL
+remembers means that shard lost its data (``judge``, ``judge_shards``): on a
+cluster one master can lose its shards while the others keep theirs, and a
+flushed single Redis is every shard lost at once. ``affected_window`` is the
+minutes to rebuild from raw.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 from farloom_tasks.core.windows import minute_of
@@ -34,10 +40,41 @@ class Verdict(Enum):
 
 
 def judge(known_epoch: str | None, current_epoch: str) -> Verdict:
-    """Compare the epoch PostgreSQL remembers with the one Redis has now."""
+    """Compare the epoch PostgreSQL remembers with the one Redis has now (one shard)."""
     if known_epoch is None:
         return Verdict.FIRST_RUN
     return Verdict.SAME if known_epoch == current_epoch else Verdict.LOST
+
+
+@dataclass(frozen=True, slots=True)
+class ShardVerdicts:
+    """What each shard's epoch says, shards in ascending order."""
+
+    first_run: tuple[int, ...] = ()  # no epoch known yet: remember theirs, nothing lost
+    lost: tuple[int, ...] = ()  # a new epoch: these shards lost their data
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.first_run or self.lost)
+
+
+def judge_shards(known: Mapping[int, str], current: Mapping[int, str]) -> ShardVerdicts:
+    """``judge`` for every shard Redis has an epoch for now (``current``).
+
+    A shard PostgreSQL remembers but ``current`` lacks (a smaller shard count
+    now) is no longer read, so it is not judged.
+    """
+    verdicts = {shard: judge(known.get(shard), epoch) for shard, epoch in current.items()}
+    return ShardVerdicts(
+        first_run=tuple(sorted(s for s, v in verdicts.items() if v is Verdict.FIRST_RUN)),
+        lost=tuple(sorted(s for s, v in verdicts.items() if v is Verdict.LOST)))
+
+
+def every_shard_lost(lost: tuple[int, ...], shard_count: int) -> bool:
+    """Whether a loss took every shard: all of Redis went (a flushed or restarted
+    single Redis, every master of a cluster), and with it whatever else that
+    Redis held, such as Celery's chord counters when it is also the result backend."""
+    return set(range(shard_count)) <= set(lost)
 
 
 def affected_window(now: float, retention_seconds: float,

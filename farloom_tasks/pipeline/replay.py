@@ -23,6 +23,7 @@ Ingest waits for the lock only for the length of one minute's rebuild.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from farloom_tasks.core import increments
@@ -46,14 +47,19 @@ FETCH_ROWS = 10_000
 @dataclass(frozen=True, slots=True)
 class Rebuilt:
     minute: int
-    clicks: int
+    clicks: int  # of the shards rebuilt
     distinct_ads: int
+    shards_with_clicks: tuple[int, ...] = ()  # the rebuilt shards raw has clicks of
 
 
 def rebuild_from_raw(engine: Engine, raw: RawStore, counts: RedisCounts, minute: int,
-                     shard_count: int) -> Rebuilt:
-    """Replace ``minute``'s Redis sets and totals with raw's counts (see module docstring)."""
-    staged = StagedMinute(counts, minute, shard_count)
+                     shard_count: int, shards: Collection[int] | None = None) -> Rebuilt:
+    """Replace ``minute``'s Redis sets and totals with raw's counts (see module docstring).
+
+    ``shards`` limits the rebuild to those shards (a Redis loss that took only
+    them); the other shards' keys are not touched. None = every shard.
+    """
+    staged = StagedMinute(counts, minute, shard_count, shards)
     totals = [0] * shard_count
     distinct = [0] * shard_count
     with transaction(engine) as cursor:
@@ -62,11 +68,13 @@ def rebuild_from_raw(engine: Engine, raw: RawStore, counts: RedisCounts, minute:
         for rows in raw_clicks.ad_counts_in_pages(cursor, minute, FETCH_ROWS):
             pages = increments.by_shard(rows, shard_count)
             for shard, page in enumerate(pages):
-                totals[shard] += sum(page.values())
-                distinct[shard] += len(page)
+                if shard in staged.shards:
+                    totals[shard] += sum(page.values())
+                    distinct[shard] += len(page)
             staged.add(pages)
         staged.swap_in(totals, distinct)
-    return Rebuilt(minute=minute, clicks=sum(totals), distinct_ads=sum(distinct))
+    return Rebuilt(minute=minute, clicks=sum(totals), distinct_ads=sum(distinct),
+                   shards_with_clicks=tuple(s for s in staged.shards if distinct[s]))
 
 
 def not_due_reason(minute: int, grace_seconds: float) -> str:

@@ -172,12 +172,17 @@ def mark_closed_minutes_late(cursor: Any, minutes: Sequence[int]) -> int:
     return len(cursor.fetchall())
 
 
-def make_in_flight_retryable(cursor: Any, retry_seconds: float) -> None:
-    """Let a tick claim every attempt in flight now rather than after ``retry_seconds``."""
+def make_in_flight_retryable(cursor: Any, retry_seconds: float,
+                             minutes: Sequence[int] | None = None) -> None:
+    """Let a tick claim every attempt in flight (of ``minutes``; None = of any minute)
+    now rather than after ``retry_seconds``."""
     cursor.execute("""
             UPDATE agg.minute_closes SET requested_at = now() - make_interval(secs => %s)
             WHERE started_revision > coalesce(published_revision, 0)
-        """, (retry_seconds,))
+              AND (%s::bigint[] IS NULL
+                   OR minute = ANY(SELECT to_timestamp(m) FROM unnest(%s::bigint[]) AS m))
+        """, (retry_seconds, None if minutes is None else list(minutes),
+              None if minutes is None else list(minutes)))
 
 
 def uncommitted_minutes(cursor: Any, revisions: dict[int, int]) -> list[int]:

@@ -27,8 +27,7 @@ KEY_PREFIX = "farloom"
 CLICKS_KEY = KEY_PREFIX + ":{{shard-{shard}}}:clicks:{minute}"  # sorted set: ad_id -> clicks
 TOTAL_KEY = KEY_PREFIX + ":{{shard-{shard}}}:total:{minute}"  # string: the shard's clicks
 APPLIED_KEY = KEY_PREFIX + ":{{shard-{shard}}}:applied:{batch_id}"  # marker: batch applied
-# Written once per Redis lifetime; if it is missing, Redis lost its data (restart or flush).
-EPOCH_KEY = KEY_PREFIX + ":epoch"
+# Each shard's data epoch is in stores/redis_epochs.py.
 
 # Increments grouped as {shard: {minute: {ad_id: clicks}}}.
 ShardIncrements = Mapping[int, Mapping[int, Mapping[str, int]]]
@@ -134,17 +133,6 @@ class RedisCounts:
             for shard in range(shard_count):
                 pipe.exists(total_key(shard, minute))
             return any(pipe.execute())
-
-    def ensure_epoch(self, now: float) -> tuple[str, bool]:
-        """Return this Redis's data epoch, creating it if missing.
-
-        The boolean is True when the epoch had to be created, i.e. Redis is new,
-        restarted without persistence, or was flushed: its counts are gone.
-        """
-        with translated_errors():
-            created = bool(self.client.set(EPOCH_KEY, repr(now), nx=True))
-            value = self.client.get(EPOCH_KEY)
-        return (_text(value) if value is not None else repr(now)), created
 
 
 def _text(value: bytes | str) -> str:

@@ -10,7 +10,7 @@ in one slot, so on a Redis Cluster each MULTI runs on the master holding it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from farloom_tasks.stores.redis_counts import (
     KEY_PREFIX,
@@ -24,16 +24,19 @@ REBUILD_KEY = KEY_PREFIX + ":{{shard-{shard}}}:rebuild:{minute}:{token}:{kind}"
 
 
 class StagedMinute:
-    """One rebuild of ``minute``'s sets across ``shard_count`` shards."""
+    """One rebuild of ``minute``'s sets across ``shard_count`` shards, or only ``shards``
+    of them (the others' keys are left alone)."""
 
-    def __init__(self, counts: RedisCounts, minute: int, shard_count: int) -> None:
+    def __init__(self, counts: RedisCounts, minute: int, shard_count: int,
+                 shards: Collection[int] | None = None) -> None:
         self.counts = counts
         self.minute = minute
         self.shard_count = shard_count
+        self.shards = tuple(range(shard_count)) if shards is None else tuple(sorted(shards))
         token = uuid.uuid4().hex[:12]
         self._temp = {(shard, kind): REBUILD_KEY.format(shard=shard, minute=minute,
                                                         token=token, kind=kind)
-                      for shard in range(shard_count) for kind in ("clicks", "total")}
+                      for shard in self.shards for kind in ("clicks", "total")}
 
     def add(self, pages: Sequence[Mapping[str, int]]) -> None:
         """Stage one page of {ad_id: clicks} per shard (index = shard), in one round trip.
@@ -44,7 +47,7 @@ class StagedMinute:
         with translated_errors():
             pipe = self.counts.client.pipeline(transaction=False)
             for shard, page in enumerate(pages):
-                if page:
+                if page and shard in self.shards:
                     pipe.zadd(self._temp[(shard, "clicks")], page)
             pipe.execute()
 
@@ -55,7 +58,7 @@ class StagedMinute:
         """
         minute, retention = self.minute, self.counts.retention_seconds
         with translated_errors():
-            for shard in range(self.shard_count):
+            for shard in self.shards:
                 swap = self.counts.client.pipeline(transaction=True)
                 if distinct[shard]:
                     swap.set(self._temp[(shard, "total")], totals[shard])
