@@ -141,7 +141,9 @@ def measure(env: BenchEnv, workload: Workload, options: AggregateOptions,
         engine.dispose()
 
 
-def report(figures: Figures, workload: Workload, settings: Settings, writers: int) -> str:
+def report(figures: Figures, workload: Workload, settings: Settings, writers: int,
+           redis: str = "on one Redis server") -> str:
+    """The Markdown report; ``redis`` says where the counts lived (``describe_machine``)."""
     clicks = workload.clicks
     rebuild_rate = clicks / figures.rebuild_seconds
     replays = figures.replay_seconds
@@ -171,8 +173,9 @@ def report(figures: Figures, workload: Workload, settings: Settings, writers: in
         f"(one each, the rest Zipf), {settings.shard_count} shards, top {settings.top_k}, "
         f"{settings.aggregate_chunk_ads:,} ads per aggregates message; Celery worker with "
         f"{os.cpu_count()} processes, {writers} aggregated writer(s), beat ticking every "
-        f"{settings.close_tick_seconds:g} s. PostgreSQL only = one INSERT ... SELECT ... "
-        "GROUP BY transaction writing the same tables, timed as if it started at the deadline. "
+        f"{settings.close_tick_seconds:g} s; the Redis counts {redis}. PostgreSQL only = "
+        "one INSERT ... SELECT ... GROUP BY transaction writing the same tables, timed as if "
+        "it started at the deadline. "
         "Every result was checked exact against the workload. Load average when the minute "
         f"closed: {figures.load_average:.1f} (other work shares this machine's cores, so "
         "single runs vary by a second or more)."
@@ -207,7 +210,9 @@ def run(options: AggregateOptions, settings: Settings) -> int:
                 tail = log.read_text(errors="replace").splitlines()[-15:]
                 print(f"--- {log.name} (last lines)\n" + "\n".join(tail), file=sys.stderr)
             raise
-    body = report(figures, workload, env.settings, options.writers)
+    body = report(figures, workload, env.settings, options.writers,
+                  f"on {dict(machine)['Redis']}" if env.settings.redis_cluster
+                  else "on one Redis server")
     print(body)
     if options.write_docs:
         section = "\n".join(["## Aggregation", "", machine_markdown(machine), "", body])

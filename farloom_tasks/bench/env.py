@@ -154,8 +154,8 @@ def describe_machine(settings: Settings) -> list[tuple[str, str]]:
     versions = ", ".join(sorted({str(info.get("redis_version", "?"))
                                  for info in servers.values()}))
     if settings.redis_cluster:
-        rows.append(("Redis", f"{versions}, a Redis Cluster of {len(servers)} masters "
-                              f"({', '.join(sorted(servers))})"))
+        rows.append(("Redis", f"a Redis Cluster of {len(servers)} masters "
+                              f"({', '.join(sorted(servers))}), version {versions}"))
     else:
         rows.append(("Redis", versions))
     connection = topology.connect(settings.amqp_url)

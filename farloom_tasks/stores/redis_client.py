@@ -70,12 +70,16 @@ def translated_errors() -> Iterator[None]:
     except ClusterError as exc:
         raise RedisUnavailable(f"Redis Cluster: {exc}") from exc
     except RedisClusterException as exc:
-        if str(exc).startswith(_CLUSTER_NOT_NOW):
-            raise RedisUnavailable(f"Redis Cluster: {exc}") from exc
-        if str(exc).startswith("Cluster mode is not enabled"):
+        # (A seed that is no cluster node comes wrapped in "cannot be connected".)
+        if "Cluster mode is not enabled" in str(exc):
             raise ConfigError("FARLOOM_REDIS_CLUSTER=1, but FARLOOM_REDIS_URL is a Redis "
                               "that is not a cluster node; unset FARLOOM_REDIS_CLUSTER"
                               ) from exc
+        if "can only be 0 in cluster mode" in str(exc):
+            raise ConfigError("FARLOOM_REDIS_URL names a db other than 0, but a Redis "
+                              "Cluster has db 0 only (FARLOOM_REDIS_CLUSTER=1)") from exc
+        if str(exc).startswith(_CLUSTER_NOT_NOW):
+            raise RedisUnavailable(f"Redis Cluster: {exc}") from exc
         raise
 
 

@@ -24,6 +24,7 @@ from tests.support.minute_checks import (
     wait_published,
     write_aggregates,
 )
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -45,6 +46,7 @@ def _past_minutes(count: int) -> list[int]:
     return [newest - MINUTE * i for i in reversed(range(count))]
 
 
+@on_single_redis_and_cluster
 def test_every_minute_is_exact_through_duplicates_outbox_leftovers_and_late_clicks(
         stack: Stack) -> None:
     m0, m1 = _past_minutes(2)
@@ -108,6 +110,7 @@ def test_a_duplicate_close_of_the_same_minute_changes_nothing(
     assert revision == again
 
 
+@on_single_redis_and_cluster
 def test_a_shard_task_that_fails_once_is_retried_and_the_minute_completes(
         stack: Stack) -> None:
     (m0,) = _past_minutes(1)

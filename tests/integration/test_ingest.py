@@ -21,10 +21,12 @@ from tests.integration.ingest_support import (
 )
 from tests.support.broker import dead_letters, publish, queue_counts
 from tests.support.database import pending_outbox
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.redis_view import redis_minute_counts
 from tests.support.stack import Stack
 
 
+@on_single_redis_and_cluster
 def test_duplicates_and_invalid_elements_leave_exact_rows_and_counts(stack: Stack) -> None:
     now = time.time()
     stream = mixed_stream(7, 1500, now, invalid_share=0.1, duplicate_share=0.25)
@@ -99,6 +101,7 @@ def test_a_late_click_is_stored_counted_and_its_minute_marked_late(stack: Stack)
     assert summary["late_clicks"] == 4
 
 
+@on_single_redis_and_cluster
 def test_every_redis_key_the_worker_writes_expires_after_the_retention(stack: Stack) -> None:
     stream = one_click_stream(50, time.time())
     publish(stack, stream.bodies)

@@ -27,6 +27,7 @@ from tests.integration.ingest_support import (
 from tests.support.broker import close_vhost_connections, publish, queue_counts
 from tests.support.database import raw_rows
 from tests.support.ports import free_port
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
@@ -35,6 +36,7 @@ from tests.support.waiting import wait_for
 SLOW = {"batch_size": 10, "prefetch_count": 40}
 
 
+@on_single_redis_and_cluster
 @pytest.mark.parametrize("point", ["before_commit", "after_commit", "after_redis", "after_ack"])
 def test_a_worker_killed_at_a_crash_point_and_restarted_leaves_exact_results(
         stack: Stack, point: str) -> None:

@@ -18,6 +18,7 @@ from tests.support.minute_checks import (
     wait_published,
     write_aggregates,
 )
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
@@ -52,6 +53,7 @@ def _revision(stack: Stack, minute: int) -> int:
     return int(rows[0][0])
 
 
+@on_single_redis_and_cluster
 @pytest.mark.usefixtures("aggregate_writer")
 def test_replay_from_raw_after_redis_is_flushed_gives_exact_results(
         stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
@@ -67,6 +69,7 @@ def test_replay_from_raw_after_redis_is_flushed_gives_exact_results(
     assert all(_revision(stack, m) > before[m] for m in minutes)
 
 
+@on_single_redis_and_cluster
 @pytest.mark.usefixtures("aggregate_writer")
 def test_replay_from_raw_after_raw_rows_are_deleted_removes_those_clicks(
         stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
@@ -121,6 +124,7 @@ def test_replay_on_a_fresh_install_closes_minutes_long_past_their_deadline_itsel
         time.time(), 5.0)
 
 
+@on_single_redis_and_cluster
 def test_replay_tasks_started_with_delay_republish_the_same_numbers(
         stack: Stack, closed_minutes: tuple[list[int], list]) -> None:  # type: ignore[type-arg]
     from farloom_tasks import tasks

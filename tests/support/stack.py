@@ -77,9 +77,10 @@ class Stack:
         return topology.connect(self.settings.amqp_url)
 
     def farloom(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        """Run the ``farloom`` CLI against this stack and wait for it."""
+        """Run the ``farloom`` CLI against this stack and wait for it (``env=`` replaces
+        the stack's environment)."""
         return subprocess.run([sys.executable, "-m", "farloom_tasks.cli", *args],
-                              env=self.env, cwd=PROJECT_ROOT, text=True,
+                              env=kwargs.pop("env", self.env), cwd=PROJECT_ROOT, text=True,
                               capture_output=True, timeout=kwargs.pop("timeout", 300), **kwargs)
 
     def spawn(self, *args: str, log: IO[str] | None = None) -> subprocess.Popen[str]:
