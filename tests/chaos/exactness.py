@@ -132,7 +132,7 @@ def dead_letters(stack: Stack) -> list[tuple[str, bytes]]:
 
 def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
                  top_k: int = 10, on_timeout: Callable[[], str] | None = None) -> Outcome:
-    """Wait until the pipeline settles, then check raw, agg and dead letters exactly.
+    """Wait until the pipeline settles, then check raw, agg, dead letters and the ledger.
 
     ``top_k`` must be the pipeline's FARLOOM_TOP_K; ``on_timeout`` adds context
     (say, ``pipeline.tails``) to a failure to settle.
@@ -198,6 +198,14 @@ def assert_exact(stack: Stack, feed: ClickFeed, timeout: float = 180.0, *,
         f"dead letters by reason {dict(codes)}, the feed sent {dict(feed.invalid_codes)}")
     marker = f'"{feed.prefix}-'.encode()
     assert not [body for _, body in unique if marker in body], "a valid click was dead-lettered"
+
+    # (d) the rejected-click ledger: every invalid element once, by reason, however many
+    # times its message was delivered (the dead letters above may repeat).
+    ledger = Counter({str(code): int(n) for code, n in sql(
+        stack, "SELECT reason_code, count(*) FROM raw.rejected_clicks GROUP BY 1")})
+    assert ledger == feed.invalid_codes, (
+        f"raw.rejected_clicks by reason {dict(ledger)}, the feed sent "
+        f"{dict(feed.invalid_codes)}")
 
     return Outcome(settle_seconds=round(settle_seconds, 1), valid_clicks=feed.valid_clicks,
                    raw_rows=int(rows), lost_clicks=lost, double_counted_clicks=double,
