@@ -34,6 +34,7 @@ LONGEST_FIRST = [
     "chaos/test_celery_worker_killed.py",
     "chaos/test_ingest_worker_killed.py",
     "chaos/test_broker_restarted.py",
+    "chaos/test_rabbitmq_cluster_node_stopped.py",
     "chaos/test_redis_lost.py",
     "chaos/test_postgresql_outage.py",
     "chaos/test_poison_input.py",

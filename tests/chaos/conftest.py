@@ -21,7 +21,7 @@ CHAOS_DIR = Path(__file__).parent
 # while a third process runs the other tests. The groups take about as long as each other.
 SCENARIO_GROUPS = {
     "test_sustained_load.py": "chaos-a", "test_ingest_worker_killed.py": "chaos-a",
-    "test_celery_worker_killed.py": "chaos-a",
+    "test_celery_worker_killed.py": "chaos-a", "test_rabbitmq_cluster_node_stopped.py": "chaos-a",
     "test_two_beats.py": "chaos-b", "test_broker_restarted.py": "chaos-b",
     "test_redis_lost.py": "chaos-b", "test_postgresql_outage.py": "chaos-b",
     "test_poison_input.py": "chaos-b",

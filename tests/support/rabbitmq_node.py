@@ -68,33 +68,67 @@ def _await_startup(node: RabbitNode, server: subprocess.Popen[bytes]) -> None:
         time.sleep(0.5)
 
 
-@contextmanager
-def private_node(directory: Path) -> Iterator[RabbitNode]:
-    """Start a RabbitMQ node with everything under ``directory``; shut it down after."""
+@dataclass
+class NodeProcess:
+    """A node and its ``rabbitmq-server`` process, which ``start`` and ``stop`` may cycle."""
+
+    node: RabbitNode
+    env: dict[str, str]
+    server: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start the server (on the same ports and data as before); wait until it is up."""
+        with open(self.node.home / "server.log", "ab") as log:
+            self.server = subprocess.Popen([str(_bin_dir() / "rabbitmq-server")], env=self.env,
+                                           cwd=self.node.home, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.await_startup()
+
+    def await_startup(self) -> None:
+        assert self.server is not None
+        _await_startup(self.node, self.server)
+
+    def stop(self) -> None:
+        """Shut the node down (``rabbitmqctl shutdown``), its process gone on return."""
+        with contextlib.suppress(subprocess.SubprocessError):  # stopped below either way
+            self.node.ctl("shutdown", timeout=60)
+        if self.server is not None:
+            processes.stop(self.server, grace=30, group=True)
+        self.server = None
+
+
+def node_process(directory: Path, *, name: str | None = None,
+                 cookie: str | None = None) -> NodeProcess:
+    """Lay out a node under ``directory`` (not started): own name, ports, data, cookie.
+
+    Nodes meant to form a cluster are given the same ``cookie``.
+    """
     home = directory / "rabbitmq"
     (home / "mnesia").mkdir(parents=True)
     (home / "log").mkdir()
-    node = RabbitNode(name=f"farloom-test-{uuid.uuid4().hex[:8]}@localhost",
+    node = RabbitNode(name=name or f"farloom-test-{uuid.uuid4().hex[:8]}@localhost",
                       amqp_port=free_port(), home=home)
     (home / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{node.amqp_port}\n")
     (home / "enabled_plugins").write_text("[].\n")
-    cookie = home / ".erlang.cookie"  # written before either side could make its own
-    cookie.write_text(uuid.uuid4().hex.upper())
-    cookie.chmod(0o400)
+    cookie_file = home / ".erlang.cookie"  # written before either side could make its own
+    cookie_file.write_text(cookie or uuid.uuid4().hex.upper())
+    cookie_file.chmod(0o400)
     env = {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": node.name,
            "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq.conf"),
            "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
            "RABBITMQ_MNESIA_BASE": str(home / "mnesia"), "RABBITMQ_LOG_BASE": str(home / "log"),
            "RABBITMQ_PID_FILE": str(home / "node.pid"),
            "RABBITMQ_DIST_PORT": str(free_port())}
-    with open(home / "server.log", "wb") as log:
-        server = subprocess.Popen([str(_bin_dir() / "rabbitmq-server")], env=env, cwd=home,
-                                  stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+    return NodeProcess(node, env)
+
+
+@contextmanager
+def private_node(directory: Path) -> Iterator[RabbitNode]:
+    """Start a RabbitMQ node with everything under ``directory``; shut it down after."""
+    started = node_process(directory)
     try:
-        _await_startup(node, server)
-        yield node
+        started.start()
+        yield started.node
     finally:
-        with contextlib.suppress(subprocess.SubprocessError):  # stopped below either way
-            node.ctl("shutdown", timeout=60)
-        processes.stop(server, grace=30, group=True)
+        started.stop()
