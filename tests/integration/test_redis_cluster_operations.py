@@ -18,6 +18,7 @@ import pytest
 from farloom_tasks.stores import redis_client, redis_counts, redis_rebuild, redis_snapshots
 from tests.integration.ingest_support import one_click_stream
 from tests.support.broker import publish
+from tests.support.ports import free_port
 from tests.support.redis_cluster import RedisClusterUnderTest
 from tests.support.stack import Stack
 
@@ -126,8 +127,21 @@ def test_the_client_factory_reaches_every_master_for_server_wide_commands(
 
 
 @on_cluster
+def test_a_cluster_without_a_plain_redis_for_celery_results_is_refused_at_start(
+        stack: Stack) -> None:
+    done = stack.farloom("ingest", "--burst", env={**stack.env, "FARLOOM_CELERY_RESULT_URL": ""},
+                         timeout=120)
+
+    assert done.returncode == 2
+    assert "FARLOOM_CELERY_RESULT_URL is required when FARLOOM_REDIS_CLUSTER=1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@on_cluster
 def test_a_quick_ingest_bench_runs_on_a_redis_cluster(stack: Stack, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
+    leftover = redis_counts.total_key(5, 0)  # the bench flushes every master of the cluster
+    stack.redis().set(leftover, 1)
 
     done = stack.farloom("bench", "ingest", "--quick", "--mode", "preloaded",
                          "--clicks-per-message", "100", "--report", str(report), timeout=300)
@@ -137,6 +151,7 @@ def test_a_quick_ingest_bench_runs_on_a_redis_cluster(stack: Stack, tmp_path: Pa
     assert result["rows"] and all(row["complete"] for row in result["rows"])
     redis_row = dict(map(tuple, result["machine"]))["Redis"]
     assert "a Redis Cluster of 3 masters" in redis_row
+    assert not stack.redis().exists(leftover)
 
 
 @on_cluster
@@ -148,3 +163,16 @@ def test_a_small_aggregate_bench_runs_on_a_redis_cluster(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Every result was checked exact against the workload" in done.stdout
     assert "on a Redis Cluster of 3 masters" in done.stdout
+
+
+@on_cluster
+def test_a_worker_started_while_no_cluster_node_answers_exits_saying_so(stack: Stack) -> None:
+    # The cluster client reads the slot map when it is made: no node, no worker (§7).
+    closed = free_port()
+    env = {**stack.env, "FARLOOM_REDIS_URL": f"redis://127.0.0.1:{closed}/0"}
+
+    done = stack.farloom("ingest", "--burst", env=env, timeout=120)
+
+    assert done.returncode != 0
+    assert "Redis Cluster cannot be connected" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
