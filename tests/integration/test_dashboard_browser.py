@@ -12,7 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from farloom_tasks import processes
+from farloom_tasks.core.clicks import Rejection
+from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.windows import minute_of, to_datetime
+from farloom_tasks.stores import rejected_clicks
+from farloom_tasks.stores.transactions import transaction
 from tests.support.ports import free_port
 from tests.support.stack import PROJECT_ROOT, Stack
 
@@ -85,7 +89,19 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
     from playwright.sync_api import sync_playwright
 
     last = fill_last_hour(stack)
+    engine = stack.engine()
+    try:  # rejected clicks of the last hour, as ingest records them, and one older
+        with transaction(engine) as cursor:
+            for n, (code, age) in enumerate([("missing_field", 30), ("missing_field", 600),
+                                             ("future_timestamp", 90), ("bad_value", 7200)]):
+                rejected_clicks.record(cursor, [DeadLetter(b"{}", Rejection(code, "why"), 0,
+                                                           f"amqp:m{n}")], time.time() - age)
+    finally:
+        engine.dispose()
     with stack.engine().connect() as conn:
+        expected_rejected = sorted((str(code), int(n)) for code, n in conn.execute(sa.text(
+            "SELECT reason_code, count(*) FROM raw.rejected_clicks "
+            "WHERE rejected_at >= now() - interval '60 minutes' GROUP BY 1")))
         last_total = conn.execute(sa.text(
             "SELECT clicks FROM agg.minute_totals WHERE minute = :m"),
             {"m": to_datetime(last)}).scalar_one()
@@ -121,6 +137,11 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
             page.wait_for_function(
                 "document.querySelector('#health-badge').textContent !== '…'", timeout=15_000)
             badge = page.text_content("#health-badge")
+            page.wait_for_selector("#rejected tbody tr", timeout=15_000)
+            rejected_rows = page.eval_on_selector_all(
+                "#rejected tbody tr", "rows => rows.map(r => [r.dataset.reason, "
+                "Number(r.cells[1].textContent.replace(/[^0-9]/g, ''))])")
+            rejected_total = page.text_content("#rejected-total")
 
             page.fill("#search-ad", "ad-007")
             page.click("#search button")
@@ -150,6 +171,9 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
     assert int(shown_total or -1) == last_total
     assert sparklines == 100
     assert badge == "healthy"
+    assert sorted(tuple(row) for row in rejected_rows) == expected_rejected == [
+        ("future_timestamp", 1), ("missing_field", 2)]
+    assert rejected_total == "3"
     assert int(ad_total or -1) == hour_of_ad_7
     assert [tuple(row) for row in day_rows] == expected_day_top
     assert expected_day_top != expected_top  # the window changed the ranking
