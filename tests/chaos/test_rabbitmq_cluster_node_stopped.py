@@ -1,4 +1,4 @@
-"""Chaos 9: quorum queues on a three-node RabbitMQ cluster; one node stopped and started, twice.
+"""Chaos 3b: quorum queues on a three-node RabbitMQ cluster; one node stopped and started, twice.
 
 The cluster is the test's own (tests/support/rabbitmq_cluster.py): nodes A, B and
 C. The publisher (the feed's ConfirmingPublisher) knows only A. Both ingest
@@ -116,7 +116,7 @@ def test_stopping_a_quorum_leader_and_then_a_workers_node_loses_and_doubles_no_c
 
     assert stats.messages == feed.messages  # every message taken was confirmed
     record_outcome(
-        "9-rabbitmq-cluster-node-stopped",
+        "3b-rabbitmq-cluster-node-stopped",
         injected="3-node cluster, quorum queues led by C; publisher on A, both ingest workers "
         "on B; C shut down and started mid-stream, then B",
         clicks_sent=feed.elements, messages_sent=feed.messages, messages_confirmed=stats.messages,

@@ -255,3 +255,13 @@ def test_celery_fails_over_along_the_same_broker_list(quorum_stack: Stack) -> No
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=3, interval_start=0)
         assert connection.as_uri().split("@")[1] == quorum_stack.settings.amqp_url.split("@")[1]
+
+
+def test_rabbitmq_refuses_delete_if_empty_on_a_quorum_queue(quorum_stack: Stack) -> None:
+    # docs/operations.md: moving back to classic checks the depth by hand instead.
+    said = subprocess.run(["rabbitmqctl", "-q", "delete_queue", "-p", quorum_stack.vhost,
+                           topology.INGEST_QUEUE, "--if-empty"], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    assert "not supported by quorum queues" in said.stdout + said.stderr
+    assert queue_table(quorum_stack)[topology.INGEST_QUEUE][0] == "quorum"
