@@ -101,8 +101,16 @@ def _with_vhost(amqp_url: str, vhost: str) -> str:
 def _with_redis_db(settings: Settings, number: int) -> str:
     if settings.redis_cluster:
         return settings.redis_url  # db 0 is a cluster's only db
-    parts = urlsplit(settings.redis_url)
-    return urlunsplit(parts._replace(path=f"/{number}"))
+    return _db_of(settings.redis_url, number)
+
+
+def _db_of(redis_url: str, number: int) -> str:
+    return urlunsplit(urlsplit(redis_url)._replace(path=f"/{number}"))
+
+
+def _celery_results(settings: Settings, number: int) -> str:
+    """Beside a cluster, Celery's results go to the locked db of the plain Redis."""
+    return _db_of(settings.celery_result_url, number) if settings.redis_cluster else ""
 
 
 @contextlib.contextmanager
@@ -115,7 +123,8 @@ def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
     with redis_db_lock() as redis_db:
         env = BenchEnv(replace(settings, database_url=database_url,
                                amqp_url=_with_vhost(settings.amqp_url, vhost),
-                               redis_url=_with_redis_db(settings, redis_db)), vhost)
+                               redis_url=_with_redis_db(settings, redis_db),
+                               celery_result_url=_celery_results(settings, redis_db)), vhost)
         _rabbitmqctl("add_vhost", vhost)
         try:
             user = urlsplit(settings.amqp_url).username or "guest"
@@ -130,6 +139,10 @@ def isolated_bench_env(settings: Settings) -> Iterator[BenchEnv]:
                 client = redis_client.connect(env.settings)
                 redis_client.flush_db(client)  # on a cluster: every master
                 client.close()
+            if env.settings.celery_result_url:
+                with contextlib.suppress(Exception):
+                    redis_client.flush_db(redis_client.connect_url(
+                        env.settings.celery_result_url, cluster=False))
             with contextlib.suppress(Exception):
                 _rabbitmqctl("delete_vhost", vhost)
 
@@ -161,7 +174,10 @@ def describe_machine(settings: Settings) -> list[tuple[str, str]]:
     connection = topology.connect(settings.amqp_url)
     try:
         version = connection._impl.server_properties.get("version", b"?")
-        rows.append(("RabbitMQ", version.decode() if isinstance(version, bytes) else str(version)))
+        named = version.decode() if isinstance(version, bytes) else str(version)
+        nodes = len(topology.broker_urls(settings.amqp_url))
+        rows.append(("RabbitMQ", f"{named}, {settings.queue_type} queues"
+                                 + (f", {nodes} broker addresses" if nodes > 1 else "")))
     finally:
         with contextlib.suppress(Exception):
             connection.close()

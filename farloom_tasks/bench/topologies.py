@@ -125,8 +125,9 @@ def run(options: TopologiesOptions, settings: Settings) -> int:
                                          warmup=options.warmup)
     started = datetime.now(UTC)
     load_before = os.getloadavg()[0]
+    with isolated_bench_env(settings) as env:
+        machine = describe_machine(env.settings)
     with _cluster_if_needed(names) as cluster:
-        machine = describe_machine(settings)
         steps = [(round_, name) for round_ in range(options.rounds) for name in names]
         with tqdm(steps, desc="bench topologies", unit="run", file=sys.stderr) as bar:
             for round_, name in bar:
