@@ -265,3 +265,20 @@ def test_rabbitmq_refuses_delete_if_empty_on_a_quorum_queue(quorum_stack: Stack)
 
     assert "not supported by quorum queues" in said.stdout + said.stderr
     assert queue_table(quorum_stack)[topology.INGEST_QUEUE][0] == "quorum"
+
+
+def test_the_bench_environment_declares_and_passes_on_the_configured_queue_type() -> None:
+    from dataclasses import replace
+
+    from farloom_tasks.bench.env import describe_machine, isolated_bench_env
+    from farloom_tasks.settings import Settings
+
+    with isolated_bench_env(replace(Settings.from_env({}), queue_type="quorum")) as env:
+        bench_stack = Stack(settings=env.settings, run_id="bench", vhost=env.vhost, redis_db=0)
+        kinds = {kind for kind, _ in queue_table(bench_stack).values()}
+        worker_env = env.subprocess_env()
+        machine = dict(describe_machine(env.settings))
+
+    assert kinds == {"quorum"}
+    assert worker_env["FARLOOM_QUEUE_TYPE"] == "quorum"  # the bench's workers and Celery
+    assert machine["RabbitMQ"].endswith(", quorum queues")
