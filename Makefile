@@ -49,12 +49,13 @@ check: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 # Every benchmark, each in its own throw-away database, Redis db and vhost, each
-# rewriting its section of docs/benchmarks.md (about 20 minutes; run on a quiet machine).
+# rewriting its section of docs/benchmarks.md (about 35 minutes; run on a quiet machine).
 bench: $(BENCH_STAMP) services
 	$(BIN)/farloom bench publish --write-docs
 	$(BIN)/farloom bench ingest --write-docs
 	$(BIN)/farloom bench aggregate --write-docs
 	$(BIN)/farloom bench api --write-docs
+	$(BIN)/farloom bench topologies --write-docs
 
 # Needs a machine that can reach a vulnerability database; not part of `make test`.
 audit: $(STAMP)
