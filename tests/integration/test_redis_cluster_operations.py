@@ -61,6 +61,7 @@ def test_a_master_that_lost_its_script_cache_still_counts_each_batch_once(
     # A restarted master or a promoted replica has no scripts: NOSCRIPT on its shards.
     victim = redis_cluster.master_for_shard(0)
     victim.client().script_flush()
+    assert victim.client().script_exists(redis_counts._APPLY_SHA) == [False]
     counts.apply_batch("b1", first)  # the redelivered batch: every shard skips it
     counts.apply_batch("b2", {0: {minute: {"ad0": 5}}})
     assert victim.client().script_exists(redis_counts._APPLY_SHA) == [True]
