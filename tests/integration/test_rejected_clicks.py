@@ -41,7 +41,7 @@ from tests.integration.ingest_support import (
 )
 from tests.support.broker import dead_letters, publish
 from tests.support.database import sql
-from tests.support.stack import Stack
+from tests.support.stack import Stack, isolated_stack
 
 
 def _publish_plain(stack: Stack, bodies: list[bytes], *, message_id: str | None = None) -> None:
@@ -87,8 +87,7 @@ def test_every_rejected_element_and_whole_body_is_one_ledger_row_with_its_reason
     assert_exact(stack, stream)
 
 
-def test_a_worker_killed_after_its_dead_letters_went_out_leaves_one_row_per_rejection(
-        stack: Stack) -> None:
+def _kill_after_dead_letters_then_drain(stack: Stack) -> None:
     # Every message holds a valid click and a rejected element, so the batch the worker
     # dies on (after_redis: written, its dead letters confirmed, not acked) has some.
     now = time.time()
@@ -113,6 +112,19 @@ def test_a_worker_killed_after_its_dead_letters_went_out_leaves_one_row_per_reje
     assert len(copies) > len(set(copies))  # dead letters went out twice ...
     assert_rejections_exact(stack, stream)  # ... the ledger holds each rejection once
     assert_exact(stack, stream)
+
+
+def test_a_worker_killed_after_its_dead_letters_went_out_leaves_one_row_per_rejection(
+        stack: Stack) -> None:
+    _kill_after_dead_letters_then_drain(stack)
+
+
+def test_on_quorum_queues_a_redelivery_is_the_same_message_to_the_ledger() -> None:
+    # A quorum queue adds x-delivery-count to a redelivered message's headers: the
+    # identity leaves the broker's headers out, so the redelivery still finds its rows.
+    with isolated_stack(queue_type="quorum") as quorum:
+        quorum.reset()  # declares the topology, quorum
+        _kill_after_dead_letters_then_drain(quorum)
 
 
 def test_a_message_delivered_twice_adds_no_second_row_and_its_dead_letters_share_an_id(
