@@ -12,11 +12,14 @@ instead of polling with ``chord_unlock``.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 import beat_schedule
+from farloom_tasks.errors import BrokerUnavailable
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import topology
 
@@ -74,6 +77,33 @@ def make_app(settings: Settings) -> Celery:
     created = Celery("farloom_tasks", include=["farloom_tasks.tasks"])
     configure(created, settings)
     return created
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def check_queues(sender: Any = None, **_: Any) -> None:
+    """Stop a Celery worker or beat at start when a queue has the other type (exit 3).
+
+    Otherwise Celery would meet RabbitMQ's PRECONDITION_FAILED on farloom.tasks
+    and retry forever; the farloom commands make the same check. An unreachable
+    broker is left to Celery's own retries. Celery's signal dispatch catches
+    exceptions, but not SystemExit.
+    """
+    settings = settings_of(getattr(sender, "app", None) or app)
+    try:
+        connection = topology.connect(settings.amqp_url, role="celery start-up check")
+    except BrokerUnavailable:
+        return
+    try:
+        topology.declare(connection.channel(), topology.QueueType.of(settings))
+    except topology.QueueMismatch as exc:
+        print(f"celery: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+    except BrokerUnavailable:
+        return
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 app = make_app(Settings.from_env())

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -282,3 +283,18 @@ def test_the_bench_environment_declares_and_passes_on_the_configured_queue_type(
     assert kinds == {"quorum"}
     assert worker_env["FARLOOM_QUEUE_TYPE"] == "quorum"  # the bench's workers and Celery
     assert machine["RabbitMQ"].endswith(", quorum queues")
+
+
+@pytest.mark.parametrize("program", [("worker", "--pool", "solo", "--without-mingle",
+                                      "--without-gossip"), ("beat",)])
+def test_a_celery_worker_or_beat_on_queues_of_the_other_type_exits_with_what_to_do(
+        classic_stack: Stack, program: tuple[str, ...], tmp_path: Path) -> None:
+    extra = ("--schedule", str(tmp_path / "beat-schedule")) if program == ("beat",) else ()
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "farloom_tasks", *program,
+                           *extra], env=classic_stack.with_settings(queue_type="quorum").env,
+                          cwd=PROJECT_ROOT, text=True, capture_output=True, timeout=120)
+
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert (f"queue '{topology.TASKS_QUEUE}' in vhost '{classic_stack.vhost}' is a classic "
+            "queue; the settings want quorum") in done.stderr
+    _no_traceback(done)
