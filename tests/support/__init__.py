@@ -11,6 +11,7 @@
 - ``redis_view``: every per-minute count in Redis, found by scanning.
 - ``ports``: a free loopback port for a server a test starts.
 - ``rabbitmq_node``: a RabbitMQ node of a test's own, for a scenario that restarts its broker.
+- ``rabbitmq_cluster``: a three-node RabbitMQ cluster of a test's own (quorum queues).
 
 Stopping a child process is ``farloom_tasks.processes.stop``, for tests as for benchmarks.
 """
