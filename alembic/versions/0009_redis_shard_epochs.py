@@ -65,14 +65,13 @@ def downgrade() -> None:
     # Per-shard losses keep their shards' epochs in the single columns, as text.
     op.execute("""
         UPDATE agg.redis_losses l SET
-            old_epoch = coalesce(l.old_epoch, s.old_epochs, ''),
-            new_epoch = coalesce(l.new_epoch, s.new_epochs, '')
-        FROM agg.redis_losses l2
-        LEFT JOIN (SELECT loss_id,
-                          string_agg(shard || '=' || old_epoch, ',' ORDER BY shard) AS old_epochs,
-                          string_agg(shard || '=' || new_epoch, ',' ORDER BY shard) AS new_epochs
-                   FROM agg.redis_loss_shards GROUP BY loss_id) s ON s.loss_id = l2.loss_id
-        WHERE l2.loss_id = l.loss_id AND (l.old_epoch IS NULL OR l.new_epoch IS NULL)
+            old_epoch = coalesce(l.old_epoch, (
+                SELECT string_agg(s.shard || '=' || s.old_epoch, ',' ORDER BY s.shard)
+                FROM agg.redis_loss_shards s WHERE s.loss_id = l.loss_id), ''),
+            new_epoch = coalesce(l.new_epoch, (
+                SELECT string_agg(s.shard || '=' || s.new_epoch, ',' ORDER BY s.shard)
+                FROM agg.redis_loss_shards s WHERE s.loss_id = l.loss_id), '')
+        WHERE l.old_epoch IS NULL OR l.new_epoch IS NULL
     """)
     op.execute("ALTER TABLE agg.redis_losses ALTER COLUMN old_epoch SET NOT NULL, "
                "ALTER COLUMN new_epoch SET NOT NULL")

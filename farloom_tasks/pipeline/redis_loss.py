@@ -161,6 +161,6 @@ def repair(engine: Engine, raw: RawStore, counts: RedisCounts, *, loss_id: int,
         redis_losses.record_repaired(cursor, loss_id, minutes_rebuilt=len(rebuilt),
                                      minutes_reaggregated=reaggregated,
                                      shard_minutes=shard_minutes)
-    log.warning("Redis loss %s repaired: shards %s of %d minutes rebuilt from raw, "
-                "%d re-aggregated", loss_id, _names(shards), len(rebuilt), reaggregated)
+    log.warning("Redis loss %s repaired: shards %s rebuilt from raw in %d minutes, "
+                "%d minutes re-aggregated", loss_id, _names(shards), len(rebuilt), reaggregated)
     return Repaired(loss_id, len(rebuilt), reaggregated, shards)

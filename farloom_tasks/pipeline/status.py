@@ -45,6 +45,7 @@ class Snapshot:
     redis_used_memory_bytes: int | None = None  # on a Redis Cluster, summed over its masters
     redis_losses: int | None = None  # times Redis lost its data (redis_loss.py), ever
     redis_losses_unrepaired: int | None = None  # losses whose minutes are still being rebuilt
+    redis_last_loss_shards: list[int] | None = None  # the shards the latest loss took
     # (minute, reason code, rejected elements) over the last REJECTIONS_WINDOW_MINUTES
     rejected: list[tuple[int, str, int]] | None = None
 
@@ -83,6 +84,7 @@ def collect(*, engine: Engine, amqp_url: str, redis_url: str, now: float,
         snapshot.watermark = progress.watermark
         snapshot.redis_losses = progress.redis_losses
         snapshot.redis_losses_unrepaired = progress.redis_losses_unrepaired
+        snapshot.redis_last_loss_shards = progress.redis_last_loss_shards
     except FarloomError as exc:
         snapshot.unreachable["postgresql"] = _first_line(exc)
     else:

@@ -23,7 +23,9 @@ _PROGRESS_SQL = sa.text("""
            (SELECT count(*) FROM agg.late_minutes),
            (SELECT closed_through FROM agg.watermark WHERE id = 1),
            (SELECT count(*) FROM agg.redis_losses),
-           (SELECT count(*) FROM agg.redis_losses WHERE repaired_at IS NULL)
+           (SELECT count(*) FROM agg.redis_losses WHERE repaired_at IS NULL),
+           (SELECT array_agg(shard ORDER BY shard) FROM agg.redis_loss_shards
+            WHERE loss_id = (SELECT max(loss_id) FROM agg.redis_losses))
 """)
 
 
@@ -37,6 +39,7 @@ class Progress:
     watermark: int | None  # agg.watermark.closed_through
     redis_losses: int
     redis_losses_unrepaired: int
+    redis_last_loss_shards: list[int]  # the shards the latest loss took (stores/redis_losses.py)
 
 
 def progress(engine: sa.Engine) -> Progress:
@@ -50,7 +53,8 @@ def progress(engine: sa.Engine) -> Progress:
         raise DatabaseUnavailable(text or type(exc).__name__) from exc
     return Progress(closed_minute=_epoch(row[0]), written_minute=_epoch(row[1]),
                     late_minutes_pending=int(row[2]), watermark=_epoch(row[3]),
-                    redis_losses=int(row[4]), redis_losses_unrepaired=int(row[5]))
+                    redis_losses=int(row[4]), redis_losses_unrepaired=int(row[5]),
+                    redis_last_loss_shards=[int(s) for s in row[6] or ()])
 
 
 def queue_depths(amqp_url: str, queues: Sequence[str]) -> dict[str, int]:

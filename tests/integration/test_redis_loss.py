@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of
 from farloom_tasks.pipeline.durable_write import drain_outbox
-from farloom_tasks.stores import redis_counts, redis_epochs
+from farloom_tasks.stores import db, redis_counts, redis_epochs
+from farloom_tasks.stores import migrations as migrate
 from tests.support.database import sql
 from tests.support.minute_checks import (
     assert_agg_is,
@@ -105,7 +107,9 @@ def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
     assert _redis_minute(stack, open_minute) == counted(early + more)
     shown = stack.farloom("status", "--json", "--no-celery", "--state",
                           str(tmp_path / "status.json"))
-    assert json.loads(shown.stdout)["redis_losses"] == 1, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["redis_losses"] == 1, shown.stderr
+    assert status["redis_last_loss_shards"] == list(range(stack.settings.shard_count))
 
     wait_published(stack, [closed], after=state[closed][2] or 0, tick=_tick)
     write_aggregates(stack)
@@ -170,9 +174,36 @@ def test_a_loss_of_one_shard_rebuilds_only_that_shards_minutes_and_counts_stay_e
         _on(set(kept), early + pending + more, shards)) + phantoms
     shown = stack.farloom("status", "--json", "--no-celery", "--state",
                           str(tmp_path / "status.json"))
-    assert json.loads(shown.stdout)["redis_losses"] == 1, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["redis_losses"] == 1, shown.stderr
+    assert status["redis_last_loss_shards"] == [LOST]
 
     wait_published(stack, [closed], after=state[closed][2] or 0, tick=_tick)
     write_aggregates(stack)
     assert_agg_is(stack, counted(before + late), [closed])
     assert sql(stack, "SELECT count(*) FROM agg.redis_losses")[0][0] == 1  # recorded once
+
+
+def test_going_back_before_per_shard_epochs_keeps_each_losses_epochs_as_text(
+        stack: Stack) -> None:
+    url = sa.make_url(stack.settings.database_url).set(
+        database=f"farloom_epochs_{stack.run_id}").render_as_string(hide_password=False)
+    engine = db.make_engine(url, pool_size=1)
+    try:
+        migrate.upgrade(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO agg.redis_losses (loss_id, window_start, window_end) "
+                "VALUES (7, now(), now())")
+            conn.exec_driver_sql(
+                "INSERT INTO agg.redis_loss_shards (loss_id, shard, old_epoch, new_epoch) "
+                "VALUES (7, 5, 'a5', 'b5'), (7, 2, 'a2', 'b2')")
+        migrate.downgrade(url, "0008")
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT loss_id, old_epoch, new_epoch FROM agg.redis_losses").all()
+        assert [tuple(r) for r in rows] == [(7, "2=a2,5=a5", "2=b2,5=b5")]
+        migrate.upgrade(url)  # and forward again: the old loss keeps its text epochs
+    finally:
+        engine.dispose()
+        db.drop_database(url)
