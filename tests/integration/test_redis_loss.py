@@ -4,6 +4,7 @@ rebuilds those shards' minutes, the other shards are not touched."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.shards import shard_of
 from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of
+from farloom_tasks.pipeline import redis_loss
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import db, redis_counts, redis_epochs
 from farloom_tasks.stores import migrations as migrate
@@ -207,3 +209,39 @@ def test_going_back_before_per_shard_epochs_keeps_each_losses_epochs_as_text(
     finally:
         engine.dispose()
         db.drop_database(url)
+
+
+def test_ticks_racing_after_a_partial_loss_record_it_once_and_lease_its_repair_once(
+        stack: Stack) -> None:
+    shards = stack.settings.shard_count
+    engine = db.make_engine(stack.settings.database_url, pool_size=6)
+    counts = stack.counts()
+
+    def check() -> redis_loss.TickCheck:
+        return redis_loss.check(engine, counts, shard_count=shards, now=time.time(),
+                                retention_seconds=stack.settings.redis_retention_seconds,
+                                max_clock_skew_seconds=300.0, lease_seconds=60.0)
+
+    try:
+        assert check() == redis_loss.TickCheck(repair_pending=False)  # first run: no loss
+        stack.redis().delete(redis_epochs.epoch_key(3), redis_epochs.epoch_key(6))
+        start = threading.Barrier(6)
+        results: list[redis_loss.TickCheck] = []
+
+        def tick() -> None:
+            start.wait()
+            results.append(check())
+
+        threads = [threading.Thread(target=tick) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        engine.dispose()
+    assert len(results) == 6 and all(r.repair_pending for r in results)
+    losses = sql(stack, "SELECT loss_id FROM agg.redis_losses")
+    assert len(losses) == 1
+    assert sorted(r for result in results for r in result.start_repair) == [losses[0][0]]
+    assert [tuple(r) for r in sql(stack, "SELECT shard FROM agg.redis_loss_shards "
+                                  "ORDER BY shard")] == [(3,), (6,)]
