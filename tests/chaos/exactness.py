@@ -125,8 +125,9 @@ def dead_letters(stack: Stack) -> list[tuple[str, bytes]]:
     """(reason code, body) of every dead letter; the queue is left as it was."""
     letters: list[tuple[str, bytes]] = []
     for body, headers in broker.dead_letters(stack):
-        code = headers.get(topology.REASON_CODE_HEADER)
-        letters.append((code.decode() if isinstance(code, bytes) else str(code), body))
+        # A letter RabbitMQ dead-lettered (a quorum queue's delivery limit) shows its
+        # broker reason, "delivery_limit", in a failure rather than "None".
+        letters.append((topology.dead_letter_reason(headers)[0], body))
     return letters
 
 
