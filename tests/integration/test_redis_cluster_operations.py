@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from farloom_tasks.core.windows import MINUTE, minute_of
+from farloom_tasks.pipeline import replay
 from farloom_tasks.stores import redis_client, redis_counts, redis_rebuild, redis_snapshots
 from tests.integration.ingest_support import one_click_stream
 from tests.support.broker import publish
+from tests.support.minute_checks import clicks_for, durable_writer
 from tests.support.ports import free_port
 from tests.support.redis_cluster import RedisClusterUnderTest
 from tests.support.stack import Stack
@@ -68,6 +71,27 @@ def test_a_master_that_lost_its_script_cache_still_counts_each_batch_once(
 
     assert _counted(counts, minute) == Counter({**{f"ad{s}": 2 for s in range(8)}, "ad0": 7})
     assert counts.shard_total(0, minute) == 7
+
+
+@on_cluster
+def test_a_minute_rebuilt_from_raw_on_a_cluster_is_exact_and_expires(
+        stack: Stack, redis_cluster: RedisClusterUnderTest) -> None:
+    minute = minute_of(time.time()) - 3 * MINUTE
+    writer, raw = durable_writer(stack)
+    per_ad = {f"ad{i}": 1 + i % 4 for i in range(40)}
+    writer.write(clicks_for(minute, "rb", per_ad))
+    redis_cluster.flush_every_master()
+
+    rebuilt = replay.rebuild_from_raw(stack.engine(), raw, stack.counts(), minute, 8)
+
+    assert (rebuilt.clicks, rebuilt.distinct_ads) == (sum(per_ad.values()), len(per_ad))
+    assert _counted(stack.counts(), minute) == Counter(per_ad)
+    client = stack.redis()
+    keys = list(client.scan_iter(match=f"{redis_counts.KEY_PREFIX}:*"))
+    assert {redis_cluster.master_for_key(bytes(key).decode()) for key in keys} == set(
+        redis_cluster.masters())  # the rebuilt shards sit on every master
+    ttls = [client.ttl(key) for key in keys]
+    assert all(0 < ttl <= stack.settings.redis_retention_seconds for ttl in ttls), ttls
 
 
 @on_cluster
