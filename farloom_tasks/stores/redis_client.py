@@ -9,6 +9,9 @@ stays in one slot, hence on one node.
 
 The rest of Farloom uses the commands both clients share. What differs is
 here: a server-wide command (INFO, FLUSHDB) asks every master of a cluster.
+redis-py's cluster pipeline refuses a few methods it could not route in general
+(``evalsha``, ``rename``, a ``delete`` of several keys); Farloom sends the first two
+as raw commands, which it routes by their keys, and deletes key by key.
 """
 
 from __future__ import annotations
