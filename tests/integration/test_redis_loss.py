@@ -31,6 +31,7 @@ from tests.support.minute_checks import (
     wait_published,
     write_aggregates,
 )
+from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
@@ -81,6 +82,7 @@ def _lose_shard(stack: Stack, shard: int) -> int:
     return int(client.delete(*keys))
 
 
+@on_single_redis_and_cluster
 def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
         stack: Stack, tmp_path: Path) -> None:
     closed = last_due_minute(time.time(), 5.0) - MINUTE
@@ -123,6 +125,7 @@ def test_a_flushed_redis_is_detected_and_every_affected_minute_is_exact_again(
 LOST = 3
 
 
+@on_single_redis_and_cluster
 def test_a_loss_of_one_shard_rebuilds_only_that_shards_minutes_and_counts_stay_exact(
         stack: Stack, tmp_path: Path) -> None:
     shards = stack.settings.shard_count
