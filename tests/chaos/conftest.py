@@ -24,7 +24,7 @@ SCENARIO_GROUPS = {
     "test_celery_worker_killed.py": "chaos-a", "test_rabbitmq_cluster_node_stopped.py": "chaos-a",
     "test_two_beats.py": "chaos-b", "test_broker_restarted.py": "chaos-b",
     "test_redis_lost.py": "chaos-b", "test_postgresql_outage.py": "chaos-b",
-    "test_poison_input.py": "chaos-b",
+    "test_poison_input.py": "chaos-b", "test_redis_master_lost.py": "chaos-b",
 }
 
 
