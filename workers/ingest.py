@@ -225,9 +225,26 @@ class IngestWorker:
                     if writer.sink.cleanup_due:
                         self._await(connection,
                                     self._submit(connection, writer, writer.sink.cleanup))
-                if self.burst and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
+                if self.burst and self._drained(channel):
                     return 0
                 self._last_delivery_at = time.time()
+
+    def _drained(self, channel: Any) -> bool:
+        """The end of a burst: nothing ready in the queue, and nothing on its way here.
+
+        A ready count of 0 alone does not say that: a message the broker has sent
+        but this process has not read yet (a large one, a busy moment) counts as
+        unacked, not ready. Cancelling settles it: pika requeues (nacks) whatever
+        reaches a cancelled consumer before CancelOk, so afterwards such a message
+        is ready in the queue again, and the burst subscribes again to take it.
+        """
+        if topology.queue_depth(channel, topology.INGEST_QUEUE) != 0:
+            return False
+        self.subscription.cancel()
+        if len(self.batcher) == 0 and topology.queue_depth(channel, topology.INGEST_QUEUE) == 0:
+            return True
+        self.subscription.consume()
+        return False
 
     def _window_has_room(self) -> bool:
         """False when the broker can send nothing more before an ack (prefetch is full)."""
