@@ -57,10 +57,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if _on_the_cluster(item) and item.get_closest_marker("xdist_group") is None:
             # Under --dist loadgroup one process runs every test on the private Redis
             # Cluster: one cluster, cluster stack and Celery worker, not one per process.
-            # (A chaos scenario keeps the group its conftest gave it first.) NB:
-            # pytest-xdist 3.8 on pytest 9.2 ignores every xdist_group (it renames
-            # item._nodeid, which pytest 9.2 no longer reads: pytest-xdist issue 1386),
-            # so for now each process that meets such a test starts its own cluster.
+            # (A chaos scenario keeps the group its conftest gave it first.) pytest is
+            # pinned below 9.2, where pytest-xdist 3.8 ignores every xdist_group
+            # (pytest-xdist issue 1386).
             item.add_marker(pytest.mark.xdist_group("redis-cluster"))
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
     # A stable sort: every other test keeps its collection order, after these.
