@@ -192,4 +192,12 @@ def markdown(measured: dict[str, Measured], options: TopologiesOptions, started:
             baseline = statistics.median(getattr(base, attribute)) if base else None
             cells.append(fmt.format(value) + _ratio(value, baseline))
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Every round, in order (single runs swing on a shared machine):", ""]
+    for name, figures in measured.items():
+        parts = [f"ingest {cpm} click/msg " + " / ".join(f"{v:,.0f}" for v in figures.ingest[cpm])
+                 for cpm in cpms]
+        parts.append("top 100 " + " / ".join(f"{v:.3f}" for v in figures.top_delay) + " s")
+        parts.append("per-ad " + " / ".join(f"{v:.3f}" for v in figures.all_delay) + " s")
+        parts.append("replay " + " / ".join(f"{v:,.0f}" for v in figures.replay_rate))
+        lines.append(f"- `{name}`: " + "; ".join(parts))
     return "\n".join(lines)

@@ -77,3 +77,5 @@ def test_the_table_shows_each_topologys_median_round_against_single_classic() ->
         "| `single-classic` | 1,000 (1.00x) | 0.300 s (1.00x) | 0.500 s (1.00x) | 20 (1.00x) |",
         "| `cluster-classic` | 500 (0.50x) | 0.600 s (2.00x) | 1.000 s (2.00x) | 10 (0.50x) |",
     ]
+    assert ("- `single-classic`: ingest 1 click/msg 900 / 1,000 / 1,100; top 100 0.200 / 0.300 "
+            "/ 0.400 s; per-ad 0.500 / 0.500 / 0.500 s; replay 10 / 20 / 30") in text
