@@ -15,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from farloom_tasks.bench.local_redis_cluster import BUS_OFFSET, ClusterNode, local_redis_cluster
+from farloom_tasks.bench.local_redis_cluster import (
+    BUS_OFFSET,
+    ClusterNode,
+    LocalRedisCluster,
+    local_redis_cluster,
+)
 from farloom_tasks.stores import redis_counts
 
 __all__ = ["BUS_OFFSET", "ClusterNode", "RedisClusterUnderTest", "on_single_redis_and_cluster",
@@ -29,14 +33,8 @@ __all__ = ["BUS_OFFSET", "ClusterNode", "RedisClusterUnderTest", "on_single_redi
 
 
 @dataclass(frozen=True)
-class RedisClusterUnderTest:
-    nodes: tuple[ClusterNode, ...]
-    directory: Path
-
-    @property
-    def seed_url(self) -> str:
-        """What FARLOOM_REDIS_URL holds for this cluster: the first node, db 0."""
-        return f"redis://{self.nodes[0].address}/0"
+class RedisClusterUnderTest(LocalRedisCluster):
+    """The benchmarks' cluster (nodes, directory, seed_url) with what tests ask of it."""
 
     def masters(self) -> list[ClusterNode]:
         """The nodes that hold slots now (all three: the cluster has no replicas)."""
