@@ -211,3 +211,14 @@ def worker(stack: Stack, *args: str, log: IO[str] | None = None,
 
 def read_log(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+@contextlib.contextmanager
+def postgresql_refusing(stack: Stack, ad_id: str) -> Iterator[None]:
+    """A validation gap, made real: a CHECK constraint ``refuse_poison`` makes PostgreSQL
+    itself refuse clicks on ``ad_id`` while the block runs."""
+    sql(stack, f"ALTER TABLE raw.ad_clicks ADD CONSTRAINT refuse_poison CHECK (ad_id <> '{ad_id}')")
+    try:
+        yield
+    finally:
+        sql(stack, "ALTER TABLE raw.ad_clicks DROP CONSTRAINT refuse_poison")

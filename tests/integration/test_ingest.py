@@ -16,6 +16,7 @@ from tests.integration.ingest_support import (
     assert_exact,
     mixed_stream,
     one_click_stream,
+    postgresql_refusing,
     run_burst,
     valid_click,
 )
@@ -119,12 +120,7 @@ def test_every_redis_key_the_worker_writes_expires_after_the_retention(stack: St
 
 def test_a_click_postgresql_refuses_is_dead_lettered_and_its_batch_mates_stored(
         stack: Stack) -> None:
-    # A validation gap, made real: PostgreSQL itself refuses this one ad id.
-    engine = stack.engine()
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE raw.ad_clicks ADD CONSTRAINT refuse_poison "
-                             "CHECK (ad_id <> 'ad-poison')"))
-    try:
+    with postgresql_refusing(stack, "ad-poison"):
         now = time.time()
         stream = one_click_stream(40, now)
         poison = {"click_id": "poison", "ad_id": "ad-poison", "clicked_at": now - 1}
@@ -138,10 +134,6 @@ def test_a_click_postgresql_refuses_is_dead_lettered_and_its_batch_mates_stored(
         assert "refuse_poison" in headers[topology.REASON_HEADER]
         assert json.loads(body)["click_id"] == "poison"
         assert summary["dead_letters"] == 1
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE raw.ad_clicks DROP CONSTRAINT refuse_poison"))
-        engine.dispose()
 
 
 def test_a_worker_fed_large_messages_shrinks_its_prefetch_to_bound_memory(stack: Stack) -> None:

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 
 import pika
-import sqlalchemy as sa
 
 from farloom_tasks.core.clicks import Rejection
 from farloom_tasks.core.message_identity import dead_letter_message_id, source_identity
@@ -35,6 +34,7 @@ from tests.integration.ingest_support import (
     ledger_rows,
     mixed_stream,
     one_click_stream,
+    postgresql_refusing,
     run_burst,
     valid_click,
     worker,
@@ -169,11 +169,7 @@ def test_identical_unstamped_bodies_without_message_id_are_one_message_as_docume
 
 def test_a_click_postgresql_refuses_enters_the_ledger_once_by_its_click_identity(
         stack: Stack) -> None:
-    engine = stack.engine()
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE raw.ad_clicks ADD CONSTRAINT refuse_poison "
-                             "CHECK (ad_id <> 'ad-poison')"))
-    try:
+    with postgresql_refusing(stack, "ad-poison"):
         now = time.time()
         stream = one_click_stream(30, now)
         poison = json.dumps({"click_id": "poison", "ad_id": "ad-poison",
@@ -182,10 +178,6 @@ def test_a_click_postgresql_refuses_enters_the_ledger_once_by_its_click_identity
         run_burst(stack)
         publish(stack, [poison])  # sent again: the same click, refused again
         run_burst(stack)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE raw.ad_clicks DROP CONSTRAINT refuse_poison"))
-        engine.dispose()
 
     [(source_id, index, code, element)] = sql(
         stack, "SELECT source_id, element_index, reason_code, element "
