@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.errors import ConfigError
 
 ENV_PREFIX = "FARLOOM_"
@@ -48,6 +49,10 @@ class Settings:
     grace_seconds: float = 5.0  # s after a minute's end before it is closed
     max_clock_skew_seconds: float = 300.0  # s a click may be dated in the future
     redis_retention_seconds: int = 7200  # s a per-minute Redis key lives after its last write
+    # slices with their own exact counts (core/dimensions.py): dimensions and
+    # "a*b" combinations, comma-separated. Read only by `farloom bench slice-options`
+    # so far: slices are not built yet (docs/design.md, "Slices by dimension").
+    dimensions: str = "country,device"
 
     # Ingest batching.
     batch_size: int = 2000  # clicks per durable write
@@ -104,6 +109,11 @@ class Settings:
     # "" = database_url with the user swapped for the read-only role farloom_api and no
     # password: the local-development default (trust auth). Production sets a full URL.
     api_database_url: str = ""
+    # 1 = the API serves every request without a key (local development only: `make run`
+    # sets it; `farloom serve` warns loudly). 0 = a key (`farloom api-key`) is required.
+    api_open: bool = False
+    # 1 = the API serves Prometheus metrics at /metrics (to an admin key unless api_open)
+    api_metrics: bool = False
     status_max_lag_seconds: float = 180.0  # s the last closed minute may trail the clock
 
     @property
@@ -210,6 +220,7 @@ class Settings:
                 "FARLOOM_CELERY_RESULT_URL is required when FARLOOM_REDIS_CLUSTER=1: Celery's "
                 "result backend needs a plain (non-cluster) Redis, e.g. redis://host:6379/0"
             )
+        parse_dimensions(self.dimensions)  # raises ConfigError naming the variable
         if self.shard_count > 1024:
             raise ConfigError("FARLOOM_SHARD_COUNT must be at most 1024")
         if self.redis_retention_seconds < 120 + self.grace_seconds:

@@ -1,0 +1,79 @@
+"""``FARLOOM_DIMENSIONS``: which slices of the clicks get their own exact counts. Pure.
+
+The setting is a comma-separated list of slices. A slice is one dimension
+(``country``) or a combination of several joined by ``*`` (``country*device``),
+which is a slice of its own: its values are the combinations of values that
+occur, each with its own per-ad counts and top k. ``country,device`` (the
+default) makes two slices; it does not make their combination.
+
+A dimension is a field every stored click has (a column of ``raw.ad_clicks``)
+with few enough values to rank ads within each. Adding one means: the field in
+the click contract (core/clicks.py) and in raw (a migration), then its name in
+``CLICK_DIMENSIONS`` below. Campaigns and advertisers are not dimensions here:
+an ad belongs to one of each, so their rollups follow from the ad (issue 13).
+
+Nothing reads the setting yet but ``farloom bench slice-options``; slices are
+not built (docs/design.md, "Slices by dimension").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from farloom_tasks.errors import ConfigError
+
+VARIABLE = "FARLOOM_DIMENSIONS"
+# Click fields a slice can be made of, in the order a combination's name uses.
+CLICK_DIMENSIONS = ("country", "device")
+DEFAULT_DIMENSIONS = "country,device"
+SLICE_SEPARATOR = ","
+COMBINATION_SEPARATOR = "*"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One configured slice: a dimension, or a combination of them (in canonical order)."""
+
+    dimensions: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return COMBINATION_SEPARATOR.join(self.dimensions)
+
+    @property
+    def is_combination(self) -> bool:
+        return len(self.dimensions) > 1
+
+
+def _canonical(names: list[str]) -> tuple[str, ...]:
+    # device*country and country*device are one slice: named in CLICK_DIMENSIONS order.
+    return tuple(sorted(names, key=CLICK_DIMENSIONS.index))
+
+
+def _parse_slice(item: str, text: str) -> Slice:
+    names = [name.strip() for name in item.split(COMBINATION_SEPARATOR)]
+    if any(not name for name in names):
+        raise ConfigError(f"{VARIABLE}={text!r}: {item!r} has an empty name around "
+                          f"{COMBINATION_SEPARATOR!r}")
+    unknown = [name for name in names if name not in CLICK_DIMENSIONS]
+    if unknown:
+        raise ConfigError(f"{VARIABLE}={text!r}: unknown dimension {unknown[0]!r}; the "
+                          f"dimensions a click has are {', '.join(CLICK_DIMENSIONS)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{VARIABLE}={text!r}: {item!r} names a dimension twice")
+    return Slice(_canonical(names))
+
+
+def parse_dimensions(text: str) -> tuple[Slice, ...]:
+    """The slices ``text`` configures, in the order given; ConfigError says what is wrong."""
+    items = [item.strip() for item in text.split(SLICE_SEPARATOR)]
+    if any(not item for item in items):
+        raise ConfigError(f"{VARIABLE}={text!r} has an empty item: list slices separated "
+                          f"by commas, e.g. {DEFAULT_DIMENSIONS!r} or 'country,country*device'")
+    slices: list[Slice] = []
+    for item in items:
+        parsed = _parse_slice(item, text)
+        if parsed in slices:
+            raise ConfigError(f"{VARIABLE}={text!r}: the slice {parsed.name!r} is listed twice")
+        slices.append(parsed)
+    return tuple(slices)
