@@ -17,6 +17,9 @@ from typing import Any
 from farloom_tasks.core.countries import ISO_3166_ALPHA2
 
 MAX_ID_CHARS = 64
+# The devices a click may name; matched case-insensitively and stored lower-case,
+# as country codes are matched case-insensitively and stored upper-case.
+DEVICES = frozenset({"desktop", "mobile", "tablet", "tv", "other"})
 # Clicks before 1970 are certainly corrupt, and negative epochs are a common bug.
 # An IPv4 address as ``str(ipaddress.ip_address(text))`` writes it: four decimal octets
 # of at most 255 without leading zeros. Anything else (IPv6, a zone) takes the rules.
@@ -41,6 +44,9 @@ class Click:
     user_id: str | None = None
     ip: str | None = None
     country: str | None = None
+    device: str | None = None  # one of DEVICES
+    campaign_id: str | None = None
+    advertiser_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +202,46 @@ def _country(element: dict[str, Any]) -> str | None:
     return code
 
 
+def _device(element: dict[str, Any]) -> str | None:
+    value = element.get("device")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Invalid("wrong_type", f"device must be a string, got {type(value).__name__}")
+    device = value.lower()
+    if device not in DEVICES:
+        raise _Invalid("bad_value", f"device {value[:80]!r} is not one of "
+                                    f"{', '.join(sorted(DEVICES))}")
+    return device
+
+
+def _owner_id(element: dict[str, Any], name: str) -> str | None:
+    """campaign_id or advertiser_id: optional, 1-64 printable characters (as ad_id)."""
+    value = element.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Invalid("wrong_type", f"{name} must be a string, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_ID_CHARS:
+        raise _Invalid("bad_length",
+                       f"{name} must have 1-{MAX_ID_CHARS} characters, got {len(value)}")
+    if not value.isprintable():  # also refuses NUL and unpaired surrogates
+        raise _Invalid("bad_characters", f"{name} must contain printable characters only")
+    return value
+
+
+def _valid_owner_shape(value: object) -> bool:
+    return value is None or (type(value) is str and 0 < len(value) <= MAX_ID_CHARS
+                             and value.isascii() and value.isprintable())
+
+
 def _valid_common_shape(element: dict[str, Any], latest: float,
                         earliest: float = EARLIEST_EPOCH) -> Click | None:
     """The click most producers send, checked in one pass; None means "use the full rules".
 
     ASCII ids, a numeric or RFC 3339 time, no ip or an IPv4 address in its canonical
-    dotted form (what ``ipaddress`` would give back), an upper-case country: every
+    dotted form (what ``ipaddress`` would give back), an upper-case country, a
+    lower-case device, printable ASCII campaign and advertiser ids: every
     rule is the same as below, only cheaper (ingest validates every click, and
     this shape takes about a third of the time). Anything else, valid or not,
     returns None and goes through the rule-by-rule checks that explain a rejection.
@@ -218,6 +258,11 @@ def _valid_common_shape(element: dict[str, Any], latest: float,
                                      and user_id.isascii() and "\x00" not in user_id))
             and (country is None or (type(country) is str and country in ISO_3166_ALPHA2))):
         return None
+    device, campaign_id, advertiser_id = (element.get("device"), element.get("campaign_id"),
+                                          element.get("advertiser_id"))
+    if not ((device is None or (type(device) is str and device in DEVICES))
+            and _valid_owner_shape(campaign_id) and _valid_owner_shape(advertiser_id)):
+        return None
     if type(clicked_at) is float or type(clicked_at) is int:
         seconds = float(clicked_at)
     elif type(clicked_at) is str:
@@ -231,7 +276,8 @@ def _valid_common_shape(element: dict[str, Any], latest: float,
     # does a click older than ``earliest`` (before 1970 or beyond raw retention).
     if not earliest <= seconds <= latest:
         return None
-    return Click(click_id, ad_id, seconds, user_id, ip, country)
+    return Click(click_id, ad_id, seconds, user_id, ip, country, device, campaign_id,
+                 advertiser_id)
 
 
 def validate_click(element: object, now: float, max_skew: float,
@@ -263,6 +309,9 @@ def validate_by_rules(element: dict[str, Any], now: float, max_skew: float,
             user_id=_identifier(element, "user_id", required=False),
             ip=_ip(element),
             country=_country(element),
+            device=_device(element),
+            campaign_id=_owner_id(element, "campaign_id"),
+            advertiser_id=_owner_id(element, "advertiser_id"),
         )
     except _Invalid as invalid:
         return invalid.rejection

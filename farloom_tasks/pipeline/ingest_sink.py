@@ -21,6 +21,10 @@ failure rules (docs/design.md, "Failure rules"):
   holding only rejected elements is one such transaction too. Written click by
   click, the batch records them first, in a transaction of their own, and each
   click PostgreSQL refuses enters the ledger before its batch is acked.
+- A click contradicting its ad's owner in the ads catalog is not stored: the
+  batch's transaction records it in the ledger (``ad_owner_mismatch``) and the
+  write returns it among ``refused``, dead-lettered before the batch is acked;
+  its batch mates are stored.
 - A batch holding a click whose raw partition retention dropped meanwhile
   (``partitions.PartitionDropped``: validation refuses such clicks, so only a
   batch validated just before the drop meets it) is written again click by
@@ -82,7 +86,8 @@ class Written:
     new_clicks: int = 0
     duplicates: int = 0  # clicks already stored by an earlier batch
     late_clicks: int = 0  # clicks stored for a minute already closed
-    # "unstorable" and "beyond_retention"
+    # "ad_owner_mismatch", "unstorable" and "beyond_retention": in the ledger already,
+    # to be dead-lettered before the batch is acked
     refused: list[DeadLetter] = dataclasses.field(default_factory=list)
 
 
@@ -149,7 +154,8 @@ class DurableSink:
         def attempt() -> Written:
             failpoints.reach("before_commit")
             batch = self.writer.write(clicks, rejected, rejected_at=time.time())
-            return Written(batch.new_clicks, batch.duplicates, batch.late_clicks)
+            return Written(batch.new_clicks, batch.duplicates, batch.late_clicks,
+                           list(batch.owner_mismatches))
 
         written = self._retrying(attempt)
         self.cleanup_due = True
@@ -162,21 +168,24 @@ class DurableSink:
         total = Written()
         if rejected:
             self._record_rejections(rejected)
+        unrecorded: list[DeadLetter] = []
         for click in clicks:
             try:
                 one = self._write_one(click)
             except REFUSED_AS_DATA as exc:  # dead-letter it, never retry it
-                total.refused.append(_dead_letter(click, "unstorable", str(exc)))
+                unrecorded.append(_dead_letter(click, "unstorable", str(exc)))
                 continue
             except PartitionDropped as exc:
-                total.refused.append(_dead_letter(
+                unrecorded.append(_dead_letter(
                     click, "beyond_retention", f"{exc}; the click was not stored"))
                 continue
             total.new_clicks += one.new_clicks
             total.duplicates += one.duplicates
             total.late_clicks += one.late_clicks
-        if total.refused:
-            self._record_rejections(total.refused)
+            total.refused.extend(one.refused)  # owner mismatches, ledgered in their write
+        if unrecorded:
+            self._record_rejections(unrecorded)
+            total.refused.extend(unrecorded)
         return total
 
     def _record_rejections(self, rejected: Sequence[DeadLetter]) -> None:

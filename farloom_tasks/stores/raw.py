@@ -2,14 +2,20 @@
 
 One call to ``commit_batch`` is one transaction that
 1. takes the watermark lock in shared mode and reads the closed watermark,
-2. inserts the clicks, skipping click ids already stored (the dedup key),
-3. records the new clicks' Redis increments in ``raw.redis_outbox``,
-4. marks minutes at or before the watermark as late,
-5. records the batch's rejected elements in the rejected-click ledger
-   (stores/rejected_clicks.py), so that they are counted exactly once too,
-6. deletes outbox rows of earlier batches that Redis has since applied.
+2. settles the batch's ads in the ads catalog (stores/ads_catalog.py) when this
+   worker's cache of known owners cannot judge them alone: a click contradicting
+   its ad's owner is not stored but rejected as ``ad_owner_mismatch``
+   (core/ad_owners.py),
+3. inserts the other clicks, skipping click ids already stored (the dedup key),
+4. records the new clicks' Redis increments in ``raw.redis_outbox``,
+5. marks minutes at or before the watermark as late,
+6. records the batch's rejected elements, its owner mismatches among them, in
+   the rejected-click ledger (stores/rejected_clicks.py), so that they are
+   counted exactly once too,
+7. deletes outbox rows of earlier batches that Redis has since applied.
 Nothing here is visible to anyone until the commit, so a crash anywhere leaves
-either all of it or none of it.
+either all of it or none of it; the cache of known owners learns a batch's
+owners only once it is committed.
 
 The module functions read ``raw.ad_clicks`` for replay and Redis-loss repair,
 in the caller's transaction (its cursor).
@@ -29,10 +35,11 @@ from psycopg2.extras import Json
 from sqlalchemy.engine import Engine
 
 from farloom_tasks.core import increments as inc
+from farloom_tasks.core.ad_owners import KnownOwners, Owner, judge, mismatch_letter
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.messages import DeadLetter
 from farloom_tasks.core.partitions import HOUR
-from farloom_tasks.stores import rejected_clicks
+from farloom_tasks.stores import ads_catalog, rejected_clicks
 from farloom_tasks.stores.db import WATERMARK_LOCK_KEY, OwnedConnection
 from farloom_tasks.stores.partitions import RAW, PartitionCache
 
@@ -53,11 +60,13 @@ NotMigrated = UndefinedTable
 # a row per stored click would cost the worker a tuple and a dict update each.
 _INSERT_CLICKS = """
 WITH stored AS (
-    INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country)
-    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co
+    INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country,
+                               device, campaign_id, advertiser_id)
+    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co, d, ca, av
     FROM (
-        SELECT c, a, to_timestamp(t) AS ts, u, i, co
-        FROM json_to_recordset(%s::json) AS x(c text, a text, t float8, u text, i text, co text)
+        SELECT c, a, to_timestamp(t) AS ts, u, i, co, d, ca, av
+        FROM json_to_recordset(%s::json)
+            AS x(c text, a text, t float8, u text, i text, co text, d text, ca text, av text)
     ) AS batch
     ON CONFLICT DO NOTHING
     RETURNING ad_id, minute
@@ -91,6 +100,8 @@ class CommittedBatch:
     late_clicks: int
     late_minutes: tuple[int, ...] = field(default=())
     rejections_recorded: int = 0  # ledger rows this batch added (0 for a redelivery's)
+    # Clicks not stored because they contradict their ad's owner, already in the ledger.
+    owner_mismatches: tuple[DeadLetter, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,9 @@ class RawStore:
         # (historical imports, a task that has not run yet) before the batch's own
         # transaction, which therefore never waits on a partition being made.
         self.partitions = PartitionCache(engine, RAW, partition_seconds)
+        # Exact because an owner never changes (core/ad_owners.py); so a wrong owner
+        # fixed by SQL needs the ingest workers restarted.
+        self.known_owners = KnownOwners()
 
     def close(self) -> None:
         self._db.close()
@@ -144,12 +158,16 @@ class RawStore:
             cursor.execute(_READ_WATERMARK)
             row = cursor.fetchone()
             closed_through = row[0] if row else None
-            cursor.execute(_INSERT_CLICKS, (_batch_document(clicks),))
-            counted: list[tuple[str, int, int]] = cursor.fetchall()
-            if rejected:
-                # After the watermark lock, as every row lock an ingest transaction takes:
-                # a row lock held while queueing for it behind a closer could deadlock.
-                recorded = rejected_clicks.record(cursor, rejected, rejected_at)
+            # After the watermark lock, as every row lock an ingest transaction takes:
+            # a row lock held while queueing for it behind a closer could deadlock.
+            stored, mismatches = self._settle_owners(cursor, clicks, learned)
+            counted: list[tuple[str, int, int]] = []
+            if stored:
+                cursor.execute(_INSERT_CLICKS, (_batch_document(stored),))
+                counted = cursor.fetchall()
+            if rejected or mismatches:
+                recorded = rejected_clicks.record(cursor, [*rejected, *mismatches],
+                                                  rejected_at)
             increments = inc.group_counts(counted, self.shard_count)
             new_clicks = sum(clicks for _, _, clicks in counted)
             late: dict[int, int] = {}
@@ -173,11 +191,33 @@ class RawStore:
                                (list(applied_batch_ids),))
             return CommittedBatch(
                 batch_id=batch_id, increments=increments, new_clicks=new_clicks,
-                duplicates=len(clicks) - new_clicks, late_clicks=sum(late.values()),
+                duplicates=len(stored) - new_clicks, late_clicks=sum(late.values()),
                 late_minutes=tuple(sorted(late)), rejections_recorded=recorded,
+                owner_mismatches=tuple(mismatches),
             )
 
-        return self._run(work)
+        learned: dict[str, Owner] = {}
+        committed = self._run(work)
+        self.known_owners.learn(learned)
+        return committed
+
+    def _settle_owners(self, cursor: Any, clicks: Sequence[Click], learned: dict[str, Owner],
+                       ) -> tuple[list[Click], list[DeadLetter]]:
+        """The clicks to store and the dead letters of those contradicting their ad's
+        owner; fills ``learned`` with the catalog rows this transaction settled."""
+        cached = self.known_owners.owners
+        wanted = self.known_owners.ads_to_look_up(clicks)
+        locked: dict[str, Owner] = {}
+        if wanted:
+            # New rows get the owner this batch alone would give them, judged in its order.
+            proposed = judge([c for c in clicks if c.ad_id in wanted], {}, cached).owners
+            locked = ads_catalog.lock_owners(cursor, proposed)
+        judgement = judge(clicks, locked, cached)
+        if wanted:
+            settled = {ad: judgement.owners[ad] for ad in wanted}
+            ads_catalog.fill_owners(cursor, locked, settled)
+            learned.update(settled)
+        return judgement.accepted, [mismatch_letter(c, o) for c, o in judgement.mismatched]
 
     def clear_outbox(self, batch_ids: Sequence[str]) -> None:
         if not batch_ids:
@@ -225,7 +265,8 @@ def minutes_with_clicks(cursor: Any, first: int, last: int) -> list[int]:
 def _batch_document(clicks: Sequence[Click]) -> str:
     return orjson.dumps([
         {"c": c.click_id, "a": c.ad_id, "t": c.clicked_at, "u": c.user_id, "i": c.ip,
-         "co": c.country} for c in clicks]).decode("utf-8")
+         "co": c.country, "d": c.device, "ca": c.campaign_id, "av": c.advertiser_id}
+        for c in clicks]).decode("utf-8")
 
 
 def _dumps(value: Any) -> str:

@@ -36,6 +36,13 @@ def test_a_minimal_click_is_accepted_as_is() -> None:
     assert _check() == Click("c-1", "ad-7", NOW - 10)
 
 
+def test_a_click_naming_every_optional_field_keeps_them_all() -> None:
+    click = _check(user_id="u-1", ip="192.0.2.7", country="FR", device="desktop",
+                   campaign_id="camp-3", advertiser_id="adv-1")
+    assert click == Click("c-1", "ad-7", NOW - 10, "u-1", "192.0.2.7", "FR", "desktop",
+                          "camp-3", "adv-1")
+
+
 @pytest.mark.parametrize(("changes", "field", "expected"), [
     ({"ad_id": 42}, "ad_id", "42"),
     ({"ad_id": 0}, "ad_id", "0"),
@@ -48,6 +55,15 @@ def test_a_minimal_click_is_accepted_as_is() -> None:
     ({"country": "de"}, "country", "DE"),
     ({"user_id": "u" * 64}, "user_id", "u" * 64),
     ({"unknown_field": [1, 2]}, "click_id", "c-1"),
+    ({"device": "mobile"}, "device", "mobile"),
+    ({"device": "TV"}, "device", "tv"),
+    ({"device": "Tablet"}, "device", "tablet"),
+    ({"device": None}, "device", None),
+    ({"campaign_id": "camp-1"}, "campaign_id", "camp-1"),
+    ({"campaign_id": "c" * 64}, "campaign_id", "c" * 64),
+    ({"campaign_id": "Kampagne Ü"}, "campaign_id", "Kampagne Ü"),
+    ({"advertiser_id": "adv 7"}, "advertiser_id", "adv 7"),
+    ({"advertiser_id": None}, "advertiser_id", None),
 ])
 def test_valid_fields_are_normalised(changes: dict[str, Any], field: str,
                                      expected: object) -> None:
@@ -88,6 +104,22 @@ def test_valid_fields_are_normalised(changes: dict[str, Any], field: str,
     ({"country": "XX"}, "bad_value"),
     ({"country": "DEU"}, "bad_value"),
     ({"country": 49}, "wrong_type"),
+    ({"device": 1}, "wrong_type"),
+    ({"device": ["mobile"]}, "wrong_type"),
+    ({"device": "phone"}, "bad_value"),
+    ({"device": ""}, "bad_value"),
+    ({"device": " mobile"}, "bad_value"),
+    ({"campaign_id": 12}, "wrong_type"),
+    ({"campaign_id": True}, "wrong_type"),
+    ({"campaign_id": ""}, "bad_length"),
+    ({"campaign_id": "c" * 65}, "bad_length"),
+    ({"campaign_id": "tab\there"}, "bad_characters"),
+    ({"campaign_id": "a\x00b"}, "bad_characters"),
+    ({"campaign_id": "a\ud800"}, "bad_characters"),
+    ({"advertiser_id": {"id": 1}}, "wrong_type"),
+    ({"advertiser_id": ""}, "bad_length"),
+    ({"advertiser_id": "a" * 65}, "bad_length"),
+    ({"advertiser_id": "new\nline"}, "bad_characters"),
 ])
 def test_each_broken_rule_is_refused_with_its_code(changes: dict[str, Any], code: str) -> None:
     result = _check(**changes)
@@ -123,7 +155,11 @@ _common_shape = st.fixed_dictionaries(
             st.lists(st.one_of(st.integers(0, 300).map(str), st.sampled_from(
                 ["00", "01", "007", "", " 1", "1 ", "\u0661", "1\n", "-1", "+1"])),
                 min_size=3, max_size=5).map(".".join),
-            st.text(max_size=20))})
+            st.text(max_size=20)),
+        "device": st.one_of(st.none(), st.sampled_from(
+            ["desktop", "mobile", "tablet", "tv", "other", "TV", "phone", ""]), st.integers()),
+        "campaign_id": st.one_of(st.none(), _ids, st.text(max_size=70), st.integers()),
+        "advertiser_id": st.one_of(st.none(), _ids, st.text(max_size=70))})
 
 
 @given(_common_shape)
