@@ -7,7 +7,9 @@
 - ``scale``: ingest with a large raw table against a bare COPY, bytes per click,
   a partition drop under load and the top 100 over 24 hours to 30 days;
 - ``topologies``: ingest and aggregation on a single Redis and a Redis Cluster,
-  with classic and quorum queues.
+  with classic and quorum queues;
+- ``slice-options``: where slice counts are made, PostgreSQL at close or Redis at
+  ingest (its flags and options in ``farloom_tasks.bench.slice_flags``).
 
 Every flag is defined here and turned into the benchmark's frozen options
 (``farloom_tasks.bench.options``, whose defaults the flags show); the benchmark
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from farloom_tasks.bench import slice_flags
 from farloom_tasks.bench.options import (
     BASELINE_KINDS,
     BASELINE_TIME_CAP,
@@ -358,6 +361,7 @@ PARTS: dict[str, Part] = {
     "topologies": Part("single Redis vs. a three-master Redis Cluster, classic vs. quorum "
                        "queues: ingest, closing and replay side by side",
                        _topologies_arguments, _run_topologies),
+    "slice-options": Part(slice_flags.HELP, slice_flags.add_arguments, slice_flags.run),
     BASELINE_COMMAND: Part(None, _baseline_arguments, _run_baseline),
 }
 
