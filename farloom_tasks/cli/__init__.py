@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("farloom_tasks.cli.status", "pipeline health: queues, lag, late minutes, workers"),
     "archive": ("farloom_tasks.cli.archive",
                 "list partitions retention dropped; restore an archived one"),
+    "ads": ("farloom_tasks.cli.ads",
+            "import an ads catalog CSV (ad_id,campaign_id,advertiser_id) into agg.ads"),
+    "api-key": ("farloom_tasks.cli.api_key",
+                "create, list or revoke keys of the query API (per advertiser, or admin)"),
 }
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -98,6 +98,36 @@ def judge(clicks: Sequence[Click], catalog: Mapping[str, Owner],
     return judgement
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One row of an ads import: ``owner`` claimed for ``ad_id`` on line ``line``."""
+
+    line: int
+    ad_id: str
+    owner: Owner
+
+
+@dataclass(slots=True)
+class ClaimSettlement:
+    owners: dict[str, Owner] = field(default_factory=dict)  # each ad's owner after the rows
+    contradictions: list[tuple[Claim, Owner]] = field(default_factory=list)  # with owner met
+
+
+def settle_claims(claims: Sequence[Claim], catalog: Mapping[str, Owner]) -> ClaimSettlement:
+    """``judge`` for import rows: in file order, the first row naming an id wins."""
+    settled = ClaimSettlement()
+    owners = settled.owners
+    for claim in claims:
+        known = owners.get(claim.ad_id) or catalog.get(claim.ad_id, NOBODY)
+        wanted = claim.owner
+        if known.contradicted_by(wanted.campaign_id, wanted.advertiser_id):
+            settled.contradictions.append((claim, known))
+            owners[claim.ad_id] = known
+        else:
+            owners[claim.ad_id] = known.filled_by(wanted.campaign_id, wanted.advertiser_id)
+    return settled
+
+
 def mismatch_detail(ad_id: str, known: Owner, campaign_id: str | None,
                     advertiser_id: str | None) -> str:
     return (f"ad {ad_id!r} belongs to {known.describe()} in the ads catalog; this click "

@@ -230,6 +230,20 @@ def _owner_id(element: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def catalog_row_rejection(ad_id: str, campaign_id: str | None,
+                          advertiser_id: str | None) -> Rejection | None:
+    """Why an ads-catalog row (``farloom ads import``) breaks the click contract's
+    rules for these ids, or None: the catalog holds only what a click could name."""
+    element = {"ad_id": ad_id, "campaign_id": campaign_id, "advertiser_id": advertiser_id}
+    try:
+        _ad_id(element)
+        _owner_id(element, "campaign_id")
+        _owner_id(element, "advertiser_id")
+    except _Invalid as invalid:
+        return invalid.rejection
+    return None
+
+
 def _valid_owner_shape(value: object) -> bool:
     return value is None or (type(value) is str and 0 < len(value) <= MAX_ID_CHARS
                              and value.isascii() and value.isprintable())

@@ -21,6 +21,7 @@ writers can deadlock on the catalog.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from farloom_tasks.core.ad_owners import Owner
@@ -32,6 +33,7 @@ INSERT INTO agg.ads (ad_id, campaign_id, advertiser_id)
 SELECT a, c, v FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS x(a, c, v, n)
 ORDER BY n
 ON CONFLICT (ad_id) DO NOTHING
+RETURNING ad_id
 """
 
 _LOCK = """
@@ -48,17 +50,24 @@ WHERE a.ad_id = x.a
 """
 
 
-def lock_owners(cursor: Any, proposed: Mapping[str, Owner]) -> dict[str, Owner]:
-    """Give each ad of ``proposed`` a row (a new row gets its proposed owner), lock
-    them all in ad id order; returns each ad's owner as the catalog now holds it."""
+@dataclass(frozen=True)
+class Locked:
+    owners: dict[str, Owner]  # each ad's owner as the catalog now holds it
+    created: frozenset[str]  # the ads this transaction gave a row
+
+
+def lock_owners(cursor: Any, proposed: Mapping[str, Owner]) -> Locked:
+    """Give each ad of ``proposed`` a row (a new row gets its proposed owner) and lock
+    them all, in ad id order (see the module docstring)."""
     if not proposed:
-        return {}
+        return Locked({}, frozenset())
     ads = sorted(proposed)
     cursor.execute(_CREATE, (ads, [proposed[a].campaign_id for a in ads],
                              [proposed[a].advertiser_id for a in ads]))
+    created = frozenset(str(row[0]) for row in cursor.fetchall())
     cursor.execute(_LOCK, (ads,))
-    return {str(ad): Owner(campaign, advertiser)
-            for ad, campaign, advertiser in cursor.fetchall()}
+    return Locked({str(ad): Owner(campaign, advertiser)
+                   for ad, campaign, advertiser in cursor.fetchall()}, created)
 
 
 def fill_owners(cursor: Any, locked: Mapping[str, Owner], settled: Mapping[str, Owner]) -> int:
@@ -70,11 +79,3 @@ def fill_owners(cursor: Any, locked: Mapping[str, Owner], settled: Mapping[str, 
     cursor.execute(_FILL, (changed, [settled[a].campaign_id for a in changed],
                            [settled[a].advertiser_id for a in changed]))
     return int(cursor.rowcount)
-
-
-def owners_of(cursor: Any, ads: list[str]) -> dict[str, Owner]:
-    """The catalog's owner of each of ``ads`` that has a row (no lock)."""
-    cursor.execute("SELECT ad_id, campaign_id, advertiser_id FROM agg.ads "
-                   "WHERE ad_id = ANY(%s::text[])", (ads,))
-    return {str(ad): Owner(campaign, advertiser)
-            for ad, campaign, advertiser in cursor.fetchall()}

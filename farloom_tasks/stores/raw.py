@@ -211,7 +211,7 @@ class RawStore:
         if wanted:
             # New rows get the owner this batch alone would give them, judged in its order.
             proposed = judge([c for c in clicks if c.ad_id in wanted], {}, cached).owners
-            locked = ads_catalog.lock_owners(cursor, proposed)
+            locked = ads_catalog.lock_owners(cursor, proposed).owners
         judgement = judge(clicks, locked, cached)
         if wanted:
             settled = {ad: judgement.owners[ad] for ad in wanted}
