@@ -19,7 +19,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 
 from farloom_tasks.bench import slice_postgresql as sql
-from farloom_tasks.bench.slice_flags import SliceBenchOptions
+from farloom_tasks.bench.slice_bench_options import SliceBenchOptions
 from farloom_tasks.bench.slice_workload import ADVERTISER, Expected, SlicedMinute
 from farloom_tasks.core.topk import AdCount, top_k
 from farloom_tasks.errors import BenchFailed

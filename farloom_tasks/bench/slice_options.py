@@ -37,7 +37,7 @@ from farloom_tasks.bench import slice_postgresql as sql
 from farloom_tasks.bench.aggregate_sql import group_by_seconds, postgresql_only
 from farloom_tasks.bench.env import BenchEnv, describe_machine, isolated_bench_env
 from farloom_tasks.bench.report import machine_markdown, write_section
-from farloom_tasks.bench.slice_flags import SliceBenchOptions
+from farloom_tasks.bench.slice_bench_options import SliceBenchOptions
 from farloom_tasks.bench.slice_report import Round, markdown
 from farloom_tasks.bench.slice_workload import (
     SlicedMinute,

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from farloom_tasks.bench.report import slower_middle
+from farloom_tasks.bench.slice_bench_options import SliceBenchOptions
 from farloom_tasks.bench.slice_checks import Reads, Truth, Written
-from farloom_tasks.bench.slice_flags import SliceBenchOptions
 from farloom_tasks.bench.slice_redis import IngestCost
 from farloom_tasks.bench.slice_workload import SlicedMinute
 from farloom_tasks.settings import Settings
