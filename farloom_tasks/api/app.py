@@ -5,7 +5,8 @@ bug here can never change a billed number. Times accept RFC 3339,
 'YYYY-MM-DD HH:MM' (UTC) or epoch seconds, a time inside a minute meaning that
 minute; bad parameters get a 400 with a sentence saying what to send instead.
 Long windows read the hour and day rollups (core.tiling; docs/design.md, "The
-query API").
+query API"). Every /v1 route needs an API key (api/auth.py) unless FARLOOM_API_OPEN=1;
+an advertiser's key reads its own ads only (stores/advertiser_reads.py).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from prometheus_client import (
     generate_latest,
 )
 
+from farloom_tasks.api.auth import Authenticated, Authenticator, require_admin
 from farloom_tasks.core.health import assess
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.tiling import tile, units_per_grain
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
-from farloom_tasks.stores import agg_reads, db
+from farloom_tasks.stores import advertiser_reads, agg_reads, db
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_WINDOW_DAYS = 90  # GET /v1/ads/top, and the per-ad series by hour or day
@@ -101,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
                     "Times: RFC 3339 (2026-11-29T14:03:00Z) or 'YYYY-MM-DD HH:MM' (UTC).",
     )
     app.state.engine = engine
+    app.state.authenticator = Authenticator(engine, open_mode=settings.api_open)
 
     @app.middleware("http")
     async def measure(request: Request,
@@ -190,11 +193,12 @@ def create_app(settings: Settings) -> FastAPI:
             = None,
             trend: Annotated[int, Query(ge=0, le=MAX_TREND_MINUTES,
                                         description="minutes of per-ad trend to include")]
-            = 0) -> dict[str, Any]:
+            = 0, *, caller: Authenticated) -> dict[str, Any]:
         with engine.connect() as conn:
             first, last = top_window(conn, minutes, at, first_text, last_text)
             runs = tile(first, last + MINUTE)
-            ranked = agg_reads.top_ads_tiled(conn, runs, n=n)
+            ranked = (agg_reads.top_ads_tiled(conn, runs, n=n) if caller.advertiser_id is None
+                      else advertiser_reads.top_ads_tiled(conn, caller.advertiser_id, runs, n=n))
             series = (agg_reads.trends(conn, [ad.ad_id for ad in ranked],
                                        first=last - (trend - 1) * MINUTE, last=last)
                       if trend else {})
@@ -234,9 +238,14 @@ def create_app(settings: Settings) -> FastAPI:
                   first_text: From = None, last_text: To = None,
                   granularity: Annotated[Literal["minute", "hour", "day"], Query(
                       description="minute (ranges up to a week), hour or day (up to "
-                                  f"{MAX_WINDOW_DAYS} days)")] = "minute") -> dict[str, Any]:
+                                  f"{MAX_WINDOW_DAYS} days)")] = "minute", *,
+                  caller: Authenticated) -> dict[str, Any]:
         grain = GRAINS[granularity]
         with engine.connect() as conn:
+            # Another advertiser's ad answers exactly as an ad nobody has: ids do not leak.
+            if (caller.advertiser_id is not None
+                    and not advertiser_reads.owns_ad(conn, caller.advertiser_id, ad_id)):
+                raise HTTPException(404, f"no ad {ad_id!r} among this key's ads")
             if grain == MINUTE:
                 first, last = bounded_range(conn, first_text, last_text)
                 points = agg_reads.ad_clicks(conn, ad_id, first=first, last=last)
@@ -249,24 +258,30 @@ def create_app(settings: Settings) -> FastAPI:
                 f"{granularity}s": points}
 
     @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision")
-    def one_minute(minute: str) -> dict[str, Any]:
+    def one_minute(minute: str, caller: Authenticated) -> dict[str, Any]:
         at = _minute_param(minute, "minute")
         assert at is not None
         with engine.connect() as conn:
-            found = agg_reads.minute(conn, at)
+            found = (agg_reads.minute(conn, at) if caller.advertiser_id is None
+                     else advertiser_reads.minute(conn, caller.advertiser_id, at))
         if found is None:
             raise HTTPException(404, f"minute {iso(at)} has no result (not closed yet?)")
         return found
 
     @app.get("/v1/minutes", summary="Totals of every closed minute in a range")
-    def minute_range(first_text: From = None, last_text: To = None) -> dict[str, Any]:
+    def minute_range(caller: Authenticated, first_text: From = None,
+                     last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:
             first, last = bounded_range(conn, first_text, last_text)
-            found = agg_reads.minutes(conn, first=first, last=last)
+            found = (agg_reads.minutes(conn, first=first, last=last)
+                     if caller.advertiser_id is None
+                     else advertiser_reads.minutes(conn, caller.advertiser_id, first=first,
+                                                   last=last))
         return {"from": iso(first), "to": iso(last), "minutes": found}
 
     @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues")
-    def pipeline_status() -> dict[str, Any]:
+    def pipeline_status(caller: Authenticated) -> dict[str, Any]:
+        require_admin(caller, "GET /v1/status")
         with cache.lock:
             now = time.time()
             if cache.report is None or now - cache.at >= STATUS_CACHE_SECONDS:
@@ -292,9 +307,11 @@ def create_app(settings: Settings) -> FastAPI:
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    if settings.api_metrics:  # off by default: a 404 (FARLOOM_API_METRICS)
+        @app.get("/metrics", include_in_schema=False)
+        def metrics(caller: Authenticated) -> Response:
+            require_admin(caller, "GET /metrics")
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:

@@ -277,8 +277,10 @@ def api_server(database_url: str) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # The open mode on the throw-away database: the figures are the admin path's (one key
+    # lookup more per request with a key: docs/design.md §2.10).
     env = dict(os.environ, FARLOOM_DATABASE_URL=database_url, FARLOOM_API_DATABASE_URL="",
-               FARLOOM_LOG_LEVEL="WARNING")
+               FARLOOM_LOG_LEVEL="WARNING", FARLOOM_API_OPEN="1")
     server = subprocess.Popen([sys.executable, "-m", "farloom_tasks.cli", "serve",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)

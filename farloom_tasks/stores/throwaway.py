@@ -27,7 +27,7 @@ QUEUES = (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
 
 
 def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
-    """Empty every raw/agg table, the Redis db and every Farloom queue of ``settings``.
+    """Empty every raw/agg/auth table (API keys too), the Redis db and every Farloom queue of ``settings``.
 
     For throw-away environments only (benchmarks, tests): it deletes all data, but
     for the tables (e.g. partitions, as ``raw.ad_clicks_p20261202_1300``) named in
@@ -40,7 +40,7 @@ def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
             tables = conn.execute(sa.text(
                 "SELECT n.nspname || '.' || c.relname FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname IN ('raw', 'agg') AND c.relkind = 'r' "
+                "WHERE n.nspname IN ('raw', 'agg', 'auth') AND c.relkind = 'r' "
                 "AND c.relname <> 'partitions' "
                 "AND NOT (n.nspname || '.' || c.relname) = ANY(:keep)"),
                 {"keep": list(keep)}).scalars().all()

@@ -53,7 +53,8 @@ def make_minute_partition(conn: sa.Connection, minute: int) -> None:
 
 @pytest.fixture
 def client(stack: Stack) -> Iterator[TestClient]:
-    app = create_app(stack.settings)
+    """The API in the open mode, as an admin key sees it (keys: test_api_keys.py)."""
+    app = create_app(replace(stack.settings, api_open=True, api_metrics=True))
     with TestClient(app) as test_client:
         yield test_client
     app.state.engine.dispose()
@@ -302,7 +303,7 @@ def test_every_grafana_panel_query_runs_under_the_read_only_role(
 
 def test_an_unreachable_database_is_a_503_with_a_sentence_not_a_traceback(
         stack: Stack) -> None:
-    settings = replace(stack.settings,
+    settings = replace(stack.settings, api_open=True,
                        api_database_url="postgresql+psycopg2://farloom_api@127.0.0.1:1/none")
     app = create_app(settings)
     try:

@@ -83,10 +83,13 @@ class Stack:
                               env=kwargs.pop("env", self.env), cwd=PROJECT_ROOT, text=True,
                               capture_output=True, timeout=kwargs.pop("timeout", 300), **kwargs)
 
-    def spawn(self, *args: str, log: IO[str] | None = None) -> subprocess.Popen[str]:
-        """Start a long-running ``farloom`` subcommand (a worker) against this stack."""
+    def spawn(self, *args: str, log: IO[str] | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start a long-running ``farloom`` subcommand (a worker) against this stack
+        (``env=`` replaces the stack's environment)."""
         return subprocess.Popen([sys.executable, "-m", "farloom_tasks.cli", *args],
-                                env=self.env, cwd=PROJECT_ROOT, text=True,
+                                env=self.env if env is None else env, cwd=PROJECT_ROOT,
+                                text=True,
                                 stdout=log or subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
 
