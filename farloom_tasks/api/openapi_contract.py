@@ -1,0 +1,150 @@
+"""What the OpenAPI document promises: statuses, error bodies, parameter schemas.
+
+The document is the contract a generated client is built from, so it says only what
+the API does (docs/design.md §2.10), and tests/integration/test_openapi_contract.py
+holds the API to it with schemathesis:
+
+- every status a route can answer is listed with its body (``errors``);
+- a time parameter carries core.query_times.TIME_PATTERN, and the API reads a time
+  only once that pattern matched it, so client and server agree on every string;
+- no route answers 422: the validation handler turns FastAPI's 422 into a 400 with
+  a sentence, so ``document_truthfully`` takes out the 422 FastAPI adds;
+- with FARLOOM_API_OPEN=1 no key is asked for, so the document names none.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, get_args
+
+from fastapi import FastAPI, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel
+
+from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
+
+# A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
+# characters only), and PostgreSQL refuses a NUL in text outright: such an id is a 400.
+AD_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+AD_ID_MATCHES = re.compile(AD_ID_PATTERN)
+MAX_AD_ID_CHARS = 64
+# A query parameter sent empty (`?from=`) means the same as one left out.
+OPTIONAL_TIME_PATTERN = rf"^$|{TIME_PATTERN}"
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx the API answers: one sentence saying what went wrong and what
+    to do instead."""
+
+    detail: str
+
+
+# Why a 400: a parameter outside its schema ("malformed": a client validating against
+# this document never sends one), or parameters each valid that make no window the
+# API serves (the API's rules across parameters, which a schema cannot state).
+Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters"]
+REASONS: tuple[str, ...] = get_args(Reason)
+
+
+class BadRequestBody(BaseModel):
+    """A 400: the sentence, and its reason as a word a client can branch on."""
+
+    detail: str
+    reason: Reason
+
+
+class HealthBody(BaseModel):
+    status: str
+    database: str
+
+
+_MEANINGS = {
+    400: "`reason` malformed: a parameter is outside its schema. Otherwise the "
+         "parameters make no window the API serves: `from` after `to` "
+         "(reversed_window), longer than the endpoint allows (window_too_long), or "
+         "`minutes`/`at` with `from`/`to`, `to` without `from` (conflicting_parameters). "
+         "`detail` says what to send instead.",
+    401: "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
+    403: "A valid key, but an advertiser's: this is for admin keys.",
+    404: "No minute has been closed yet, the minute asked for has no result, or the ad "
+         "is not among this key's ads.",
+    503: "The database is unreachable, or the query took too long; try again shortly "
+         "or ask for less.",
+}
+_CHALLENGE = {"WWW-Authenticate": {
+    "description": "`Bearer`, or `Bearer error=\"invalid_token\"` for a key that is "
+                   "malformed, unknown or revoked",
+    "schema": {"type": "string"}}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can answer these error statuses."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        documented[status] = {"model": BadRequestBody if status == 400 else ErrorBody,
+                              "description": _MEANINGS[status]}
+        if status == 401:
+            documented[status]["headers"] = _CHALLENGE
+    return documented
+
+
+def time_query(alias: str, what: str) -> Any:
+    """A time query parameter, typed by the pattern the API reads it with."""
+    return Query(alias=alias, description=f"{what}: {TIME_DESCRIPTION}; empty means absent",
+                 examples=list(TIME_EXAMPLES),
+                 json_schema_extra={"pattern": OPTIONAL_TIME_PATTERN})
+
+
+def time_path(what: str) -> Any:
+    return PathParam(description=f"{what}: {TIME_DESCRIPTION}", examples=list(TIME_EXAMPLES),
+                     json_schema_extra={"pattern": TIME_PATTERN})
+
+
+def ad_id_path() -> Any:
+    return PathParam(min_length=1, max_length=MAX_AD_ID_CHARS,
+                     description="the ad id, as the clicks carried it (URL-encoded; it may "
+                                 "contain '/')",
+                     json_schema_extra={"pattern": AD_ID_PATTERN})
+
+
+def document_truthfully(app: FastAPI, *, open_mode: bool) -> None:
+    """Make ``app.openapi()`` (and so /openapi.json and /docs) leave out what FastAPI
+    adds but the API never does (FastAPI's documented way: replace ``app.openapi``)."""
+    generate = app.openapi  # FastAPI's own, cached until the routes change
+
+    def truthful() -> dict[str, Any]:
+        return _amended(generate(), open_mode=open_mode)
+
+    app.openapi = truthful  # type: ignore[method-assign]
+
+
+def _amended(document: dict[str, Any], *, open_mode: bool) -> dict[str, Any]:
+    """The document amended in place; running it twice changes nothing more."""
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            operation["responses"].pop("422", None)
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _absent_not_null(parameter["schema"])
+            if open_mode:
+                operation.pop("security", None)
+                for only_with_keys in ("401", "403"):
+                    operation["responses"].pop(only_with_keys, None)
+    components = document.get("components", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(unused, None)
+    if open_mode:
+        components.pop("securitySchemes", None)
+    return document
+
+
+def _absent_not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter is left out, never sent as null: ``anyOf [X, null]`` is X
+    (with the outer keywords, such as the pattern, kept)."""
+    branches = schema.get("anyOf")
+    if not branches:
+        return schema
+    kept = [branch for branch in branches if branch != {"type": "null"}]
+    if len(kept) != 1:
+        return schema
+    outer = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **outer}
