@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -28,12 +29,13 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's chromium at /usr/bin/chromium (scripts/ensure-browser installs it)")
 
 
-@pytest.fixture
-def served(stack: Stack) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(stack: Stack, **env: str) -> Iterator[str]:
     port = free_port()
     (PROJECT_ROOT / "var").mkdir(exist_ok=True)
     with open(PROJECT_ROOT / "var" / "test-dashboard-serve.log", "w") as handle:
-        server = stack.spawn("serve", "--port", str(port), log=handle)
+        server = stack.spawn("serve", "--port", str(port), log=handle,
+                             env=dict(stack.env, **env))
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30
@@ -47,6 +49,25 @@ def served(stack: Stack) -> Iterator[str]:
             yield url
         finally:
             processes.stop(server, grace=10)
+
+
+@pytest.fixture
+def served(stack: Stack) -> Iterator[str]:
+    """As deployed: every /v1 request needs a key."""
+    with serving(stack, FARLOOM_API_OPEN="0") as url:
+        yield url
+
+
+def api_key(stack: Stack, *args: str) -> str:
+    done = stack.farloom("api-key", "create", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
+def launch(playwright: Any) -> Any:
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
 
 
 def fill_last_hour(stack: Stack) -> int:
@@ -84,7 +105,7 @@ def fill_last_hour(stack: Stack) -> int:
     return last
 
 
-def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
+def test_the_dashboard_asks_for_a_key_shows_the_databases_numbers_and_drills_into_an_ad(
         stack: Stack, served: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -115,15 +136,17 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
             "SELECT ad_id, sum(clicks) AS clicks FROM agg.ad_clicks_per_minute GROUP BY ad_id "
             "ORDER BY clicks DESC, ad_id COLLATE \"C\" LIMIT 5"))]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    admin = api_key(stack, "--admin")
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking"])
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
             page.goto(served + "/", timeout=15_000)
+            page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
+            asked = page.text_content("#key-message")
+            page.fill("#api-key", admin)
+            page.click("#key-form button")
             page.wait_for_selector("#top-table tbody tr", timeout=15_000)
             page.wait_for_function(
                 "document.querySelector('#last-minute-total').dataset.clicks !== undefined",
@@ -163,6 +186,13 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
                 timeout=15_000)
             week_total = page.get_attribute("#ad-detail-total", "data-clicks")
             week_caption = page.text_content("#ad-detail-range")
+            kept = page.evaluate("sessionStorage.getItem('farloom.apiKey')")
+
+            # Revoked: the next refresh gets a 401 and the dashboard asks again.
+            revoked = stack.farloom("api-key", "revoke", admin.split("_")[1])
+            page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
+            asked_again = page.text_content("#key-message")
+            forgotten = page.evaluate("sessionStorage.getItem('farloom.apiKey')")
         finally:
             browser.close()
 
@@ -180,3 +210,54 @@ def test_the_dashboard_shows_the_databases_numbers_and_drills_into_an_ad(
     assert int(week_total or -1) == hour_of_ad_7
     assert week_caption is not None and "7 days" in week_caption
     assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000
+    assert asked is not None and "farloom api-key create" in asked
+    assert kept == admin
+    assert revoked.returncode == 0
+    assert asked_again is not None and "revoked" in asked_again
+    assert forgotten is None
+
+
+def test_an_advertisers_key_shows_its_own_ads_and_the_open_mode_asks_for_none(
+        stack: Stack) -> None:
+    from playwright.sync_api import sync_playwright
+
+    fill_last_hour(stack)
+    with stack.engine().begin() as conn:  # acme's ads: every fifth
+        conn.execute(sa.text("INSERT INTO agg.ads (ad_id, advertiser_id) "
+                             "SELECT DISTINCT ad_id, 'acme' FROM agg.ad_clicks_per_minute "
+                             "WHERE right(ad_id, 1) IN ('0', '5')"))
+    acme = api_key(stack, "--advertiser", "acme")
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            with serving(stack, FARLOOM_API_OPEN="0") as url:
+                page = browser.new_page()
+                page.goto(url + "/", timeout=15_000)
+                page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
+                page.fill("#api-key", acme)
+                page.click("#key-form button")
+                page.wait_for_selector("#top-table tbody tr", timeout=15_000)
+                page.wait_for_function(
+                    "document.querySelector('#health').dataset.adminOnly === 'true'",
+                    timeout=15_000)
+                acme_ads = page.eval_on_selector_all(
+                    "#top-table tbody tr", "rows => rows.map(r => r.dataset.adId)")
+                badge = page.text_content("#health-badge")
+            with serving(stack, FARLOOM_API_OPEN="1") as url:
+                page = browser.new_page()
+                page.goto(url + "/", timeout=15_000)
+                page.wait_for_function(
+                    "document.querySelectorAll('#top-table tbody tr').length === 100",
+                    timeout=15_000)
+                page.wait_for_function(
+                    "document.querySelector('#health-badge').textContent !== '…'",
+                    timeout=15_000)
+                open_form_hidden = page.is_hidden("#key-form")
+                open_badge = page.text_content("#health-badge")
+        finally:
+            browser.close()
+
+    assert len(acme_ads) == 30 and all(ad[-1] in "05" for ad in acme_ads)
+    assert badge == "admin key needed"
+    assert open_form_hidden and open_badge == "healthy"

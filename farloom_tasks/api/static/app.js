@@ -5,9 +5,27 @@ const REFRESH_MS = 5000; // the pipeline closes a minute every 60 s; 5 s keeps t
 const TREND_MINUTES = 30;
 const numberFormat = new Intl.NumberFormat("en-US");
 
+// The API key: asked for when the API answers 401 (it is not in the open mode), kept
+// for this tab only, sent as a bearer header (never in a URL, which logs keep).
+const KEY_STORAGE = "farloom.apiKey";
+let waitingForKey = false;
+
+function askForKey(detail) {
+  const hadKey = sessionStorage.getItem(KEY_STORAGE) !== null;
+  sessionStorage.removeItem(KEY_STORAGE);
+  waitingForKey = true;
+  text("key-message", hadKey ? `The key was refused: ${detail}` : detail);
+  document.getElementById("key-form").hidden = false;
+  document.getElementById("forget-key").hidden = true;
+}
+
 async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key !== null) headers.Authorization = `Bearer ${key}`;
+  const response = await fetch(path, { headers });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) askForKey(body.detail || "This API needs a key.");
   if (!response.ok) {
     const error = new Error(body.detail || `${response.status} ${response.statusText}`);
     error.status = response.status;
@@ -110,7 +128,19 @@ function renderRejected(rejected) {
 }
 
 async function refreshHealth() {
-  const s = await getJSON("/v1/status");
+  let s;
+  try {
+    s = await getJSON("/v1/status");
+  } catch (error) {
+    if (error.status !== 403) throw error;
+    // An advertiser's key: pipeline health is for admin keys (docs/design.md §2.10).
+    const badge = document.getElementById("health-badge");
+    badge.textContent = "admin key needed";
+    badge.className = "badge";
+    document.getElementById("health").dataset.adminOnly = "true";
+    return;
+  }
+  delete document.getElementById("health").dataset.adminOnly;
   text("last-closed", shortMinute(s.closed_minute));
   text("lag", s.lag_seconds === null ? "–" : `${s.lag_seconds} s`);
   text("dead-letters", s.dead_letters === null ? "unknown" : numberFormat.format(s.dead_letters));
@@ -227,9 +257,10 @@ async function showAd(adId) {
 }
 
 async function refresh() {
+  if (waitingForKey) return;
   const results = await Promise.allSettled([refreshHealth(), refreshMinutes(), refreshTop()]);
   const failed = results.filter((r) => r.status === "rejected");
-  text("updated", failed.length
+  text("updated", waitingForKey ? "waiting for an API key" : failed.length
     ? `update failed: ${failed[0].reason.message}`
     : `updated ${new Date().toISOString().slice(11, 19)} UTC`);
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
@@ -247,5 +278,24 @@ document.getElementById("ad-range").addEventListener("change", () => {
   if (adId) showAd(adId);
 });
 
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("api-key");
+  sessionStorage.setItem(KEY_STORAGE, input.value.trim());
+  input.value = "";
+  waitingForKey = false;
+  document.getElementById("key-form").hidden = true;
+  document.getElementById("forget-key").hidden = false;
+  refresh();
+});
+
+document.getElementById("forget-key").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_STORAGE);
+  askForKey("The key was forgotten; enter one to go on.");
+});
+
+if (sessionStorage.getItem(KEY_STORAGE) !== null) {
+  document.getElementById("forget-key").hidden = false;
+}
 refresh();
 setInterval(refresh, REFRESH_MS);
