@@ -2,8 +2,10 @@
 
 Reads schema agg through the read-only role only (agg_reads.read_only_url), so a
 bug here can never change a billed number. Times accept RFC 3339,
-'YYYY-MM-DD HH:MM' (UTC) or epoch seconds, a time inside a minute meaning that
-minute; bad parameters get a 400 with a sentence saying what to send instead.
+'YYYY-MM-DD HH:MM' (UTC), a date or epoch seconds (exactly what core.query_times'
+pattern matches), a time inside a minute meaning that minute; bad parameters get a
+400 with a sentence saying what to send instead and a reason word. The OpenAPI
+document lists every status a route answers (api/openapi_contract.py).
 Long windows read the hour and day rollups (core.tiling; docs/design.md, "The
 query API"). Every /v1 route needs an API key (api/auth.py) unless FARLOOM_API_OPEN=1;
 an advertiser's key reads its own ads only (stores/advertiser_reads.py).
@@ -11,7 +13,6 @@ an advertiser's key reads its own ads only (stores/advertiser_reads.py).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,6 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,11 +32,13 @@ from prometheus_client import (
     generate_latest,
 )
 
+from farloom_tasks.api import openapi_contract as contract
 from farloom_tasks.api.auth import Authenticated, Authenticator, require_admin
 from farloom_tasks.core.health import assess
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
+from farloom_tasks.core.query_times import TIME_DESCRIPTION, parse_query_minute
 from farloom_tasks.core.tiling import tile, units_per_grain
-from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
+from farloom_tasks.core.windows import MINUTE, iso
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import advertiser_reads, agg_reads, db
@@ -49,30 +51,37 @@ GRAINS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 # A series by hour or day without `from` covers this many hours or days.
 DEFAULT_POINTS = {HOUR: 24, DAY: 7}
 MAX_POINTS = {HOUR: MAX_WINDOW_DAYS * 24, DAY: MAX_WINDOW_DAYS}
-EPOCH = re.compile(r"-?\d+(\.\d+)?")
 MAX_TREND_MINUTES = 120
 MAX_TOP_N = 1000
 STATUS_CACHE_SECONDS = 2.0  # the dashboard polls; several tabs share one check
 
 # Module level: FastAPI resolves these annotations from the module's globals.
-From = Annotated[str | None, Query(alias="from", description="first minute (inclusive)")]
-To = Annotated[str | None, Query(alias="to", description="last minute (inclusive)")]
+From = Annotated[str | None, contract.time_query("from", "first minute (inclusive)")]
+To = Annotated[str | None, contract.time_query("to", "last minute (inclusive)")]
 
 
 class BadRequest(HTTPException):
-    def __init__(self, message: str) -> None:
+    """A 400 whose body says why in a word too (openapi_contract.BadRequestBody): a
+    client can tell a malformed parameter from a window the API will not serve."""
+
+    def __init__(self, message: str, reason: contract.Reason = "malformed") -> None:
         super().__init__(status_code=400, detail=message)
+        self.reason = reason
 
 
 def _minute_param(text: str | None, name: str) -> int | None:
     if text is None or text == "":
         return None
-    if EPOCH.fullmatch(text.strip()):
-        return minute_of(float(text))
     try:
-        return parse_minute(text)
+        return parse_query_minute(text)
     except ValueError as exc:
-        raise BadRequest(f"{name}: {exc}; or epoch seconds") from None
+        raise BadRequest(f"{name}: {exc}") from None
+
+
+def _ad_id_param(ad_id: str) -> str:
+    if contract.AD_ID_MATCHES.search(ad_id) is None:
+        raise BadRequest(f"ad_id: {ad_id!r} has a control character; ad ids are printable")
+    return ad_id
 
 
 class _StatusCache:
@@ -100,7 +109,10 @@ def create_app(settings: Settings) -> FastAPI:
         title="Farloom query API",
         version="1",
         description="Exact per-minute ad-click counts and top ads, read from schema agg. "
-                    "Times: RFC 3339 (2026-11-29T14:03:00Z) or 'YYYY-MM-DD HH:MM' (UTC).",
+                    f"Times: {TIME_DESCRIPTION}. "
+                    + ("Open: no key is asked for (FARLOOM_API_OPEN=1)." if settings.api_open
+                       else "Every /v1 route needs `Authorization: Bearer <key>` "
+                            "(`farloom api-key create`)."),
     )
     app.state.engine = engine
     app.state.authenticator = Authenticator(engine, open_mode=settings.api_open)
@@ -121,7 +133,12 @@ def create_app(settings: Settings) -> FastAPI:
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ())[1:]) or "request"
             messages.append(f"{where}: {error.get('msg', 'invalid')}")
-        return JSONResponse({"detail": "; ".join(messages)}, status_code=400)
+        return JSONResponse({"detail": "; ".join(messages), "reason": "malformed"},
+                            status_code=400)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, "reason": exc.reason}, status_code=400)
 
     @app.exception_handler(sa.exc.OperationalError)
     async def database_down(_: Request, exc: sa.exc.OperationalError) -> JSONResponse:
@@ -149,48 +166,52 @@ def create_app(settings: Settings) -> FastAPI:
         if first is None:
             first = last - 59 * MINUTE
         if first > last:
-            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})", "reversed_window")
         if (last - first) // MINUTE + 1 > MAX_RANGE_MINUTES:
             raise BadRequest(f"the range spans more than {MAX_RANGE_MINUTES} minutes; "
-                             "ask for a shorter one")
+                             "ask for a shorter one", "window_too_long")
         return first, last
 
     def top_window(conn: sa.Connection, minutes: int | None, at_text: str | None,
                    first_text: str | None, last_text: str | None) -> tuple[int, int]:
         """The window's first and last minute (inclusive), from minutes/at or from/to."""
+        # Sent empty is left out (`?from=`), here as in _minute_param.
+        at_text, first_text, last_text = (None if text == "" else text
+                                           for text in (at_text, first_text, last_text))
         if first_text is None and last_text is None:
             last = closed_or_404(conn, _minute_param(at_text, "at"))
             return last - ((minutes or 60) - 1) * MINUTE, last
         if minutes is not None or at_text is not None:
-            raise BadRequest("give either minutes (and at) or from (and to), not both")
+            raise BadRequest("give either minutes (and at) or from (and to), not both",
+                             "conflicting_parameters")
         first = _minute_param(first_text, "from")
         if first is None:
-            raise BadRequest("to needs a from; or give minutes (and at)")
+            raise BadRequest("to needs a from; or give minutes (and at)",
+                             "conflicting_parameters")
         last = closed_or_404(conn, _minute_param(last_text, "to"))
         if first > last:
-            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})", "reversed_window")
         span = (last - first) // MINUTE + 1
         if span > MAX_WINDOW_MINUTES:
             raise BadRequest(f"the window spans {span} minutes, more than "
                              f"{MAX_WINDOW_MINUTES} ({MAX_WINDOW_DAYS} days); "
-                             "ask for a shorter one")
+                             "ask for a shorter one", "window_too_long")
         return first, last
 
     @app.get("/v1/ads/top",
-             summary="Exact top N ads over the M minutes ending at `at`, or from `from` to `to`")
+             summary="Exact top N ads over the M minutes ending at `at`, or from `from` to `to`",
+             responses=contract.errors(400, 401, 404, 503))
     def top(n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 100,
             minutes: Annotated[int | None, Query(
                 ge=1, le=MAX_WINDOW_MINUTES,
                 description=f"window length (default 60; at most {MAX_WINDOW_DAYS} days)")]
             = None,
-            at: Annotated[str | None, Query(description="last minute; default: last closed")]
-            = None,
-            first_text: Annotated[str | None, Query(
-                alias="from", description="first minute (inclusive), instead of minutes")]
-            = None,
-            last_text: Annotated[str | None, Query(
-                alias="to", description="last minute (inclusive); default: last closed")]
-            = None,
+            at: Annotated[str | None, contract.time_query(
+                "at", "last minute; default: last closed")] = None,
+            first_text: Annotated[str | None, contract.time_query(
+                "from", "first minute (inclusive), instead of minutes")] = None,
+            last_text: Annotated[str | None, contract.time_query(
+                "to", "last minute (inclusive); default: last closed")] = None,
             trend: Annotated[int, Query(ge=0, le=MAX_TREND_MINUTES,
                                         description="minutes of per-ad trend to include")]
             = 0, *, caller: Authenticated) -> dict[str, Any]:
@@ -224,22 +245,24 @@ def create_app(settings: Settings) -> FastAPI:
         first = (last - (DEFAULT_POINTS[grain] - 1) * grain if first is None
                  else start_of(first, grain))
         if first > last:
-            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})")
+            raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})", "reversed_window")
         if (last - first) // grain + 1 > MAX_POINTS[grain]:
             raise BadRequest(f"the range spans more than {MAX_WINDOW_DAYS} days; "
-                             "ask for a shorter one")
+                             "ask for a shorter one", "window_too_long")
         return first, last
 
     # `:path` because an ad id may contain '/' (any printable character:
     # docs/design.md, "The click message").
     @app.get("/v1/ads/{ad_id:path}/clicks",
-             summary="One ad's clicks per closed minute, hour or day, and total")
-    def ad_clicks(ad_id: Annotated[str, PathParam(min_length=1, max_length=64)],
+             summary="One ad's clicks per closed minute, hour or day, and total",
+             responses=contract.errors(400, 401, 404, 503))
+    def ad_clicks(ad_id: Annotated[str, contract.ad_id_path()],
                   first_text: From = None, last_text: To = None,
                   granularity: Annotated[Literal["minute", "hour", "day"], Query(
                       description="minute (ranges up to a week), hour or day (up to "
                                   f"{MAX_WINDOW_DAYS} days)")] = "minute", *,
                   caller: Authenticated) -> dict[str, Any]:
+        _ad_id_param(ad_id)  # before any query: PostgreSQL refuses a NUL outright
         grain = GRAINS[granularity]
         with engine.connect() as conn:
             # Another advertiser's ad answers exactly as an ad nobody has: ids do not leak.
@@ -257,8 +280,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "granularity": granularity, "total": sum(p["clicks"] for p in points),
                 f"{granularity}s": points}
 
-    @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision")
-    def one_minute(minute: str, caller: Authenticated) -> dict[str, Any]:
+    @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision",
+             responses=contract.errors(400, 401, 404, 503))
+    def one_minute(minute: Annotated[str, contract.time_path("the minute")],
+                   caller: Authenticated) -> dict[str, Any]:
         at = _minute_param(minute, "minute")
         assert at is not None
         with engine.connect() as conn:
@@ -268,7 +293,8 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, f"minute {iso(at)} has no result (not closed yet?)")
         return found
 
-    @app.get("/v1/minutes", summary="Totals of every closed minute in a range")
+    @app.get("/v1/minutes", summary="Totals of every closed minute in a range",
+             responses=contract.errors(400, 401, 404, 503))
     def minute_range(caller: Authenticated, first_text: From = None,
                      last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:
@@ -279,7 +305,8 @@ def create_app(settings: Settings) -> FastAPI:
                                                    last=last))
         return {"from": iso(first), "to": iso(last), "minutes": found}
 
-    @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues")
+    @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues",
+             responses=contract.errors(401, 403, 503))
     def pipeline_status(caller: Authenticated) -> dict[str, Any]:
         require_admin(caller, "GET /v1/status")
         with cache.lock:
@@ -298,7 +325,10 @@ def create_app(settings: Settings) -> FastAPI:
                     cache.dead_letters = snapshot.dead_letters
             return cache.report
 
-    @app.get("/healthz", summary="Liveness: the API answers and can read agg")
+    @app.get("/healthz", summary="Liveness: the API answers and can read agg",
+             response_model=contract.HealthBody,
+             responses={503: {"model": contract.HealthBody,
+                              "description": "The database is unreachable."}})
     def healthz() -> JSONResponse:
         try:
             with engine.connect() as conn:
@@ -318,4 +348,5 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(STATIC_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    contract.document_truthfully(app, open_mode=settings.api_open)
     return app
