@@ -25,7 +25,8 @@ from farloom_tasks.errors import BenchFailed
 from farloom_tasks.stores import db
 
 TABLE = "public.bench_copy_ceiling"
-COLUMNS = "click_id, ad_id, clicked_at, minute, user_id, ip, country"
+COLUMNS = ("click_id, ad_id, clicked_at, minute, user_id, ip, country, device, campaign_id, "
+           "advertiser_id")
 
 
 def _stamp(seconds: float) -> str:
@@ -39,7 +40,8 @@ def _rows(traffic: Traffic, messages: int) -> Iterator[str]:
             at = float(click["clicked_at"])
             yield (f"{click['click_id']}\t{click['ad_id']}\t{_stamp(at)}\t"
                    f"{_stamp(minute_of(at))}\t{click['user_id']}\t{click['ip']}\t"
-                   f"{click['country']}\n")
+                   f"{click['country']}\t{click['device']}\t{click['campaign_id']}\t"
+                   f"{click['advertiser_id']}\n")
 
 
 def batches(traffic: Traffic, messages: int, batch_size: int) -> list[str]:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.bench.scale_plan import LoadedHour, chunks
 from farloom_tasks.core.partitions import HOUR
+from farloom_tasks.core.traffic import ADS_PER_CAMPAIGN, CAMPAIGNS_PER_ADVERTISER, DEVICE_SHARES
 from farloom_tasks.errors import BenchFailed
 from farloom_tasks.pipeline import retention
 from farloom_tasks.stores import db, partitions
@@ -37,19 +38,26 @@ INDEX_BUILD_MEMORY = "1GB"
 
 # Row g of an hour of `rows` clicks: spread evenly over the hour, a random UUIDv4 id,
 # an ad out of 10,000 drawn log-uniformly (about Zipf with s = 1, as bench/traffic.py),
-# a user out of 1,000,000, a public unicast IPv4 address (1.0.0.0-223.255.255.255) and a
-# country out of bench/traffic.py's twenty.
+# a user out of 1,000,000, a public unicast IPv4 address (1.0.0.0-223.255.255.255), a
+# country out of bench/traffic.py's twenty, a device in core.traffic's shares, and the
+# ad's campaign and advertiser as core.traffic.owner_of derives them.
 _INSERT_SQL = """
-    INSERT INTO {table} (click_id, ad_id, clicked_at, minute, user_id, ip, country)
-    SELECT gen_random_uuid()::text,
-           'ad-' || (floor(exp(random() * ln(10000)))::int - 1),
+    INSERT INTO {table} (click_id, ad_id, clicked_at, minute, user_id, ip, country,
+                         device, campaign_id, advertiser_id)
+    SELECT gen_random_uuid()::text, 'ad-' || ad,
            at, date_trunc('minute', at, 'UTC'),
            'user-' || floor(random() * 1000000)::int,
            '0.0.0.0'::inet + (16777216 + floor(random() * 3741319168))::bigint,
-           (%(countries)s::text[])[1 + floor(random() * %(country_count)s)::int]
-    FROM (SELECT to_timestamp(%(start)s + (g + random()) * %(step)s) AS at
+           (%(countries)s::text[])[1 + floor(random() * %(country_count)s)::int],
+           (%(devices)s::text[])[1 + floor(random() * %(device_count)s)::int],
+           'camp-' || ad / %(ads_per_campaign)s,
+           'adv-' || ad / (%(ads_per_campaign)s * %(campaigns_per_advertiser)s)
+    FROM (SELECT to_timestamp(%(start)s + (g + random()) * %(step)s) AS at,
+                 floor(exp(random() * ln(10000)))::int - 1 AS ad
           FROM generate_series(%(first)s, %(last)s) AS g) AS spread
 """
+# One entry per percent of clicks, so that a uniform draw follows the shares.
+_DEVICES_BY_SHARE = [device for device, share in DEVICE_SHARES for _ in range(share)]
 _DEDUP_INDEX_SQL = """
     SELECT indexdef FROM pg_indexes
     WHERE schemaname = %(schema)s AND tablename = %(table)s
@@ -124,6 +132,9 @@ def _load_hour(env: BenchEnv, hour: LoadedHour, name: str, countries: Sequence[s
         for first, last in chunks(hour.rows):
             cursor.execute(_INSERT_SQL.format(table=f'"{schema}"."{table}"'), {
                 "countries": list(countries), "country_count": len(countries),
+                "devices": _DEVICES_BY_SHARE, "device_count": len(_DEVICES_BY_SHARE),
+                "ads_per_campaign": ADS_PER_CAMPAIGN,
+                "campaigns_per_advertiser": CAMPAIGNS_PER_ADVERTISER,
                 "start": hour.start, "step": HOUR / hour.rows, "first": first, "last": last})
             inserted += cursor.rowcount
             with lock:

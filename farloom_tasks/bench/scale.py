@@ -39,7 +39,8 @@ from farloom_tasks.bench.scale_report import (
     markdown,
     targets,
 )
-from farloom_tasks.bench.traffic import COUNTRIES, Traffic
+from farloom_tasks.bench.traffic import Traffic
+from farloom_tasks.core.traffic import COUNTRIES
 from farloom_tasks.errors import BenchFailed
 from farloom_tasks.settings import Settings
 

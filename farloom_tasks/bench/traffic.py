@@ -3,9 +3,10 @@
 Every run of a scenario publishes the same bodies (same seed, same click ids),
 so the three consumers are measured on identical work. The clicks look like a
 real ad server's: a random UUIDv4 click id and every optional field (user_id,
-ip, country). Random ids land all over the raw primary-key index, where short
-sequential ones would all land at its right edge; ``click_ids="sequential"``
-keeps those for comparison. Publishing goes through
+ip, country, device, and the ad's campaign_id and advertiser_id, consistent per
+ad as core.traffic.owner_of derives them). Random ids land all over the raw
+primary-key index, where short sequential ones would all land at its right edge;
+``click_ids="sequential"`` keeps those for comparison. Publishing goes through
 Farloom's own confirming publisher, which stamps the publish-time header the
 ingest worker measures latency from.
 """
@@ -22,17 +23,20 @@ import orjson
 from tqdm import tqdm
 
 from farloom_tasks.bench.env import BenchEnv
-from farloom_tasks.core.traffic import zipf_cumulative_weights
+from farloom_tasks.core.traffic import (
+    COUNTRIES,
+    USERS,
+    owner_of,
+    random_device,
+    random_ipv4,
+    zipf_cumulative_weights,
+)
 from farloom_tasks.stores import topology
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing
 
 ADS = 10_000  # distinct ads in the benchmark's traffic (Zipf, s = 1)
-USERS = 1_000_000  # distinct user ids the clicks are spread over (uniformly)
 CLICK_ID_KINDS = ("uuid4", "sequential")
-# Where the clicks come from: a spread of real ISO 3166-1 codes.
-COUNTRIES = ("US", "IN", "BR", "ID", "DE", "FR", "GB", "JP", "MX", "NG", "PH", "VN", "TR",
-             "EG", "IT", "ES", "KR", "CA", "PL", "AR")
 
 
 class Traffic:
@@ -52,26 +56,24 @@ class Traffic:
         rng = random.Random(self.seed)
         per = self.clicks_per_message
         ads = rng.choices(range(ADS), cum_weights=self.weights, k=count * per)
+        owners = [owner_of(ad) for ad in range(ADS)]
         for i in range(count):
-            clicks = [{"click_id": self._click_id(rng, i, j),
-                       "ad_id": f"ad-{ads[i * per + j]}",
-                       "clicked_at": self.base_time - rng.random() * 50,
-                       "user_id": f"user-{rng.randrange(USERS)}",
-                       "ip": _ipv4(rng),
-                       "country": rng.choice(COUNTRIES)}
-                      for j in range(per)]
+            clicks = []
+            for j in range(per):
+                ad = ads[i * per + j]
+                campaign_id, advertiser_id = owners[ad]
+                clicks.append({"click_id": self._click_id(rng, i, j), "ad_id": f"ad-{ad}",
+                               "clicked_at": self.base_time - rng.random() * 50,
+                               "user_id": f"user-{rng.randrange(USERS)}",
+                               "ip": random_ipv4(rng), "country": rng.choice(COUNTRIES),
+                               "device": random_device(rng), "campaign_id": campaign_id,
+                               "advertiser_id": advertiser_id})
             yield Outgoing(orjson.dumps(clicks[0] if len(clicks) == 1 else clicks), len(clicks))
 
     def _click_id(self, rng: random.Random, message: int, index: int) -> str:
         if self.click_ids == "sequential":
             return f"b{self.clicks_per_message}-{message}-{index}"
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def _ipv4(rng: random.Random) -> str:
-    """A public-looking unicast address (first octet 1-223)."""
-    return (f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}."
-            f"{rng.randrange(1, 255)}")
 
 
 class PacedSource:

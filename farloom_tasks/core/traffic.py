@@ -9,6 +9,12 @@ Ad popularity follows a Zipf-like law: the ad of rank r is clicked with weight
 - ``invalid``: a contract violation (a rotating variety), which ingest
   dead-letters.
 
+Every click carries every optional field, as a real ad server's do: a user id,
+an IPv4 address, a country, a device, and the ad's campaign and advertiser,
+which are consistent per ad (``owner_of``: ADS_PER_CAMPAIGN ads per campaign,
+CAMPAIGNS_PER_ADVERTISER campaigns per advertiser), so that ingest never
+rejects them as ``ad_owner_mismatch``.
+
 The mix is scheduled rather than sampled: after n clicks each special kind
 has been emitted floor(rate * n) times, give or take one click while two kinds
 fall due together, and ``counts`` records exactly what was emitted, so a test
@@ -27,6 +33,33 @@ from typing import Any
 NORMAL, DUPLICATE, LATE, INVALID = "normal", "duplicate", "late", "invalid"
 PPM = 1_000_000  # rates are kept in parts per million so the mix is exact integer arithmetic
 RECENT_CLICKS = 1000  # valid clicks a duplicate may copy
+USERS = 1_000_000  # distinct user ids clicks are spread over (uniformly)
+ADS_PER_CAMPAIGN = 10
+CAMPAIGNS_PER_ADVERTISER = 5
+# Where the clicks come from: a spread of real ISO 3166-1 codes.
+COUNTRIES = ("US", "IN", "BR", "ID", "DE", "FR", "GB", "JP", "MX", "NG", "PH", "VN", "TR",
+             "EG", "IT", "ES", "KR", "CA", "PL", "AR")
+# Devices and their shares of clicks (percent), roughly as display advertising sees them.
+DEVICE_SHARES = (("mobile", 60), ("desktop", 30), ("tablet", 6), ("tv", 3), ("other", 1))
+_DEVICES = tuple(device for device, _ in DEVICE_SHARES)
+_DEVICE_WEIGHTS = list(itertools.accumulate(share for _, share in DEVICE_SHARES))
+
+
+def owner_of(ad_number: int) -> tuple[str, str]:
+    """The (campaign_id, advertiser_id) of the ad numbered ``ad_number``, the same on
+    every run: ads 0-9 are campaign camp-0, campaigns 0-4 advertiser adv-0, and so on."""
+    campaign = ad_number // ADS_PER_CAMPAIGN
+    return f"camp-{campaign}", f"adv-{campaign // CAMPAIGNS_PER_ADVERTISER}"
+
+
+def random_device(rng: random.Random) -> str:
+    return rng.choices(_DEVICES, cum_weights=_DEVICE_WEIGHTS)[0]
+
+
+def random_ipv4(rng: random.Random) -> str:
+    """A public-looking unicast address (first octet 1-223), in canonical form."""
+    return (f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}."
+            f"{rng.randrange(1, 255)}")
 
 
 def zipf_cumulative_weights(ads: int, s: float) -> list[float]:
@@ -57,6 +90,9 @@ def _invalid_variants(click: dict[str, Any], now: float) -> list[Any]:
         {**click, "clicked_at": -5},  # bad_timestamp
         {**click, "ip": "999.1.1.1"},  # bad_value
         {**click, "country": "XX"},  # bad_value
+        {**click, "device": "phone"},  # bad_value
+        {**click, "campaign_id": ""},  # bad_length
+        {**click, "advertiser_id": 7},  # wrong_type
         [click["click_id"]],  # not_object
     ]
 
@@ -94,6 +130,7 @@ class TrafficGenerator:
         self.mix.validate()
         self._cumulative = zipf_cumulative_weights(self.ads, self.zipf_s)
         self._ad_ids = [f"ad{rank}" for rank in range(1, self.ads + 1)]
+        self._owners = {ad: owner_of(rank) for rank, ad in enumerate(self._ad_ids, start=1)}
         self._rates = {DUPLICATE: round(self.mix.duplicate_rate * PPM),
                        LATE: round(self.mix.late_rate * PPM),
                        INVALID: round(self.mix.invalid_rate * PPM)}
@@ -118,8 +155,13 @@ class TrafficGenerator:
 
     def _new(self, ad_id: str, stamp: str) -> dict[str, Any]:
         self._serial += 1
+        rng = self.rng
+        campaign_id, advertiser_id = self._owners[ad_id]
         return {"click_id": f"{self.run_prefix}-{self._serial}", "ad_id": ad_id,
-                "clicked_at": stamp}
+                "clicked_at": stamp, "user_id": f"user-{rng.randrange(USERS)}",
+                "ip": random_ipv4(rng), "country": rng.choice(COUNTRIES),
+                "device": random_device(rng), "campaign_id": campaign_id,
+                "advertiser_id": advertiser_id}
 
     def _one(self, ad_id: str, stamp: str, now: float) -> Any:
         kind = self._kind()

@@ -102,13 +102,16 @@ def test_the_ceiling_copies_the_same_clicks_the_worker_gets_in_batches_of_its_si
                 for click in orjson.loads(body.body)]
     assert [line.split("\t")[0] for line in lines] == [c["click_id"] for c in expected]
     for line, click in zip(lines, expected, strict=True):
-        _click_id, ad_id, clicked_at, minute, user_id, ip, country = line.split("\t")
+        (_click_id, ad_id, clicked_at, minute, user_id, ip, country, device, campaign_id,
+         advertiser_id) = line.split("\t")
         at = datetime.fromisoformat(clicked_at)
         assert at.timestamp() == pytest.approx(click["clicked_at"], abs=1e-6)
         assert datetime.fromisoformat(minute) == at.replace(second=0, microsecond=0)
         assert at.tzinfo is not None and at.utcoffset() == UTC.utcoffset(None)
         assert (ad_id, user_id, ip, country) == (click["ad_id"], click["user_id"], click["ip"],
                                                  click["country"])
+        assert (device, campaign_id, advertiser_id) == (
+            click["device"], click["campaign_id"], click["advertiser_id"])
 
 
 def _figures(**change: object) -> ScaleFigures:

@@ -12,6 +12,7 @@ from farloom_tasks.core.traffic import (
     TokenBucket,
     TrafficGenerator,
     TrafficMix,
+    owner_of,
     rfc3339,
     zipf_cumulative_weights,
 )
@@ -105,3 +106,22 @@ def test_after_a_stall_the_bucket_releases_at_most_one_burst() -> None:
     bucket = TokenBucket(rate=100.0, now=0.0, burst=100.0)
     assert bucket.take(10_000, 60.0) == 100
     assert isinstance(bucket.take(1, 60.0), float)
+
+
+def test_every_valid_click_names_every_optional_field_and_its_ads_one_owner() -> None:
+    generator = _generator(duplicate_rate=0.1, late_rate=0.05)
+    clicks = [validate_click(e, NOW, 300.0) for e in generator.clicks(5000, NOW)]
+    assert all(isinstance(c, Click) for c in clicks)
+    owners: dict[str, set[tuple[str | None, str | None]]] = {}
+    for click in clicks:
+        assert isinstance(click, Click)
+        assert None not in (click.user_id, click.ip, click.country, click.device)
+        owners.setdefault(click.ad_id, set()).add((click.campaign_id, click.advertiser_id))
+    assert all(len(named) == 1 for named in owners.values())
+    assert len({c.device for c in clicks if isinstance(c, Click)}) == 5
+
+
+def test_owners_follow_ten_ads_a_campaign_and_five_campaigns_an_advertiser() -> None:
+    assert [owner_of(n) for n in (0, 9, 10, 49, 50)] == [
+        ("camp-0", "adv-0"), ("camp-0", "adv-0"), ("camp-1", "adv-0"), ("camp-4", "adv-0"),
+        ("camp-5", "adv-1")]
