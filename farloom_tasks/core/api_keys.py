@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 PREFIX = "flk"
 KEY_ID_BYTES = 8  # 16 hex characters: unique enough to be a primary key, short to read
-SECRET_BYTES = 32  # 256 bits of the operating system's randomness
+ENTROPY_BYTES = 32  # of a secret: 256 bits of the operating system's randomness
 # The id is lowercase hex (no "_"), so the first two "_" split the key unambiguously;
 # token_urlsafe's alphabet may put "_" and "-" into the secret.
 KEY_FORMAT = re.compile(r"flk_(?P<key_id>[0-9a-f]{16})_(?P<secret>[A-Za-z0-9_-]{43})")
@@ -57,7 +57,7 @@ OPEN = Caller(advertiser_id=None, key_id=None)
 
 
 def generate() -> ApiKey:
-    return ApiKey(secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(SECRET_BYTES))
+    return ApiKey(secrets.token_hex(KEY_ID_BYTES), secrets.token_urlsafe(ENTROPY_BYTES))
 
 
 def digest(secret: str) -> bytes:
