@@ -111,6 +111,9 @@ def test_the_pipeline_closes_minutes_that_match_raw_within_three_minutes_and_sto
                                   check=True).stdout
     assert password.group(1) not in process_list
     assert f"{api}/docs" in output
+    # make run serves the API without keys, and says so: its banner and serve's warning.
+    assert "API keys   OPEN: no API key needed" in output
+    assert "WITHOUT A KEY" in output
 
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=30) is not None
