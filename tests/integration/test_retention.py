@@ -4,6 +4,8 @@ the bookkeeping trims. Old partitions are crafted by storing old clicks with ret
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import threading
 import time
@@ -28,7 +30,9 @@ from tests.support.stack import Stack
 
 RAW = partitions.RAW_CLICKS
 MINUTES = partitions.MINUTE_COUNTS
-COLUMNS = "click_id, ad_id, clicked_at, minute, user_id, ip::text, country, ingested_at"
+COLUMNS = ("click_id, ad_id, clicked_at, minute, user_id, ip::text, country, ingested_at, "
+           "device, campaign_id, advertiser_id")
+OWNER_COLUMNS = ("device", "campaign_id", "advertiser_id")  # added by migration 0010
 
 
 def _now() -> float:
@@ -50,9 +54,12 @@ def _clicks_in_hour(start: int, prefix: str, count: int) -> list[Click]:
     """``count`` clicks spread over the hour starting at ``start``, every field varied."""
     countries = [None, "DE", "US"]
     ips = [None, "10.1.2.3", "2001:db8::7"]
+    devices = [None, "mobile", "tv", "desktop"]
     return [Click(f"{prefix}-{i}\t\\x", f"ad-{i % 5}", start + (i * 37) % HOUR + 0.25,
                   user_id=None if i % 4 == 0 else f"user-{i}", ip=ips[i % 3],
-                  country=countries[i % 3]) for i in range(count)]
+                  country=countries[i % 3], device=devices[i % 4],
+                  campaign_id=None if i % 2 else f"camp\t{i % 5}",
+                  advertiser_id=None if i % 3 else "adv\\1") for i in range(count)]
 
 
 def _ledger(stack: Stack, parent: str) -> dict[int, tuple[Any, ...]]:
@@ -260,6 +267,43 @@ def test_an_archived_partition_restores_exactly_and_is_not_dropped_again(
         engine.dispose()
     assert _ledger(stack, RAW)[start][0] not in later.dropped
     assert _raw_rows_in(stack, start, start + HOUR) == before
+
+
+def test_an_archive_written_before_migration_0010_restores_with_the_new_columns_null(
+        stack: Stack, tmp_path: Path) -> None:
+    now = _now()
+    # An hour no other test restores (a restored partition is never dropped again).
+    start = start_of(now - 7 * DAY - 5 * HOUR, HOUR)
+    _store(stack, _clicks_in_hour(start, "old", 40))
+    before = _raw_rows_in(stack, start, start + HOUR)
+    archive_dir = tmp_path / "archive"
+    engine = stack.engine()
+    try:
+        retention.maintain(engine, _settings(stack, raw_retention_days=2,
+                                             archive_dir=str(archive_dir)), now)
+    finally:
+        engine.dispose()
+    manifest_path = archive.manifest_path_for(archive_dir, RAW, start, start + HOUR)
+    manifest, data_path = archive.read_manifest(manifest_path)
+    # Rewrite it as 0009 wrote it: the same COPY text without the columns 0010 added.
+    kept = [n for n, c in enumerate(manifest.columns) if c not in OWNER_COLUMNS]
+    assert len(kept) == len(manifest.columns) - len(OWNER_COLUMNS)
+    lines = gzip.decompress(data_path.read_bytes()).decode().splitlines(keepends=True)
+    old_text = "".join("\t".join(line.rstrip("\n").split("\t")[n] for n in kept) + "\n"
+                       for line in lines)
+    data_path.write_bytes(gzip.compress(old_text.encode()))
+    doc = json.loads(manifest_path.read_text())
+    doc["columns"] = [manifest.columns[n] for n in kept]
+    doc["sha256"] = hashlib.sha256(data_path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(doc))
+
+    done = stack.farloom("archive", "restore", str(manifest_path))
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _raw_rows_in(stack, start, start + HOUR)
+    width = len(OWNER_COLUMNS)
+    assert [row[:-width] for row in after] == [row[:-width] for row in before]
+    assert {row[-width:] for row in after} == {(None,) * width}
 
 
 def test_a_click_beyond_retention_is_dead_lettered_and_its_batch_mates_stored(
