@@ -33,6 +33,7 @@ from prometheus_client import (
 )
 
 from farloom_tasks.api import openapi_contract as contract
+from farloom_tasks.api import response_bodies as bodies
 from farloom_tasks.api.auth import Authenticated, Authenticator, require_admin
 from farloom_tasks.core.health import assess
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
@@ -64,7 +65,7 @@ class BadRequest(HTTPException):
     """A 400 whose body says why in a word too (openapi_contract.BadRequestBody): a
     client can tell a malformed parameter from a window the API will not serve."""
 
-    def __init__(self, message: str, reason: contract.Reason = "malformed") -> None:
+    def __init__(self, message: str, reason: bodies.Reason = "malformed") -> None:
         super().__init__(status_code=400, detail=message)
         self.reason = reason
 
@@ -200,7 +201,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/ads/top",
              summary="Exact top N ads over the M minutes ending at `at`, or from `from` to `to`",
-             responses=contract.errors(400, 401, 404, 503))
+             responses=contract.answers(bodies.TopAds, 400, 401, 404, 503))
     def top(n: Annotated[int, Query(ge=1, le=MAX_TOP_N)] = 100,
             minutes: Annotated[int | None, Query(
                 ge=1, le=MAX_WINDOW_MINUTES,
@@ -255,7 +256,7 @@ def create_app(settings: Settings) -> FastAPI:
     # docs/design.md, "The click message").
     @app.get("/v1/ads/{ad_id:path}/clicks",
              summary="One ad's clicks per closed minute, hour or day, and total",
-             responses=contract.errors(400, 401, 404, 503))
+             responses=contract.answers(bodies.AdClicks, 400, 401, 404, 503))
     def ad_clicks(ad_id: Annotated[str, contract.ad_id_path()],
                   first_text: From = None, last_text: To = None,
                   granularity: Annotated[Literal["minute", "hour", "day"], Query(
@@ -281,7 +282,7 @@ def create_app(settings: Settings) -> FastAPI:
                 f"{granularity}s": points}
 
     @app.get("/v1/minutes/{minute}", summary="One minute's total, distinct ads and revision",
-             responses=contract.errors(400, 401, 404, 503))
+             responses=contract.answers(bodies.MinuteResult, 400, 401, 404, 503))
     def one_minute(minute: Annotated[str, contract.time_path("the minute")],
                    caller: Authenticated) -> dict[str, Any]:
         at = _minute_param(minute, "minute")
@@ -294,7 +295,7 @@ def create_app(settings: Settings) -> FastAPI:
         return found
 
     @app.get("/v1/minutes", summary="Totals of every closed minute in a range",
-             responses=contract.errors(400, 401, 404, 503))
+             responses=contract.answers(bodies.MinuteResults, 400, 401, 404, 503))
     def minute_range(caller: Authenticated, first_text: From = None,
                      last_text: To = None) -> dict[str, Any]:
         with engine.connect() as conn:
@@ -306,7 +307,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"from": iso(first), "to": iso(last), "minutes": found}
 
     @app.get("/v1/status", summary="Pipeline health: last closed minute, lag, queues",
-             responses=contract.errors(401, 403, 503))
+             responses=contract.answers(None, 401, 403, 503))
     def pipeline_status(caller: Authenticated) -> dict[str, Any]:
         require_admin(caller, "GET /v1/status")
         with cache.lock:
@@ -326,8 +327,8 @@ def create_app(settings: Settings) -> FastAPI:
             return cache.report
 
     @app.get("/healthz", summary="Liveness: the API answers and can read agg",
-             response_model=contract.HealthBody,
-             responses={503: {"model": contract.HealthBody,
+             response_model=bodies.HealthBody,
+             responses={503: {"model": bodies.HealthBody,
                               "description": "The database is unreachable."}})
     def healthz() -> JSONResponse:
         try:

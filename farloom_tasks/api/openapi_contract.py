@@ -15,12 +15,13 @@ holds the API to it with schemathesis:
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from typing import Any
 
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel
 
+from farloom_tasks.api.response_bodies import BadRequestBody, ErrorBody
 from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
 
 # A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
@@ -30,33 +31,6 @@ AD_ID_MATCHES = re.compile(AD_ID_PATTERN)
 MAX_AD_ID_CHARS = 64
 # A query parameter sent empty (`?from=`) means the same as one left out.
 OPTIONAL_TIME_PATTERN = rf"^$|{TIME_PATTERN}"
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx and 5xx the API answers: one sentence saying what went wrong and what
-    to do instead."""
-
-    detail: str
-
-
-# Why a 400: a parameter outside its schema ("malformed": a client validating against
-# this document never sends one), or parameters each valid that make no window the
-# API serves (the API's rules across parameters, which a schema cannot state).
-Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters"]
-REASONS: tuple[str, ...] = get_args(Reason)
-
-
-class BadRequestBody(BaseModel):
-    """A 400: the sentence, and its reason as a word a client can branch on."""
-
-    detail: str
-    reason: Reason
-
-
-class HealthBody(BaseModel):
-    status: str
-    database: str
-
 
 _MEANINGS = {
     400: "`reason` malformed: a parameter is outside its schema. Otherwise the "
@@ -77,9 +51,12 @@ _CHALLENGE = {"WWW-Authenticate": {
     "schema": {"type": "string"}}}
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route that can answer these error statuses."""
+def answers(body: type[BaseModel] | None, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route whose 200 has ``body`` (None: left as FastAPI
+    describes it) and that can answer these error statuses."""
     documented: dict[int | str, dict[str, Any]] = {}
+    if body is not None:
+        documented[200] = {"model": body, "description": "Successful Response"}
     for status in statuses:
         documented[status] = {"model": BadRequestBody if status == 400 else ErrorBody,
                               "description": _MEANINGS[status]}
