@@ -8,6 +8,13 @@ Whole-message rules: larger than the size limit (not parsed at all), not
 UTF-8, or not JSON. "JSON" here is strict: no NaN or Infinity literals, no
 number beyond a double, no escaped lone surrogate (the text would not be
 Unicode), nesting no deeper than the parser's limit of 1024.
+
+The ads catalog's rule (an ad's campaign and advertiser, once known, never
+change) is judged against a catalog the test preloads: a valid click naming an
+owner other than the catalog's for its ad is ``mismatched``, dead-lettered as
+``ad_owner_mismatch``. Owners named for ads outside that catalog are the same on
+every click of an ad (poison.py derives them from the ad), so which click
+names them first cannot change what is stored.
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 MAX_ID_CHARS = 64
+DEVICES = frozenset({"desktop", "mobile", "tablet", "tv", "other"})
+Owner = tuple[str | None, str | None]  # (campaign_id, advertiser_id)
 MAX_DEPTH = 1024  # the decoder's nesting limit (orjson's documented limit)
 U64_MAX = 2**64 - 1
 _RFC3339 = re.compile(
@@ -32,6 +42,8 @@ class ValidClick:
     click_id: str
     ad_id: str
     minute: int  # epoch seconds of the UTC minute it counts in
+    campaign_id: str | None = None
+    advertiser_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class Verdict:
     is_batch: bool = False
     valid: tuple[tuple[int | None, ValidClick], ...] = ()  # (element index, click)
     invalid: tuple[tuple[int | None, Any], ...] = ()  # (element index, element)
+    mismatched: tuple[tuple[int | None, ValidClick], ...] = ()  # valid, but not its ad's owner
 
 
 class _NotJson(ValueError):
@@ -87,7 +100,8 @@ def _unicode(value: Any) -> bool:
     return True
 
 
-def judge_body(body: bytes, *, now: float, max_skew: float, max_bytes: int) -> Verdict:
+def judge_body(body: bytes, *, now: float, max_skew: float, max_bytes: int,
+               catalog: Mapping[str, Owner] | None = None) -> Verdict:
     if len(body) > max_bytes:
         return Verdict("oversized")
     try:
@@ -104,14 +118,25 @@ def judge_body(body: bytes, *, now: float, max_skew: float, max_bytes: int) -> V
         return Verdict("invalid_json")
     elements: list[tuple[int | None, Any]] = (
         list(enumerate(payload)) if isinstance(payload, list) else [(None, payload)])
-    valid, invalid = [], []
+    valid, invalid, mismatched = [], [], []
     for index, element in elements:
         click = judge_element(element, now=now, max_skew=max_skew)
         if click is None:
             invalid.append((index, element))
+        elif _contradicts((catalog or {}).get(click.ad_id), click):
+            mismatched.append((index, click))
         else:
             valid.append((index, click))
-    return Verdict(None, isinstance(payload, list), tuple(valid), tuple(invalid))
+    return Verdict(None, isinstance(payload, list), tuple(valid), tuple(invalid),
+                   tuple(mismatched))
+
+
+def _contradicts(owner: Owner | None, click: ValidClick) -> bool:
+    if owner is None:
+        return False
+    campaign, advertiser = owner
+    return ((click.campaign_id is not None and click.campaign_id != campaign)
+            or (click.advertiser_id is not None and click.advertiser_id != advertiser))
 
 
 def _bracket_depth(text: str) -> int:
@@ -196,7 +221,19 @@ def judge_element(element: Any, *, now: float, max_skew: float) -> ValidClick | 
     if country is not None and (not isinstance(country, str)
                                 or country.upper() not in KNOWN_COUNTRIES):
         return None
-    return ValidClick(str(click_id), ad_id, int(seconds // 60) * 60)
+    device = element.get("device")
+    if device is not None and (not isinstance(device, str) or device.lower() not in DEVICES):
+        return None
+    campaign_id, advertiser_id = element.get("campaign_id"), element.get("advertiser_id")
+    if not (_owner_id(campaign_id) and _owner_id(advertiser_id)):
+        return None
+    return ValidClick(str(click_id), ad_id, int(seconds // 60) * 60, campaign_id, advertiser_id)
+
+
+def _owner_id(value: Any) -> bool:
+    """campaign_id, advertiser_id: absent, or 1-64 printable characters."""
+    return value is None or (isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS
+                             and value.isprintable())
 
 
 # The generator draws countries only from these and from NOT_COUNTRIES, so the

@@ -2,10 +2,13 @@
 
 Valid-but-nasty elements (SQL and shell metacharacters, control characters and
 emoji in click ids, 64-bit ad ids, 1970 and RFC 3339 times with odd offsets,
-deep unknown fields) sit next to invalid ones (wrong types, huge strings, NUL,
-negative, future and malformed times, bad ips and countries) in mixed
-batches, and whole bodies that are not UTF-8, not JSON, NaN, too deep or too
-large. The generator does not decide what is valid: click_contract.py does.
+deep unknown fields, devices in any case, campaign and advertiser ids) sit next
+to invalid ones (wrong types, huge strings, NUL, negative, future and malformed
+times, bad ips, countries, devices and owner ids) and to clicks of OWNED_AD,
+which the test's catalog gives OWNED_BY, naming its owner or another one
+(``ad_owner_mismatch``), in mixed batches, and whole bodies that are not UTF-8,
+not JSON, NaN, too deep or too large. The generator does not decide what is
+valid: click_contract.py does.
 """
 
 from __future__ import annotations
@@ -35,6 +38,28 @@ PRINTABLE = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl"
 
 def _cut(text: str, limit: int) -> str:
     return text[:limit]
+
+
+def owner_of(ad_id: Any) -> tuple[str, str]:
+    """The owner every click naming one gives ``ad_id``: derived from the ad, so two
+    clicks of one ad never disagree (an int ad and its decimal string are one ad)."""
+    text = str(ad_id)
+    return "camp:" + text[:59], f"adv:{len(text) % 7}"
+
+
+OWNED_AD = "owned-ad"  # in the test's preloaded catalog, owned by OWNED_BY
+OWNED_BY = owner_of(OWNED_AD)
+
+
+def _named_owner(element: dict[str, Any]) -> dict[str, Any]:
+    """Name the ad's derived owner (both ids, one, or none) when the draw asked to."""
+    names = element.pop("names_owner", "")
+    campaign, advertiser = owner_of(element["ad_id"])
+    if "c" in names:
+        element["campaign_id"] = campaign
+    if "a" in names:
+        element["advertiser_id"] = advertiser
+    return element
 
 
 def _rfc3339(moment: float, offset_minutes: int, fraction: str) -> str:
@@ -75,11 +100,24 @@ def valid_like(now: float) -> st.SearchStrategy[dict[str, Any]]:
         "country": st.sampled_from(sorted(KNOWN_COUNTRIES)).flatmap(
             lambda c: st.sampled_from([c, c.lower()])),
         "unknown": st.one_of(INT64, NASTY_TEXT, st.integers(1, 200).map(_nested)),
+        "device": st.sampled_from(["desktop", "Mobile", "TABLET", "tv", "other"]),
+        "names_owner": st.sampled_from(["c", "a", "ca"]),
     }
     return st.fixed_dictionaries(
         {"click_id": NASTY_TEXT.map(lambda t: _cut(t, 40)), "ad_id": ad_id,
          "clicked_at": clicked_at},
-        optional=optional)
+        optional=optional).map(_named_owner)
+
+
+def owned_ad_click(now: float) -> st.SearchStrategy[dict[str, Any]]:
+    """A click of OWNED_AD naming its owner, part of it, or another owner."""
+    campaign, advertiser = OWNED_BY
+    return st.fixed_dictionaries(
+        {"click_id": st.text(ALPHANUMERIC, min_size=1, max_size=20), "ad_id": st.just(OWNED_AD),
+         "clicked_at": st.floats(min_value=now - 86_400, max_value=now - 1).map(
+             lambda s: round(s, 3))},
+        optional={"campaign_id": st.sampled_from([campaign, "camp:thief"]),
+                  "advertiser_id": st.sampled_from([advertiser, "adv:thief"])})
 
 
 def broken(now: float) -> st.SearchStrategy[Any]:
@@ -95,6 +133,9 @@ def broken(now: float) -> st.SearchStrategy[Any]:
         "user_id": [7, ["u"], "u" * 65, "u\x00"],
         "ip": ["1.2.3", "256.1.1.1", "::g", "fe80::1%eth0", 12, "", "1.2.3.4 "],
         "country": [*NOT_COUNTRIES, 1, ["US"], {"code": "US"}, True, 2.5],
+        "device": ["phone", "", " tv", 5, ["tv"], True],
+        "campaign_id": ["", "c" * 65, 7, "tab\there", "nul\x00", ["c"]],
+        "advertiser_id": ["", "a" * 65, 1.5, "line\nbreak", {"id": "a"}],
     }
     one_field = st.sampled_from(sorted(field_breaks)).flatmap(
         lambda name: st.tuples(st.just(name), st.sampled_from(field_breaks[name])))
@@ -104,7 +145,7 @@ def broken(now: float) -> st.SearchStrategy[Any]:
         element = dict(base)
         if value is None:
             element.pop(name, None)
-            if name in ("user_id", "ip", "country"):
+            if name in ("user_id", "ip", "country", "device", "campaign_id", "advertiser_id"):
                 element[name] = 5  # a missing optional is fine; a wrong type is not
         else:
             element[name] = value
@@ -148,8 +189,9 @@ def _is_json(body: bytes) -> bool:
 
 
 def message(now: float, max_bytes: int) -> st.SearchStrategy[bytes]:
-    valid, invalid = valid_like(now), broken(now)
-    element = st.integers(0, 9).flatmap(lambda n: invalid if n < 3 else valid)
+    valid, invalid, owned = valid_like(now), broken(now), owned_ad_click(now)
+    element = st.integers(0, 19).flatmap(
+        lambda n: invalid if n < 6 else owned if n < 8 else valid)
     batch = st.lists(element, min_size=1, max_size=8)
     encoded = st.one_of(
         st.builds(lambda e, a: json.dumps(e, ensure_ascii=a).encode(), element, st.booleans()),

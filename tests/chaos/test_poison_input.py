@@ -6,7 +6,9 @@ the code under test. Then, against one real ingest worker:
   farloom.clicks.dead, with a reason code and a reason, and once in the
   rejected-click ledger (raw.rejected_clicks) with the same;
 - every valid click (SQL and shell metacharacters included) is in raw
-  verbatim, once, and counted in Redis in its minute;
+  verbatim, once, and counted in Redis in its minute, but for the clicks that
+  contradict the owner of OWNED_AD in the preloaded ads catalog: those are
+  dead-lettered as ``ad_owner_mismatch``, known by their click id;
 - valid canary clicks published between chunks of poison are stored before
   the next chunk is even published: poison never stalls the stream;
 - the worker never restarts: the same process, alive at the end.
@@ -21,10 +23,11 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from farloom_tasks.core.ad_owners import MISMATCH
 from farloom_tasks.stores import rejected_clicks, topology
 from tests.chaos.click_contract import Verdict, judge_body
 from tests.chaos.pipeline import record_outcome
-from tests.chaos.poison import draw_messages, with_unique_click_ids
+from tests.chaos.poison import OWNED_AD, OWNED_BY, draw_messages, with_unique_click_ids
 from tests.chaos.processes import PipelineProcess
 from tests.support.broker import dead_letters, publish, queue_depth
 from tests.support.database import raw_rows, sql
@@ -66,8 +69,11 @@ def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_
     now = time.time()
     skew = stack.settings.max_clock_skew_seconds
     bodies = with_unique_click_ids(draw_messages(MESSAGES, now, MAX_BYTES))
-    verdicts: list[Verdict] = [judge_body(b, now=now, max_skew=skew, max_bytes=MAX_BYTES)
-                               for b in bodies]
+    catalog = {OWNED_AD: OWNED_BY}
+    sql(stack, "INSERT INTO agg.ads (ad_id, campaign_id, advertiser_id) VALUES (:a, :c, :v)",
+        a=OWNED_AD, c=OWNED_BY[0], v=OWNED_BY[1])
+    verdicts: list[Verdict] = [judge_body(b, now=now, max_skew=skew, max_bytes=MAX_BYTES,
+                                          catalog=catalog) for b in bodies]
 
     # The truth, from the oracle alone.
     stored: Counter[tuple[str, str, int]] = Counter()
@@ -80,14 +86,17 @@ def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_
             stored[(click.click_id, click.ad_id, click.minute)] += 1
         for index, element in verdict.invalid:
             dead[(None, index, json.dumps(element, sort_keys=True))] += 1
+        for _, click in verdict.mismatched:
+            dead[(MISMATCH, None, click.click_id)] += 1
     payloads = sum(1 if v.whole_message_code else len(v.valid) + len(v.invalid)
-                   for v in verdicts)
+                   + len(v.mismatched) for v in verdicts)
     whole_codes = Counter(v.whole_message_code for v in verdicts if v.whole_message_code)
     mixed = sum(1 for v in verdicts if v.is_batch and v.valid and v.invalid)
     assert payloads >= 10_000, payloads
     assert set(whole_codes) == {"oversized", "not_utf8", "invalid_json"}, whole_codes
     assert len(stored) > 2_000 and sum(1 for k in dead if k[0] is None) > 1_000
     assert mixed > 200, mixed
+    assert sum(1 for k in dead if k[0] == MISMATCH) > 100
 
     env = {**stack.env, "FARLOOM_MAX_MESSAGE_BYTES": str(MAX_BYTES), "FARLOOM_BATCH_SIZE": "500"}
     ingest = PipelineProcess("ingest", [sys.executable, "-m", "farloom_tasks.cli", "ingest"],
@@ -131,6 +140,8 @@ def test_over_ten_thousand_hostile_payloads_are_sorted_exactly_without_a_worker_
     for code, _, index, body in letters:
         if code in ("oversized", "not_utf8", "invalid_json"):
             found[(code, None, repr(body))] += 1
+        elif code == MISMATCH:  # the validated click, as stored clicks are known
+            found[(code, index, json.loads(body)["click_id"])] += 1
         else:
             found[(None, index, _canonical(body))] += 1
     assert found == dead, f"dead letters: extra {found - dead}, missing {dead - found}"
