@@ -237,6 +237,17 @@ def test_every_protected_endpoint_refuses_a_missing_malformed_unknown_or_revoked
             assert words in response.json()["detail"], (name, path)
 
 
+def test_every_v1_route_the_document_lists_asks_for_a_key(keyed: TestClient) -> None:
+    """A route added later without `caller: Authenticated` would answer here."""
+    spec = keyed.get("/openapi.json").json()
+    routes = [path for path in spec["paths"] if path.startswith("/v1/")]
+    for path in routes:
+        url = path.replace("{ad_id}", "a").replace("{minute}", iso(BASE))
+        assert keyed.get(url).status_code == 401, path
+        assert spec["paths"][path]["get"].get("security"), path
+    assert len(routes) >= len(PROTECTED) - 1  # every /v1 route of today, at least
+
+
 def test_a_key_revoked_while_in_use_fails_from_its_next_request(
         platform: Stack, keyed: TestClient) -> None:
     key = make_key(platform, "acme")
