@@ -193,3 +193,24 @@ def test_an_empty_time_parameter_is_the_same_as_one_left_out(
     assert empty.status_code == 200, empty.text
     assert empty.json() == left_out.json()
     assert empty.json()["to"] == iso(EXAMPLE_MINUTE)
+
+
+@pytest.mark.parametrize("open_mode", [False, True])
+def test_the_document_promises_no_422_and_no_null_parameter_that_the_api_never_takes(
+        stack: Stack, open_mode: bool) -> None:
+    app = create_app(replace(stack.settings, api_open=open_mode))
+    try:
+        document = app.openapi()
+    finally:
+        app.state.engine.dispose()
+
+    text = json.dumps(document)
+    assert '"422"' not in text and "ValidationError" not in text
+    for path, item in document["paths"].items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                assert '"null"' not in json.dumps(parameter["schema"]), (path, parameter)
+    for path in V1:
+        documented = document["paths"][path]["get"]["responses"]
+        assert {"200", "503"} <= set(documented), path
+        assert ("401" in documented) is not open_mode, path
