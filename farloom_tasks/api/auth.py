@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from farloom_tasks.core import api_keys as keys
 from farloom_tasks.core.api_keys import Caller
+from farloom_tasks.errors import ConfigError
 from farloom_tasks.stores import api_keys, db
 
 HOW_TO_GET_A_KEY = ("an operator makes one with `farloom api-key create --advertiser "
@@ -59,8 +60,11 @@ class Authenticator:
         key = keys.parse(token)
         if key is None:
             raise _refused(NOT_A_KEY, bad_token=True)
-        with self.engine.connect() as conn:
-            stored = api_keys.lookup(conn, key.key_id)
+        try:
+            with api_keys.table_required(), self.engine.connect() as conn:
+                stored = api_keys.lookup(conn, key.key_id)
+        except ConfigError as exc:  # deployed before `farloom migrate`: say so, not a 500
+            raise HTTPException(503, f"the API cannot check keys: {exc}") from None
         if stored is None or not keys.matches(key, stored.secret_sha256):
             raise _refused(UNKNOWN_KEY, bad_token=True)
         if stored.revoked:  # said only to the key's holder: the secret matched

@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
-        with db.translated_errors():
+        with db.translated_errors(), api_keys.table_required():
             if args.action == "create":
                 return _create(engine, args.advertiser, args.label)
             if args.action == "list":

@@ -7,11 +7,17 @@ change nothing. A revoked key keeps its row, with when it was revoked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
 import sqlalchemy as sa
+
+from farloom_tasks.errors import ConfigError
+
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a relation that does not exist
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,18 @@ class Revocation(Enum):
     REVOKED = "revoked"
     ALREADY_REVOKED = "already revoked"
     UNKNOWN = "unknown"
+
+
+@contextmanager
+def table_required() -> Iterator[None]:
+    """A database not migrated to 0011 yet gets a sentence, not a traceback."""
+    try:
+        yield
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "pgcode", None) == UNDEFINED_TABLE:
+            raise ConfigError("this database has no auth.api_keys yet: run `farloom migrate` "
+                              "(migration 0011)") from None
+        raise
 
 
 def create(conn: sa.Connection, *, key_id: str, secret_sha256: bytes,

@@ -89,6 +89,16 @@ def test_list_shows_whom_each_key_serves_and_revoke_says_what_it_did(stack: Stac
             assert not any(digest in shown for digest in digests)
 
 
+def test_a_database_not_migrated_to_api_keys_gets_a_sentence_not_a_traceback(
+        stack: Stack) -> None:
+    # The server's maintenance database: Farloom never migrates it, nothing is written.
+    unmigrated = stack.settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    done = stack.farloom("api-key", "list", env=dict(stack.env, FARLOOM_DATABASE_URL=unmigrated))
+
+    assert done.returncode == 3
+    assert "run `farloom migrate`" in done.stderr and "Traceback" not in done.stderr
+
+
 @contextlib.contextmanager
 def farloom_serve(stack: Stack, log_path: Path,
                   **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from farloom_tasks.api.app import create_app
 from farloom_tasks.core import api_keys as keys
 from farloom_tasks.core.windows import iso
-from farloom_tasks.stores import api_keys
+from farloom_tasks.stores import agg_reads, api_keys
 from tests.integration.test_api import BASE, put_minute
 from tests.support.stack import Stack
 
@@ -273,6 +273,22 @@ def test_health_the_dashboard_and_the_docs_need_no_key_and_metrics_are_off_by_de
     assert metrics.status_code == 404
     schemes = keyed.get("/openapi.json").json()["components"]["securitySchemes"]
     assert [scheme["scheme"] for scheme in schemes.values()] == ["bearer"]
+
+
+def test_an_api_whose_database_has_no_key_table_says_to_migrate_with_a_503(
+        stack: Stack) -> None:
+    # The server's maintenance database, which Farloom never migrates; read-only role.
+    unmigrated = agg_reads.read_only_url(
+        stack.settings.database_url.rsplit("/", 1)[0] + "/postgres", "")
+    app = create_app(replace(stack.settings, api_open=False, api_database_url=unmigrated))
+    try:
+        with TestClient(app) as client:
+            response = client.get("/v1/minutes", headers=bearer(str(keys.generate())))
+    finally:
+        app.state.engine.dispose()
+
+    assert response.status_code == 503
+    assert "farloom migrate" in response.json()["detail"]
 
 
 def test_secrets_are_compared_through_hmac_compare_digest(
