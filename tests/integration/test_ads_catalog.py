@@ -8,25 +8,34 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
+from collections import Counter
+from typing import Any
 
 import psycopg2
 import pytest
 
 from farloom_tasks.core.ad_owners import MISMATCH, Owner
 from farloom_tasks.core.clicks import Click
+from farloom_tasks.core.windows import minute_of
 from farloom_tasks.stores import topology
 from farloom_tasks.stores.raw import RawStore
 from tests.integration.ingest_support import (
+    WAIT_SECONDS,
     dead_letter_ids,
     one_click_stream,
     postgresql_refusing,
+    raw_counts,
     run_burst,
+    run_bursts_side_by_side,
+    worker,
 )
 from tests.integration.test_rejected_clicks import _publish_plain
 from tests.support.broker import dead_letters, publish
 from tests.support.database import sql
+from tests.support.redis_view import redis_minute_counts
 from tests.support.stack import Stack
 
 
@@ -142,12 +151,12 @@ def test_two_workers_racing_on_new_ads_end_with_one_owner_each_and_lose_no_click
     rng = random.Random(13)
     ads = [f"ad-{n}" for n in range(60)]
     batches: list[list[Click]] = []
-    for worker in range(2):
+    for writer in range(2):
         batch = []
         for n in range(300):
             ad = rng.choice(ads)
-            batch.append(_click(f"w{worker}-{n:03d}", ad, now, rng.choice(
-                [None, f"camp-{worker}", f"camp-{ad}"]), rng.choice([None, f"adv-{worker}"])))
+            batch.append(_click(f"w{writer}-{n:03d}", ad, now, rng.choice(
+                [None, f"camp-{writer}", f"camp-{ad}"]), rng.choice([None, f"adv-{writer}"])))
         batches.append(batch)
     stores = [RawStore(stack.engine(), stack.settings.shard_count) for _ in batches]
     start = threading.Barrier(len(stores))
@@ -182,3 +191,68 @@ def test_two_workers_racing_on_new_ads_end_with_one_owner_each_and_lose_no_click
     for click in sent:  # every id a stored click named is the catalog's
         if click.click_id in agreeing and click.campaign_id is not None:
             assert catalog[click.ad_id].campaign_id == click.campaign_id
+
+
+def _owner_feed(seed: int, clicks: int, now: float) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """Messages of 1-5 clicks over 30 new ads, each click naming one of two campaigns
+    and one of two advertisers for its ad, or nothing: contradictions every few clicks."""
+    rng = random.Random(seed)
+    sent: list[dict[str, Any]] = []
+    bodies: list[bytes] = []
+    while len(sent) < clicks:
+        message = []
+        for _ in range(rng.randint(1, 5)):
+            ad = f"ad-{rng.randrange(30)}"
+            click: dict[str, Any] = {"click_id": f"k-{len(sent)}", "ad_id": ad,
+                                     "clicked_at": round(now - rng.uniform(0, 300), 3)}
+            if rng.random() < 0.7:
+                click["campaign_id"] = f"camp-{ad}-{rng.randrange(2)}"
+            if rng.random() < 0.5:
+                click["advertiser_id"] = f"adv-{rng.randrange(2)}"
+            message.append(click)
+            sent.append(click)
+        bodies.append(json.dumps(message).encode())
+    return bodies, sent
+
+
+def _assert_settled_exactly(stack: Stack, sent: list[dict[str, Any]]) -> None:
+    """One row per ad; a click stored exactly when it agrees with its ad's final owner
+    (owners only fill), counted once in raw and Redis; the others ledgered once each."""
+    catalog = _catalog(stack)
+    assert set(catalog) == {c["ad_id"] for c in sent}
+    agreeing = [c for c in sent if not catalog[c["ad_id"]].contradicted_by(
+        c.get("campaign_id"), c.get("advertiser_id"))]
+    assert 0 < len(agreeing) < len(sent)
+    assert _stored_ids(stack) == {c["click_id"] for c in agreeing}
+    expected = Counter((minute_of(c["clicked_at"]), c["ad_id"]) for c in agreeing)
+    assert raw_counts(stack) == expected and redis_minute_counts(stack) == expected
+    rejected = sql(stack, "SELECT reason_code, count(*) FROM raw.rejected_clicks GROUP BY 1")
+    assert rejected == [(MISMATCH, len(sent) - len(agreeing))]
+    assert len(set(dead_letter_ids(stack))) == len(sent) - len(agreeing)
+
+
+def test_two_ingest_workers_racing_on_new_ads_store_or_reject_every_click_once(
+        stack: Stack) -> None:
+    bodies, sent = _owner_feed(5, 1500, time.time())
+    doubled = bodies * 2  # every message twice: both workers meet the same clicks
+    random.Random(5).shuffle(doubled)
+    publish(stack, doubled)
+
+    assert run_bursts_side_by_side(stack, 2, batch_size=40) == [0, 0]
+
+    _assert_settled_exactly(stack, sent)
+
+
+@pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+def test_a_worker_killed_at_a_crash_point_leaves_the_catalog_and_ledger_exact(
+        stack: Stack, point: str) -> None:
+    bodies, sent = _owner_feed(8, 400, time.time())
+    publish(stack, bodies)
+
+    with worker(stack, "--burst", failpoints=f"{point}:3", batch_size=10,
+                prefetch_count=40) as crashing:
+        crashing.wait(timeout=WAIT_SECONDS)
+    assert crashing.returncode == -signal.SIGKILL
+    run_burst(stack)
+
+    _assert_settled_exactly(stack, sent)
