@@ -80,21 +80,34 @@ class Judgement:
 def judge(clicks: Sequence[Click], catalog: Mapping[str, Owner],
           cached: Mapping[str, Owner] | None = None) -> Judgement:
     """Judge ``clicks`` in order against ``catalog`` (ad id -> committed owner), then
-    ``cached`` (KnownOwners.owners) for ads not in it; an ad in neither has no row
-    yet. ``owners`` holds every ad of the batch."""
+    ``cached`` (KnownOwners.owners) for ads not in it; an ad in neither has no row yet.
+
+    ``cached`` may only hold owners the clicks cannot fill (KnownOwners.ads_to_look_up
+    sends every other ad to the catalog): those clicks are judged against it alone,
+    the hot path, and their ads are left out of ``owners``, which holds the others.
+    """
     judgement = Judgement()
-    owners = judgement.owners
+    owners, accepted, mismatched = judgement.owners, judgement.accepted, judgement.mismatched
     cache = cached or {}
     for click in clicks:
         known = owners.get(click.ad_id)
         if known is None:
-            known = catalog.get(click.ad_id) or cache.get(click.ad_id, NOBODY)
+            known = catalog.get(click.ad_id)
+        if known is None:
+            known = cache.get(click.ad_id)
+            if known is not None:
+                if known.contradicted_by(click.campaign_id, click.advertiser_id):
+                    mismatched.append((click, known))
+                else:
+                    accepted.append(click)
+                continue
+            known = NOBODY
         if known.contradicted_by(click.campaign_id, click.advertiser_id):
-            judgement.mismatched.append((click, known))
+            mismatched.append((click, known))
             owners[click.ad_id] = known
             continue
         owners[click.ad_id] = known.filled_by(click.campaign_id, click.advertiser_id)
-        judgement.accepted.append(click)
+        accepted.append(click)
     return judgement
 
 

@@ -102,8 +102,9 @@ def record_batch(stats: IngestStats, batch: Batch, *, new_clicks: int, duplicate
     """Count one acked batch in the run summary and in Prometheus.
 
     ``new_clicks``, ``duplicates`` and ``late_clicks`` are what the durable write
-    reported; ``refused`` are the clicks PostgreSQL refused as data, dead-lettered
-    after the batch's own invalid elements.
+    reported; ``refused`` are the clicks the write did not store (PostgreSQL refused
+    them as data, or they contradict their ad's owner), dead-lettered after the
+    batch's own invalid elements.
     """
     stats.messages += batch.messages
     stats.batches += 1

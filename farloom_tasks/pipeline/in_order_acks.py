@@ -15,7 +15,9 @@ Ack rules (docs/design.md, "No loss" and "Failure rules"):
   waits for the earlier ones.
 - A batch PostgreSQL refused as data (``raw.REFUSED_AS_DATA``) is
   written again click by click (``rewrite``) and acked once that ends, after its
-  refused clicks are dead-lettered ("unstorable").
+  refused clicks are dead-lettered ("unstorable"). A write's clicks that
+  contradict their ad's owner ("ad_owner_mismatch") are dead-lettered the
+  same way, before the ack.
 - Any other failure of a write propagates out of ``ack_finished`` and acks
   nothing: that batch and every later one stay unacked and in flight (a bug
   must not ack data; ``Abandoned`` stops the worker, and the broker redelivers).

@@ -209,8 +209,9 @@ class RawStore:
         wanted = self.known_owners.ads_to_look_up(clicks)
         locked: dict[str, Owner] = {}
         if wanted:
-            # New rows get the owner this batch alone would give them, judged in its order.
-            proposed = judge([c for c in clicks if c.ad_id in wanted], {}, cached).owners
+            # New rows get the owner this batch alone would give them, judged in its order
+            # (for an ad with a row already, the proposal is not used).
+            proposed = judge([c for c in clicks if c.ad_id in wanted], {}).owners
             locked = ads_catalog.lock_owners(cursor, proposed).owners
         judgement = judge(clicks, locked, cached)
         if wanted:
