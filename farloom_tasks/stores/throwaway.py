@@ -27,7 +27,8 @@ QUEUES = (topology.INGEST_QUEUE, topology.DEAD_QUEUE,
 
 
 def empty_everything(settings: Settings, keep: Collection[str] = ()) -> None:
-    """Empty every raw/agg/auth table (API keys too), the Redis db and every Farloom queue of ``settings``.
+    """Empty every raw, agg and auth table (API keys too), the Redis db and every
+    Farloom queue of ``settings``.
 
     For throw-away environments only (benchmarks, tests): it deletes all data, but
     for the tables (e.g. partitions, as ``raw.ad_clicks_p20261202_1300``) named in
