@@ -19,6 +19,9 @@ every row, as it keeps ``country``.
   once known, never changes: a click that contradicts it is dead-lettered as
   ``ad_owner_mismatch``. The API's read-only role reads it (the default
   privileges of migration 0003), to scope advertisers' keys to their own ads.
+- Nothing is backfilled: reading every raw partition for its ads would take as
+  long as the scan above. Ads of clicks stored before this migration get a row
+  when their next click arrives, or from ``farloom ads import``.
 """
 
 from alembic import op
