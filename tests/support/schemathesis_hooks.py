@@ -1,9 +1,9 @@
-"""Schemathesis hooks (SCHEMATHESIS_HOOKS) for the API's contract test.
+"""Schemathesis hooks for the API's contract (loaded by the root's schemathesis.toml).
 
 schemathesis' positive_data_acceptance takes a 400 to a schema-valid request as the
 schema lying. The query API has rules across parameters that no OpenAPI schema can
 state (``from`` after ``to``, a window too long, ``minutes`` together with ``from``),
-so tests/support/schemathesis.toml lets a 400 pass that check, and this check takes
+so schemathesis.toml lets a 400 pass that check, and this check takes
 back all but those: a schema-valid request answered 400 must give one of those
 reasons, never ``malformed`` (a parameter the schema should have refused) and never
 a body without a reason.
