@@ -22,13 +22,13 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel
 
 from farloom_tasks.api.response_bodies import BadRequestBody, ErrorBody
+from farloom_tasks.core.clicks import MAX_ID_CHARS
 from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
 
 # A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
 # characters only), and PostgreSQL refuses a NUL in text outright: such an id is a 400.
 AD_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 AD_ID_MATCHES = re.compile(AD_ID_PATTERN)
-MAX_AD_ID_CHARS = 64
 # A query parameter sent empty (`?from=`) means the same as one left out.
 OPTIONAL_TIME_PATTERN = rf"^$|{TIME_PATTERN}"
 
@@ -78,7 +78,7 @@ def time_path(what: str) -> Any:
 
 
 def ad_id_path() -> Any:
-    return PathParam(min_length=1, max_length=MAX_AD_ID_CHARS,
+    return PathParam(min_length=1, max_length=MAX_ID_CHARS,
                      description="the ad id, as the clicks carried it (URL-encoded; it may "
                                  "contain '/')",
                      json_schema_extra={"pattern": AD_ID_PATTERN})
