@@ -50,9 +50,12 @@ class Settings:
     max_clock_skew_seconds: float = 300.0  # s a click may be dated in the future
     redis_retention_seconds: int = 7200  # s a per-minute Redis key lives after its last write
     # slices with their own exact counts (core/dimensions.py): dimensions and
-    # "a*b" combinations, comma-separated. Read only by `farloom bench slice-options`
-    # so far: slices are not built yet (docs/design.md, "Slices by dimension").
+    # "a*b" combinations, comma-separated; made at close from raw into agg.slice_values
+    # (docs/design.md, "Slices by dimension"), with campaign and advertiser always.
     dimensions: str = "country,device"
+    # MB of work_mem for the transaction that computes one minute's slices
+    # (docs/benchmarks.md, "Where slices are made")
+    slice_work_mem_mb: int = 64
 
     # Ingest batching.
     batch_size: int = 2000  # clicks per durable write
@@ -168,6 +171,7 @@ class Settings:
         positive = {
             "shard_count": self.shard_count,
             "top_k": self.top_k,
+            "slice_work_mem_mb": self.slice_work_mem_mb,
             "batch_size": self.batch_size,
             "prefetch_count": self.prefetch_count,
             "ingest_writers": self.ingest_writers,

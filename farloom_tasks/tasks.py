@@ -24,12 +24,20 @@ from farloom_tasks.celery import app, settings_of
 from farloom_tasks.core import windows
 from farloom_tasks.core.aggregates import encode
 from farloom_tasks.core.attempts import Attempt
+from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.core.minute_merge import ShardSummary
 from farloom_tasks.core.redis_horizon import redis_is_complete
 from farloom_tasks.core.replay_source import choose_source
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, parse_minute
 from farloom_tasks.errors import TransientError
-from farloom_tasks.pipeline import closing, minute_aggregation, redis_loss, replay, retention
+from farloom_tasks.pipeline import (
+    closing,
+    minute_aggregation,
+    redis_loss,
+    replay,
+    retention,
+    slice_aggregation,
+)
 from farloom_tasks.pipeline import reconcile as reconciliation
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import close_ledger
@@ -75,6 +83,23 @@ def start_aggregation(attempt: Attempt) -> None:
     body.link_error(aggregation_failed.s(attempt.minute, attempt.revision))
     chord(topk_shard.s(attempt.minute, shard, settings.top_k, attempt.revision)
           for shard in range(settings.shard_count))(body)
+    # After the chord, so the minute's top k is never queued behind its slices.
+    aggregate_slices.delay(attempt.minute, attempt.revision)
+
+
+@app.task(name="farloom.aggregate_slices", soft_time_limit=600, time_limit=660, **RETRYING)
+def aggregate_slices(minute: int, revision: int) -> dict[str, object]:
+    """Compute ``minute``'s slices from raw as ``revision`` (slice_aggregation.py).
+
+    Every path that claims a revision starts it, with that revision; an older
+    or repeated one changes nothing.
+    """
+    res = _resources()
+    settings = res.settings
+    return slice_aggregation.aggregate(
+        res.engine, parse_dimensions(settings.dimensions), minute=minute, revision=revision,
+        partition_hours=settings.minute_partition_hours,
+        work_mem_mb=settings.slice_work_mem_mb).to_json()
 
 
 @app.task(name="farloom.close_due_minutes", **RETRYING)
@@ -227,6 +252,7 @@ def replay_minutes(minutes: list[int | str], source: str = "auto") -> dict[str, 
             res.redis, minute=attempt.minute, shard=shard, revision=attempt.revision,
             k=settings.top_k) for shard in range(settings.shard_count)]
         _publish_result(res, attempt, summaries)
+        aggregate_slices.delay(attempt.minute, attempt.revision)
         revisions[str(attempt.minute)] = attempt.revision
     return revisions
 

@@ -1,0 +1,202 @@
+"""Slices in PostgreSQL (adapter): one minute's slices computed from raw, written and compared.
+
+``computed_sql`` is the one statement both the writer and reconciliation use:
+one scan of the minutes' raw rows, joined to ``agg.ads`` for each ad's owner,
+grouped by GROUPING SETS (one set per slice, each with ``ad_id``), then one row
+per (minute, slice, value) with every ad ranked as §2.5 ranks the top k
+(clicks descending, then ad_id in code-point order). A click without a value
+for a slice (no country, no owner in the catalog, one part of a combination
+missing) is in no value of that slice.
+
+``agg.slice_minutes`` holds the revision each (minute, slice) was computed at;
+``write`` replaces a slice's rows only for a newer revision, under the
+minute's slices lock, so a task run twice or out of order changes nothing.
+Every function runs in the caller's transaction (its cursor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice
+from farloom_tasks.stores.minute_locks import minute_lock_key
+from farloom_tasks.stores.partitions import PartitionedTable
+
+SLICE_VALUES = "agg.slice_values"
+VALUES = PartitionedTable(SLICE_VALUES, unique_columns=None, storage=None)
+SLICES_LOCK_CLASS = 0x46_4C_53  # "FLS": a minute's slice rows (stores/minute_locks.py)
+# Owner slices: always made, their value is the ad's owner in agg.ads.
+CAMPAIGN, ADVERTISER = "campaign", "advertiser"
+_OWNER_COLUMNS = {CAMPAIGN: "campaign_id", ADVERTISER: "advertiser_id"}
+_RANKED = 'ORDER BY clicks DESC, ad_id COLLATE "C"'
+
+
+def slice_names(slices: Sequence[Slice]) -> list[str]:
+    """Every slice made for ``slices`` (FARLOOM_DIMENSIONS): theirs, then the owners'."""
+    return [s.name for s in slices] + list(_OWNER_COLUMNS)
+
+
+def _sets(slices: Sequence[Slice]) -> list[tuple[str, list[str]]]:
+    """(slice name, the columns its value is made of), in slice_names order."""
+    return ([(s.name, list(s.dimensions)) for s in slices]
+            + [(name, [column]) for name, column in _OWNER_COLUMNS.items()])
+
+
+def computed_sql(slices: Sequence[Slice]) -> str:
+    """A SELECT of (minute, slice, value, clicks, distinct_ads, ad_ids, ad_clicks) for
+    every minute in [%(s)s, %(e)s] (epoch seconds), from raw and agg.ads."""
+    sets = _sets(slices)
+    columns = [*sorted({c for _, cols in sets for c in cols}), "ad_id"]
+
+    def mask(grouped: list[str]) -> int:
+        # GROUPING() sets the bit of every column not grouped, the first column highest.
+        return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns)
+                   if c not in grouped and c != "ad_id")
+
+    grouping_sets = ", ".join(f"(minute, {', '.join(cols)}, ad_id)" for _, cols in sets)
+    slice_case = " ".join(f"WHEN {mask(cols)} THEN '{name}'" for name, cols in sets)
+    value_case = " ".join(
+        f"WHEN {mask(cols)} THEN concat_ws('{COMBINATION_SEPARATOR}', {', '.join(cols)})"
+        for _, cols in sets)
+    kept = " OR ".join(
+        f"(g = {mask(cols)} AND " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + ")"
+        for _, cols in sets)
+    return f"""
+WITH grouped AS MATERIALIZED (
+    SELECT GROUPING({', '.join(columns)}) AS g, minute, {', '.join(columns)},
+           count(*) AS clicks
+    FROM (SELECT r.minute, r.country, r.device, r.ad_id, a.campaign_id, a.advertiser_id
+          FROM raw.ad_clicks r LEFT JOIN agg.ads a ON a.ad_id = r.ad_id
+          WHERE r.minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)) c
+    GROUP BY GROUPING SETS ({grouping_sets})
+), sliced AS (
+    SELECT minute, CASE g {slice_case} END AS slice, CASE g {value_case} END AS value,
+           ad_id, clicks
+    FROM grouped WHERE {kept}
+)
+SELECT minute, slice COLLATE "C" AS slice, value COLLATE "C" AS value,
+       sum(clicks)::bigint AS clicks, count(*)::int AS distinct_ads,
+       array_agg(ad_id {_RANKED}) AS ad_ids, array_agg(clicks {_RANKED}) AS ad_clicks
+FROM sliced GROUP BY minute, slice, value"""
+
+
+def lock_minute(cursor: Any, minute: int) -> None:
+    """Hold ``minute``'s slices lock until the transaction ends: one writer at a time."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                   minute_lock_key(minute, SLICES_LOCK_CLASS))
+
+
+def stale_slices(cursor: Any, minute: int, revision: int, names: Sequence[str]) -> list[str]:
+    """The slices of ``names`` whose rows for ``minute`` are older than ``revision``."""
+    cursor.execute("""
+        SELECT n FROM unnest(%(names)s::text[]) AS n
+        WHERE NOT EXISTS (SELECT 1 FROM agg.slice_minutes m
+                          WHERE m.minute = to_timestamp(%(m)s) AND m.slice = n
+                            AND m.revision >= %(r)s)
+        ORDER BY n
+    """, {"names": list(names), "m": minute, "r": revision})
+    return [str(name) for (name,) in cursor.fetchall()]
+
+
+def set_work_mem(cursor: Any, megabytes: int) -> None:
+    # The grouping sets hash or sort every (value, ad) of the minute: docs/benchmarks.md.
+    cursor.execute("SELECT set_config('work_mem', %s, true)", (f"{megabytes}MB",))
+
+
+def write(cursor: Any, slices: Sequence[Slice], minute: int, revision: int,
+          names: Sequence[str]) -> None:
+    """Replace ``minute``'s rows of the slices ``names`` with raw's, as ``revision``."""
+    params = {"s": minute, "e": minute, "m": minute, "r": revision, "names": list(names)}
+    cursor.execute("DELETE FROM agg.slice_values WHERE minute = to_timestamp(%(m)s) "
+                   "AND slice = ANY(%(names)s::text[])", params)
+    cursor.execute(f"""
+        WITH computed AS MATERIALIZED ({computed_sql(slices)}
+        ), written AS (
+            INSERT INTO agg.slice_values (minute, slice, value, revision, clicks,
+                                          distinct_ads, ad_ids, ad_clicks)
+            SELECT minute, slice, value, %(r)s, clicks, distinct_ads, ad_ids, ad_clicks
+            FROM computed WHERE slice = ANY(%(names)s::text[])
+            ORDER BY slice, value
+        )
+        INSERT INTO agg.slice_minutes AS t (minute, slice, revision, clicks, computed_at)
+        SELECT to_timestamp(%(m)s), n, %(r)s,
+               coalesce((SELECT sum(clicks) FROM computed WHERE slice = n), 0), now()
+        FROM unnest(%(names)s::text[]) AS n ORDER BY n
+        ON CONFLICT (minute, slice) DO UPDATE
+        SET revision = excluded.revision, clicks = excluded.clicks,
+            computed_at = excluded.computed_at
+    """, params)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceFinding:
+    """A minute whose slices differ from raw, or lack a slice its revision should have."""
+
+    minute: int
+    differing_values: int  # (slice, value) rows whose clicks or ranked ads differ from raw
+    missing_slices: int  # configured slices with no row at the published revision
+
+
+def compare(cursor: Any, slices: Sequence[Slice], start: int, end: int,
+            retry_seconds: float) -> list[SliceFinding]:
+    """Every checkable minute of [start, end] whose slices differ from raw, in one snapshot.
+
+    Skipped as reconciliation skips a minute's per-ad rows (stores/reconciliation_runs.py):
+    not closed, marked late, or a newer revision started less than ``retry_seconds`` ago.
+    """
+    cursor.execute(f"""
+        WITH computed AS MATERIALIZED ({computed_sql(slices)}
+        ), stored AS (
+            SELECT minute, slice, value, clicks, distinct_ads, ad_ids, ad_clicks
+            FROM agg.slice_values
+            WHERE minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)
+              AND slice = ANY(%(names)s::text[])
+        ), differing AS (
+            SELECT minute, count(*) AS n FROM computed c FULL JOIN stored s
+                USING (minute, slice, value)
+            WHERE c.clicks IS DISTINCT FROM s.clicks OR c.ad_ids IS DISTINCT FROM s.ad_ids
+               OR c.ad_clicks IS DISTINCT FROM s.ad_clicks
+               OR c.distinct_ads IS DISTINCT FROM s.distinct_ads
+            GROUP BY minute
+        ), missing AS (
+            SELECT c.minute, count(*) AS n
+            FROM agg.minute_closes c CROSS JOIN unnest(%(names)s::text[]) AS n
+            WHERE c.minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)
+              AND c.published_revision IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM agg.slice_minutes m
+                              WHERE m.minute = c.minute AND m.slice = n
+                                AND m.revision >= c.published_revision)
+            GROUP BY c.minute
+        ), found AS (
+            SELECT coalesce(d.minute, m.minute) AS minute, coalesce(d.n, 0) AS differing,
+                   coalesce(m.n, 0) AS missing
+            FROM differing d FULL JOIN missing m USING (minute)
+        )
+        SELECT extract(epoch FROM f.minute)::bigint, f.differing, f.missing FROM found f
+        WHERE f.minute <= (SELECT closed_through FROM agg.watermark WHERE id = 1)
+          AND NOT EXISTS (SELECT 1 FROM agg.late_minutes l WHERE l.minute = f.minute)
+          AND NOT EXISTS (
+              SELECT 1 FROM agg.minute_closes c
+              WHERE c.minute = f.minute
+                AND c.started_revision > coalesce(
+                    (SELECT min(m.revision) FROM agg.slice_minutes m
+                     WHERE m.minute = f.minute AND m.slice = ANY(%(names)s::text[])), 0)
+                AND greatest(c.requested_at, c.published_at)
+                    > now() - make_interval(secs => %(retry)s))
+        ORDER BY 1
+    """, {"s": start, "e": end, "names": slice_names(slices), "retry": retry_seconds})
+    return [SliceFinding(int(m), int(d), int(n)) for m, d, n in cursor.fetchall()]
+
+
+def forced_revision(cursor: Any) -> int:
+    """A revision newer than any claimed so far, for reconciliation's recompute."""
+    cursor.execute("SELECT nextval('agg.revision_seq')")
+    return int(cursor.fetchone()[0])
+
+
+def delete_minutes_before(cursor: Any, cutoff: int) -> int:
+    """Drop the ``agg.slice_minutes`` rows of minutes before ``cutoff`` (minute retention)."""
+    cursor.execute("DELETE FROM agg.slice_minutes WHERE minute < to_timestamp(%s)", (cutoff,))
+    return int(cursor.rowcount)
