@@ -228,12 +228,16 @@ def test_an_advertisers_key_shows_its_own_ads_and_the_open_mode_asks_for_none(
                              "WHERE right(ad_id, 1) IN ('0', '5')"))
     acme = api_key(stack, "--advertiser", "acme")
 
+    requests: list[str] = []
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
             with serving(stack, FARLOOM_API_OPEN="0") as url:
                 page = browser.new_page()
-                page.goto(url + "/", timeout=15_000)
+                page.on("request", lambda request: requests.append(request.url))
+                # A link shared by an admin, filtered to another advertiser: the key
+                # fixes the advertiser, so the filter is hidden and never sent.
+                page.goto(url + "/#advertiser_id=globex&device=tv", timeout=15_000)
                 page.wait_for_selector("#key-form:not([hidden])", timeout=15_000)
                 page.fill("#api-key", acme)
                 page.click("#key-form button")
@@ -244,6 +248,8 @@ def test_an_advertisers_key_shows_its_own_ads_and_the_open_mode_asks_for_none(
                 acme_ads = page.eval_on_selector_all(
                     "#top-table tbody tr", "rows => rows.map(r => r.dataset.adId)")
                 badge = page.text_content("#health-badge")
+                advertiser_hidden = page.is_hidden("#filter-advertiser-label")
+                summary = page.text_content("#filter-summary")
             with serving(stack, FARLOOM_API_OPEN="1") as url:
                 page = browser.new_page()
                 page.goto(url + "/", timeout=15_000)
@@ -260,4 +266,146 @@ def test_an_advertisers_key_shows_its_own_ads_and_the_open_mode_asks_for_none(
 
     assert len(acme_ads) == 30 and all(ad[-1] in "05" for ad in acme_ads)
     assert badge == "admin key needed"
+    acme_tops = sent(requests, "/ads/top")
+    assert acme_tops and all("advertiser_id" not in query for query in acme_tops)
+    assert all(query.get("device") == "tv" for query in acme_tops)
+    assert advertiser_hidden and summary == "Showing your key's ads with device tv."
     assert open_form_hidden and open_badge == "healthy"
+
+
+def put_country_slice(stack: Stack, minute: int, counts: dict[str, dict[str, int]]) -> None:
+    """One minute of the `country` slice, as the close writes it (migration 0012)."""
+    at = to_datetime(minute)
+    with stack.engine().begin() as conn:
+        conn.execute(sa.text("SELECT raw.ensure_partition('agg.slice_values', :m, "
+                             "interval '1 day', NULL, NULL)"), {"m": at})
+        conn.execute(sa.text("INSERT INTO agg.slice_minutes (minute, slice, revision, clicks) "
+                             "VALUES (:m, 'country', 1, :c)"),
+                     {"m": at, "c": sum(sum(ads.values()) for ads in counts.values())})
+        for value, ads in counts.items():
+            ranked = sorted(ads.items(), key=lambda item: (-item[1], item[0]))
+            conn.execute(sa.text(
+                "INSERT INTO agg.slice_values VALUES (:m, 'country', :v, 1, :c, :d, :ids, :n)"),
+                {"m": at, "v": value, "c": sum(ads.values()), "d": len(ads),
+                 "ids": [ad for ad, _ in ranked], "n": [n for _, n in ranked]})
+
+
+def sent(urls: list[str], path: str) -> list[dict[str, str]]:
+    """The query parameters of each request the page made to a path."""
+    found = []
+    for url in urls:
+        parts = httpx.URL(url)
+        if parts.path.startswith("/v1/") and parts.path.endswith(path):
+            found.append(dict(parts.params))
+    return found
+
+
+def filters_are_served(url: str) -> bool:
+    """Whether GET /v1/ads/top takes the filters yet (the API's own document says)."""
+    document = httpx.get(url + "/openapi.json", timeout=10).json()
+    names = {p["name"] for p in document["paths"]["/v1/ads/top"]["get"].get("parameters", [])}
+    return "country" in names
+
+
+def test_the_filter_bar_sends_its_filters_keeps_them_in_the_hash_and_shows_a_refusal(
+        stack: Stack) -> None:
+    from playwright.sync_api import sync_playwright
+
+    last = fill_last_hour(stack)
+    us = {"ad-003": 7, "ad-010": 7, "ad-100": 2}
+    put_country_slice(stack, last, {"US": us, "DE": {"ad-005": 40}})
+
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:  # only `country` configured: device has no slice, so the API refuses it
+            with serving(stack, FARLOOM_API_OPEN="1", FARLOOM_DIMENSIONS="country") as url:
+                page = browser.new_page()
+                page.on("request", lambda request: requests.append(request.url))
+                done = ("(t => t.dataset.filters !== undefined || t.dataset.error !== undefined)"
+                        "(document.querySelector('#top-table'))")
+                # A shared link: the hash's filters, normalised as the contract stores them.
+                page.goto(url + "/#country=us&device=Mobile", timeout=15_000)
+                page.wait_for_function(done, timeout=15_000)
+                shared = (page.input_value("#filter-country"), page.input_value("#filter-device"),
+                          page.evaluate("location.hash"))
+                first_top = sent(requests, "/ads/top")[0]
+                first_error = page.get_attribute("#top-table", "data-error")
+                first_message = page.text_content("#top-error")
+
+                # Not a country code: refused before anything is sent, the hash kept.
+                before = len(requests)
+                page.fill("#filter-country", "USA")
+                page.click("#filters button[type=submit]")
+                bad_input = (page.is_visible("#filter-error"), page.text_content("#filter-error"),
+                             page.evaluate("location.hash"), len(requests) - before)
+
+                page.fill("#filter-country", "DE")
+                page.select_option("#filter-device", "")
+                page.fill("#filter-advertiser", "acme")
+                page.click("#filters button[type=submit]")
+                page.wait_for_function(
+                    "document.querySelector('#top-table').dataset.filters"
+                    " === '&country=DE&advertiser_id=acme'"
+                    " || document.querySelector('#top-table').dataset.error !== undefined",
+                    timeout=15_000)
+                applied_hash = page.evaluate("location.hash")
+                applied_top = sent(requests, "/ads/top")[-1]
+                error_hidden = page.is_hidden("#filter-error")
+                page.fill("#search-ad", "ad-007")
+                page.click("#search button")
+                page.wait_for_function(
+                    "!document.querySelector('#ad-detail').hidden"
+                    " || !document.querySelector('#search-error').hidden", timeout=15_000)
+                ad_clicks = sent(requests, "/ad-007/clicks")
+
+                # Any 400 is a sentence above an emptied table, not a broken page: a
+                # window the API refuses (longer than 90 days) is one without F's filters.
+                page.click("#filter-clear")
+                page.evaluate("""() => {
+                  const range = document.querySelector('#top-range');
+                  range.add(new Option('too long', '200000'));
+                }""")
+                page.select_option("#top-range", "200000")
+                page.wait_for_function(
+                    "document.querySelector('#top-table').dataset.error === 'malformed'",
+                    timeout=15_000)
+                refusal = (page.text_content("#top-error"),
+                           page.locator("#top-table tbody tr").count(),
+                           page.evaluate("location.hash"))
+                page.select_option("#top-range", "1")
+                page.wait_for_function(
+                    "document.querySelector('#top-table').dataset.error === undefined"
+                    " && document.querySelectorAll('#top-table tbody tr').length === 100",
+                    timeout=15_000)
+                recovered_hidden = page.is_hidden("#top-error")
+
+                filtered: list[list[object]] | None = None
+                if filters_are_served(url):  # F's filters: the table is the slice's answer
+                    page.evaluate("location.hash = '#country=US'")
+                    page.wait_for_function(
+                        "document.querySelector('#top-table').dataset.filters === '&country=US'",
+                        timeout=15_000)
+                    filtered = page.eval_on_selector_all(
+                        "#top-table tbody tr",
+                        "rows => rows.map(r => [r.dataset.adId,"
+                        " Number(r.cells[2].dataset.clicks)])")
+        finally:
+            browser.close()
+
+    assert shared == ("US", "mobile", "#country=US&device=mobile")
+    assert {"country": "US", "device": "mobile"}.items() <= first_top.items()
+    if first_error is not None:  # the API has the filters: device is not configured
+        assert first_error in ("unconfigured_filter", "unconfigured_combination")
+        assert first_message is not None and "refused" in first_message
+    assert bad_input[0] and "two-letter" in (bad_input[1] or "")
+    assert bad_input[2] == "#country=US&device=mobile" and bad_input[3] == 0
+    assert applied_hash == "#country=DE&advertiser_id=acme" and error_hidden
+    assert "device" not in applied_top
+    assert {"country": "DE", "advertiser_id": "acme"}.items() <= applied_top.items()
+    assert ad_clicks and {"country": "DE", "advertiser_id": "acme"}.items() <= ad_clicks[-1].items()
+    assert refusal[0] is not None and "refused" in refusal[0] and "malformed" in refusal[0]
+    assert refusal[1:] == (0, "")
+    assert recovered_hidden
+    if filtered is not None:
+        assert [tuple(row) for row in filtered] == [("ad-003", 7), ("ad-010", 7), ("ad-100", 2)]

@@ -29,6 +29,7 @@ async function getJSON(path) {
   if (!response.ok) {
     const error = new Error(body.detail || `${response.status} ${response.statusText}`);
     error.status = response.status;
+    error.reason = body.reason;
     throw error;
   }
   return body;
@@ -133,6 +134,7 @@ async function refreshHealth() {
     s = await getJSON("/v1/status");
   } catch (error) {
     if (error.status !== 403) throw error;
+    setAdvertiserKey(true);
     // An advertiser's key: pipeline health is for admin keys (docs/design.md §2.10).
     const badge = document.getElementById("health-badge");
     badge.textContent = "admin key needed";
@@ -141,6 +143,7 @@ async function refreshHealth() {
     return;
   }
   delete document.getElementById("health").dataset.adminOnly;
+  setAdvertiserKey(false);
   text("last-closed", shortMinute(s.closed_minute));
   text("lag", s.lag_seconds === null ? "–" : `${s.lag_seconds} s`);
   text("dead-letters", s.dead_letters === null ? "unknown" : numberFormat.format(s.dead_letters));
@@ -202,15 +205,38 @@ function pointLabel(iso, granularity) {
   return minuteLabel(iso);
 }
 
+// A 400 (a filter the API has no slice for, say) is the reader's to fix: said in words
+// above the table, which is emptied so that no unfiltered numbers pass for filtered ones.
+function showTopError(error) {
+  const message = document.getElementById("top-error");
+  const table = document.getElementById("top-table");
+  message.hidden = error === null;
+  if (error === null) {
+    delete table.dataset.error;
+    return;
+  }
+  message.textContent = `The API refused this view: ${error.message}`
+    + (error.reason ? ` (${error.reason})` : "");
+  table.dataset.error = error.reason || String(error.status);
+  table.querySelector("tbody").replaceChildren();
+}
+
 async function refreshTop() {
   const minutes = document.getElementById("top-range").value;
+  const filters = filterQuery();
   let body;
   try {
-    body = await getJSON(`/v1/ads/top?n=100&minutes=${minutes}&trend=${TREND_MINUTES}`);
+    body = await getJSON(
+      `/v1/ads/top?n=100&minutes=${minutes}&trend=${TREND_MINUTES}${filters}`);
   } catch (error) {
     if (error.status === 404) return;
+    if (error.status === 400) {
+      showTopError(error);
+      return;
+    }
     throw error;
   }
+  showTopError(null);
   const rows = body.ads.map((ad) => {
     const row = document.createElement("tr");
     row.dataset.adId = ad.ad_id;
@@ -229,6 +255,7 @@ async function refreshTop() {
   const table = document.getElementById("top-table");
   table.querySelector("tbody").replaceChildren(...rows);
   table.dataset.minutes = body.minutes;
+  table.dataset.filters = filters;
 }
 
 async function showAd(adId) {
@@ -237,7 +264,8 @@ async function showAd(adId) {
   const range = AD_RANGES[document.getElementById("ad-range").value];
   try {
     const body = await getJSON(
-      `/v1/ads/${encodeURIComponent(adId)}/clicks?granularity=${range.granularity}`);
+      `/v1/ads/${encodeURIComponent(adId)}/clicks?granularity=${range.granularity}`
+      + filterQuery());
     error.hidden = true;
     document.getElementById("ad-detail").hidden = false;
     text("ad-detail-id", body.ad_id);
@@ -252,13 +280,18 @@ async function showAd(adId) {
   } catch (e) {
     document.getElementById("ad-detail").hidden = true;
     error.hidden = false;
-    error.textContent = e.message;
+    error.textContent = e.status === 400 && e.reason
+      ? `The API refused this view: ${e.message} (${e.reason})` : e.message;
   }
 }
 
 async function refresh() {
   if (waitingForKey) return;
-  const results = await Promise.allSettled([refreshHealth(), refreshMinutes(), refreshTop()]);
+  // Health first: its 403 tells an advertiser's key, whose filters differ (filters.js).
+  // A 401 there stops the round: the rest, sent without the key it cleared, would
+  // replace the key form's reason (say, "revoked") with a plain "needs a key".
+  const results = await Promise.allSettled([refreshHealth()]);
+  if (!waitingForKey) results.push(...await Promise.allSettled([refreshMinutes(), refreshTop()]));
   const failed = results.filter((r) => r.status === "rejected");
   text("updated", waitingForKey ? "waiting for an API key" : failed.length
     ? `update failed: ${failed[0].reason.message}`
@@ -268,6 +301,12 @@ async function refresh() {
 
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
+  const adId = document.getElementById("search-ad").value.trim();
+  if (adId) showAd(adId);
+});
+
+initFilters(() => {
+  refreshTop();
   const adId = document.getElementById("search-ad").value.trim();
   if (adId) showAd(adId);
 });
