@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from farloom_tasks.api.response_bodies import BadRequestBody, ErrorBody
 from farloom_tasks.core.clicks import MAX_ID_CHARS
 from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
+from farloom_tasks.core.slice_filters import COUNTRY_PATTERN, DEVICE_PATTERN, OWNER_ID_PATTERN
 
 # A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
 # characters only), and PostgreSQL refuses a NUL in text outright: such an id is a 400.
@@ -35,13 +36,17 @@ OPTIONAL_TIME_PATTERN = rf"^$|{TIME_PATTERN}"
 _MEANINGS = {
     400: "`reason` malformed: a parameter is outside its schema. Otherwise the "
          "parameters make no window the API serves: `from` after `to` "
-         "(reversed_window), longer than the endpoint allows (window_too_long), or "
-         "`minutes`/`at` with `from`/`to`, `to` without `from` (conflicting_parameters). "
+         "(reversed_window), longer than the endpoint allows (window_too_long; a day "
+         "with a filter), or `minutes`/`at` with `from`/`to`, `to` without `from` "
+         "(conflicting_parameters); or filters it cannot serve: two whose combination "
+         "is not a configured slice (unconfigured_combination), a filter whose slice is "
+         "not configured (unconfigured_filter; such a filter is left out of this "
+         "document), a filter with granularity hour or day (no_slice_rollups). "
          "`detail` says what to send instead.",
     401: "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
     403: "A valid key, but an advertiser's: this is for admin keys.",
-    404: "No minute has been closed yet, the minute asked for has no result, or the ad "
-         "is not among this key's ads.",
+    404: "No minute has been closed yet, the minute asked for has no result, or the ad, "
+         "campaign or advertiser is not among this key's.",
     503: "The database is unreachable, or the query took too long; try again shortly "
          "or ask for less.",
 }
@@ -84,22 +89,57 @@ def ad_id_path() -> Any:
                      json_schema_extra={"pattern": AD_ID_PATTERN})
 
 
-def document_truthfully(app: FastAPI, *, open_mode: bool) -> None:
+_FILTERS = {
+    "country": ("clicks from this country: an ISO 3166-1 alpha-2 code, any case",
+                COUNTRY_PATTERN, None),
+    "device": ("clicks from this device: desktop, mobile, tablet, tv or other, any case",
+               DEVICE_PATTERN, None),
+    "campaign_id": ("the ads of this campaign", OWNER_ID_PATTERN, MAX_ID_CHARS),
+    "advertiser_id": ("the ads of this advertiser (an advertiser's key: its own, else "
+                      "nothing)", OWNER_ID_PATTERN, MAX_ID_CHARS),
+}
+
+
+def filter_query(param: str) -> Any:
+    """A filter (core.slice_filters): its pattern is what the API takes."""
+    what, pattern, longest = _FILTERS[param]
+    return Query(alias=param, max_length=longest,
+                 description=f"{what}; empty means absent. Alone, or with one other where "
+                             "their combination is a configured slice (FARLOOM_DIMENSIONS); "
+                             "minute granularity only",
+                 json_schema_extra={"pattern": pattern})
+
+
+def owner_id_path(what: str) -> Any:
+    return PathParam(min_length=1, max_length=MAX_ID_CHARS,
+                     description=f"the {what} id, as the clicks carried it (URL-encoded; "
+                                 "it may contain '/')",
+                     json_schema_extra={"pattern": OWNER_ID_PATTERN})
+
+
+def document_truthfully(app: FastAPI, *, open_mode: bool,
+                        unserved_filters: frozenset[str] = frozenset()) -> None:
     """Make ``app.openapi()`` (and so /openapi.json and /docs) leave out what FastAPI
-    adds but the API never does (FastAPI's documented way: replace ``app.openapi``)."""
+    adds but the API never does (FastAPI's documented way: replace ``app.openapi``),
+    and the filters whose slice FARLOOM_DIMENSIONS does not configure."""
     generate = app.openapi  # FastAPI's own, cached until the routes change
 
     def truthful() -> dict[str, Any]:
-        return _amended(generate(), open_mode=open_mode)
+        return _amended(generate(), open_mode=open_mode, unserved_filters=unserved_filters)
 
     app.openapi = truthful  # type: ignore[method-assign]
 
 
-def _amended(document: dict[str, Any], *, open_mode: bool) -> dict[str, Any]:
+def _amended(document: dict[str, Any], *, open_mode: bool,
+             unserved_filters: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The document amended in place; running it twice changes nothing more."""
     for path_item in document["paths"].values():
         for operation in path_item.values():
             operation["responses"].pop("422", None)
+            if "parameters" in operation:
+                operation["parameters"] = [
+                    parameter for parameter in operation["parameters"]
+                    if not (parameter["in"] == "query" and parameter["name"] in unserved_filters)]
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _absent_not_null(parameter["schema"])
             if open_mode:

@@ -44,6 +44,8 @@ class TopAds(BaseModel):
     n: int = Field(ge=1)
     ads: list[RankedAd]
     read: UnitsRead
+    slice: str | None = Field(default=None, description="with a filter: the slice it read")
+    value: str | None = Field(default=None, description="with a filter: the slice's value")
 
 
 class MinuteClicks(BaseModel):
@@ -72,6 +74,37 @@ class AdClicks(BaseModel):
     minutes: list[MinuteClicks] | None = None
     hours: list[HourClicks] | None = None
     days: list[DayClicks] | None = None
+    slice: str | None = Field(default=None, description="with a filter: the slice it read")
+    value: str | None = Field(default=None, description="with a filter: the slice's value")
+
+
+class CampaignClicks(BaseModel):
+    """Per minute closed for the campaign slice; a minute without the campaign is 0."""
+
+    campaign_id: str
+    first: str = moment(alias="from")
+    last: str = moment(alias="to")
+    total: int = Field(ge=0)
+    minutes: list[MinuteClicks]
+
+
+class AdvertiserClicks(BaseModel):
+    """Per minute closed for the advertiser slice; a minute without its ads is 0."""
+
+    advertiser_id: str
+    first: str = moment(alias="from")
+    last: str = moment(alias="to")
+    total: int = Field(ge=0)
+    minutes: list[MinuteClicks]
+
+
+class AdvertiserTopAds(BaseModel):
+    advertiser_id: str
+    first: str = moment("the window's first minute", alias="from")
+    last: str = moment("the window's last minute", alias="to")
+    minutes: int = Field(ge=1)
+    n: int = Field(ge=1)
+    ads: list[RankedAd]
 
 
 class MinuteResult(BaseModel):
@@ -97,7 +130,10 @@ class ErrorBody(BaseModel):
 # Why a 400: a parameter outside its schema ("malformed": a client validating against
 # the document never sends one), or parameters each valid that make no window the API
 # serves (its rules across parameters, which a schema cannot state).
-Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters"]
+# A filter (core.slice_filters) the API cannot serve has its own words: its slice or
+# combination is not configured, or it asks for hours or days that slices lack.
+Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters",
+                 "unconfigured_filter", "unconfigured_combination", "no_slice_rollups"]
 
 
 class BadRequestBody(BaseModel):
