@@ -275,6 +275,14 @@ def replay_range(start: int | str, end: int | str, source: str = "auto") -> int:
     return sum(len(chunk) for chunk in chunks)
 
 
+def _recompute_slices(res: TaskResources, minute: int) -> None:
+    """Reconciliation's fix of a minute's slices: at once, in this task, at a fresh revision."""
+    settings = res.settings
+    slice_aggregation.recompute(res.engine, parse_dimensions(settings.dimensions), minute=minute,
+                                partition_hours=settings.minute_partition_hours,
+                                work_mem_mb=settings.slice_work_mem_mb)
+
+
 @app.task(name="farloom.reconcile", soft_time_limit=600, time_limit=660, **RETRYING)
 def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[str, Any]:
     """Compare raw with agg over [start, end] and replay every differing minute from raw."""
@@ -282,12 +290,15 @@ def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[s
     summary = reconciliation.reconcile(
         res.engine, start=_minute(start), end=_minute(end), trigger=trigger,
         retry_seconds=res.settings.close_retry_seconds,
-        replay=lambda minute: replay_minute.delay(minute, "raw") and None)
+        replay=lambda minute: replay_minute.delay(minute, "raw") and None,
+        slices=parse_dimensions(res.settings.dimensions),
+        recompute_slices=lambda minute: _recompute_slices(res, minute))
     return {"run_id": summary.run_id, "minutes_checked": summary.minutes_checked,
             "minutes_differing": len(summary.findings), "minutes_fixed": summary.minutes_fixed,
             "rollups_checked": summary.rollups_checked,
             "rollups_differing": len(summary.rollup_findings),
-            "rollups_fixed": summary.rollups_fixed}
+            "rollups_fixed": summary.rollups_fixed,
+            "slices_differing": len(summary.slice_findings), "slices_fixed": summary.slices_fixed}
 
 
 @app.task(name="farloom.maintain_partitions", soft_time_limit=3600, time_limit=3660,

@@ -21,6 +21,9 @@ dimension"; docs/benchmarks.md, "Where slices are made").
 - ``agg.slice_minutes``: one row per (minute, slice): the revision its values
   hold and when it was computed. A later revision replaces every value row of
   the minute and slice in one transaction; an older one is skipped.
+- ``agg.reconciliation_slice_findings``: per run, each minute whose slices
+  differed from raw (values whose clicks or ranked ads differ) or lacked a slice
+  at the minute's published revision, and whether it was recomputed.
 """
 
 from alembic import op
@@ -57,10 +60,22 @@ def upgrade() -> None:
         ) PARTITION BY RANGE (minute)
     """)
     op.execute("CREATE INDEX slice_values_by_minute ON agg.slice_values (minute, slice)")
+    op.execute("""
+        CREATE TABLE agg.reconciliation_slice_findings (
+            run_id           bigint      NOT NULL
+                REFERENCES agg.reconciliation_runs ON DELETE CASCADE,
+            minute           timestamptz NOT NULL,
+            differing_values integer     NOT NULL,
+            missing_slices   integer     NOT NULL,
+            fixed            boolean     NOT NULL DEFAULT false,
+            PRIMARY KEY (run_id, minute)
+        )
+    """)
 
 
 def downgrade() -> None:
     # raw.partitions keeps a row per partition ensure_partition made; they go with the table.
+    op.execute("DROP TABLE agg.reconciliation_slice_findings")
     op.execute("DELETE FROM raw.partitions WHERE parent = 'agg.slice_values'")
     op.execute("DROP TABLE agg.slice_values")
     op.execute("DROP TABLE agg.slice_minutes")

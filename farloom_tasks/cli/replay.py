@@ -98,17 +98,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reconcile(args: argparse.Namespace, settings: Settings, start: int, end: int,
                tasks: Any) -> int:
-    from farloom_tasks.pipeline import reconcile
+    from farloom_tasks.core.dimensions import parse_dimensions
+    from farloom_tasks.pipeline import reconcile, slice_aggregation
 
     pending: dict[int, Any] = {}
+    slices = parse_dimensions(settings.dimensions)
 
     def replay(minute: int) -> None:
         pending[minute] = tasks.replay_minute.delay(minute, "raw")
 
     engine = db.make_engine(settings.database_url, pool_size=1)
+
+    def recompute_slices(minute: int) -> None:
+        slice_aggregation.recompute(engine, slices, minute=minute,
+                                    partition_hours=settings.minute_partition_hours,
+                                    work_mem_mb=settings.slice_work_mem_mb)
+
     try:
         summary = reconcile.reconcile(engine, start=start, end=end, trigger="cli",
-                                      retry_seconds=settings.close_retry_seconds, replay=replay)
+                                      retry_seconds=settings.close_retry_seconds, replay=replay,
+                                      slices=slices, recompute_slices=recompute_slices)
     finally:
         engine.dispose()
     print(f"run {summary.run_id}: checked {summary.minutes_checked} minute(s), "
@@ -123,6 +132,11 @@ def _reconcile(args: argparse.Namespace, settings: Settings, start: int, end: in
     for rollup in summary.rollup_findings:
         print(f"  {rollup.grain} {iso(rollup.period)}: total {rollup.rollup_clicks}, minutes "
               f"{rollup.minute_clicks}, {rollup.differing_ads} ad(s) differ")
+    print(f"slices: {len(summary.slice_findings)} minute(s) differed from raw, "
+          f"{summary.slices_fixed} recomputed")
+    for found in summary.slice_findings:
+        print(f"  {iso(found.minute)}: {found.differing_values} value(s) differ, "
+              f"{found.missing_slices} slice(s) missing")
     if args.wait and pending:
         _wait(settings, pending, time.monotonic() + args.timeout)
     return 0

@@ -1,5 +1,5 @@
-"""What reconciliation found for one minute or one hour or day rollup, and whether it
-differs. Pure."""
+"""What reconciliation found for one minute, its slices or one hour or day rollup, and
+whether it differs. Pure."""
 
 from __future__ import annotations
 
@@ -25,6 +25,15 @@ class Finding:
             return self.raw_clicks > 0
         return (self.differing_ads > 0 or self.raw_clicks != self.agg_clicks
                 or self.raw_distinct_ads != self.agg_distinct_ads)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceFinding:
+    """A minute whose slices differ from raw, or lack a slice its revision should have."""
+
+    minute: int
+    differing_values: int  # (slice, value) rows whose clicks or ranked ads differ from raw
+    missing_slices: int  # configured slices with no row at the published revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +65,5 @@ class RunSummary:
     rollups_checked: int = 0
     rollup_findings: tuple[RollupFinding, ...] = ()  # the differing ones
     rollups_fixed: int = 0
+    slice_findings: tuple[SliceFinding, ...] = ()  # minutes whose slices differ from raw
+    slices_fixed: int = 0

@@ -22,22 +22,33 @@ wait for anything: the writer keeps it equal to its minutes at every commit,
 so any difference is damage. Each differing hour or day is recomputed from its
 minute rows at once, in a transaction of its own that holds the rows lock of
 every minute it covers; the findings go to ``agg.reconciliation_rollup_findings``.
+
+In the same snapshot, each checked minute's slices (``slices``, FARLOOM_DIMENSIONS)
+are recomputed from raw and compared per (slice, value) with ``agg.slice_values``:
+clicks, distinct ads and both ranked arrays. A minute published at a revision
+some slice has no row of (its slice task failed for good) is found too. Each such
+minute is handed to ``recompute_slices``, which recomputes it at once at a fresh
+revision (a recompute at the minute's own revision would be refused as not
+newer); the findings go to ``agg.reconciliation_slice_findings``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from farloom_tasks.core.dimensions import Slice
 from farloom_tasks.core.reconciliation import RunSummary
 from farloom_tasks.pipeline import dropped_minutes
 from farloom_tasks.stores import reconciliation_runs as runs
 from farloom_tasks.stores import rollups
+from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.db import Engine
 from farloom_tasks.stores.transactions import transaction
 
 
 def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_seconds: float,
-              replay: Callable[[int], None]) -> RunSummary:
+              replay: Callable[[int], None], slices: Sequence[Slice] = (),
+              recompute_slices: Callable[[int], None] | None = None) -> RunSummary:
     """Compare [start, end], call ``replay(minute)`` for each differing minute, recompute
     each differing rollup, record it all.
 
@@ -52,6 +63,8 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         run_id = runs.start_run(cursor, trigger=trigger, start=start, end=end)
         checked = runs.compare(cursor, start, end, retry_seconds)
         rollups_checked = rollups.compare(cursor, start, end)
+        slice_findings = (slice_store.compare(cursor, slices, start, end, retry_seconds)
+                          if recompute_slices is not None else [])
     differing = [f for f in checked if f.differs]
     fixed: list[bool] = []
     failure: Exception | None = None
@@ -73,8 +86,18 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         except Exception as exc:  # recorded below, then re-raised
             rollups_fixed.append(False)
             failure = failure or exc
+    slices_fixed: list[bool] = []
+    for slice_finding in slice_findings:
+        try:
+            assert recompute_slices is not None  # slice_findings is empty otherwise
+            recompute_slices(slice_finding.minute)
+            slices_fixed.append(True)
+        except Exception as exc:  # recorded below, then re-raised
+            slices_fixed.append(False)
+            failure = failure or exc
     with transaction(engine) as cursor:
         runs.record_findings(cursor, run_id, differing, fixed)
+        slice_store.record_findings(cursor, run_id, slice_findings, slices_fixed)
         runs.record_rollup_findings(cursor, run_id, rollups_differing, rollups_fixed)
         runs.finish_run(cursor, run_id, checked=len(checked), differing=len(differing),
                         fixed=sum(fixed), rollups_checked=len(rollups_checked),
@@ -83,4 +106,5 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
     if failure is not None:
         raise failure
     return RunSummary(run_id, len(checked), tuple(differing), sum(fixed),
-                      len(rollups_checked), tuple(rollups_differing), sum(rollups_fixed))
+                      len(rollups_checked), tuple(rollups_differing), sum(rollups_fixed),
+                      tuple(slice_findings), sum(slices_fixed))

@@ -48,3 +48,16 @@ def aggregate(engine: Engine, slices: Sequence[Slice], *, minute: int, revision:
             slice_store.set_work_mem(cursor, work_mem_mb)
             slice_store.write(cursor, slices, minute, revision, stale)
     return SlicesWritten(minute, revision, tuple(stale))
+
+
+def recompute(engine: Engine, slices: Sequence[Slice], *, minute: int, partition_hours: int,
+              work_mem_mb: int) -> SlicesWritten:
+    """Recompute ``minute``'s slices at once, whatever revision they hold (reconciliation).
+
+    Its revision comes from ``agg.revision_seq``, so it is newer than every one
+    claimed so far, and a later close or replay claims a newer one still.
+    """
+    with transaction(engine) as cursor:
+        revision = slice_store.forced_revision(cursor)
+    return aggregate(engine, slices, minute=minute, revision=revision,
+                     partition_hours=partition_hours, work_mem_mb=work_mem_mb)

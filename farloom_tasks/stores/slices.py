@@ -17,10 +17,10 @@ Every function runs in the caller's transaction (its cursor).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice
+from farloom_tasks.core.reconciliation import SliceFinding
 from farloom_tasks.stores.minute_locks import minute_lock_key
 from farloom_tasks.stores.partitions import PartitionedTable
 
@@ -130,15 +130,6 @@ def write(cursor: Any, slices: Sequence[Slice], minute: int, revision: int,
     """, params)
 
 
-@dataclass(frozen=True, slots=True)
-class SliceFinding:
-    """A minute whose slices differ from raw, or lack a slice its revision should have."""
-
-    minute: int
-    differing_values: int  # (slice, value) rows whose clicks or ranked ads differ from raw
-    missing_slices: int  # configured slices with no row at the published revision
-
-
 def compare(cursor: Any, slices: Sequence[Slice], start: int, end: int,
             retry_seconds: float) -> list[SliceFinding]:
     """Every checkable minute of [start, end] whose slices differ from raw, in one snapshot.
@@ -188,6 +179,17 @@ def compare(cursor: Any, slices: Sequence[Slice], start: int, end: int,
         ORDER BY 1
     """, {"s": start, "e": end, "names": slice_names(slices), "retry": retry_seconds})
     return [SliceFinding(int(m), int(d), int(n)) for m, d, n in cursor.fetchall()]
+
+
+def record_findings(cursor: Any, run_id: int, findings: Sequence[SliceFinding],
+                    fixed: Sequence[bool]) -> None:
+    """Record each minute whose slices differed with whether they were recomputed."""
+    for finding, ok in zip(findings, fixed, strict=True):
+        cursor.execute("""
+                INSERT INTO agg.reconciliation_slice_findings (run_id, minute,
+                    differing_values, missing_slices, fixed)
+                VALUES (%s, to_timestamp(%s), %s, %s, %s)
+            """, (run_id, finding.minute, finding.differing_values, finding.missing_slices, ok))
 
 
 def forced_revision(cursor: Any) -> int:

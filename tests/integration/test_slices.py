@@ -20,7 +20,13 @@ from farloom_tasks.pipeline import slice_aggregation
 from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.transactions import transaction
 from tests.support.database import sql
-from tests.support.minute_checks import closes, durable_writer, set_watermark, wait_published
+from tests.support.minute_checks import (
+    closes,
+    durable_writer,
+    set_watermark,
+    wait_published,
+    write_aggregates,
+)
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
@@ -216,3 +222,32 @@ def test_a_replay_remakes_the_slices_from_raw(
     assert min(slice_revisions(stack, minutes[0]).values()) == done["revision"]
     assert stored(stack, minutes) == expected(
         [c for c in clicks if c.click_id not in gone], DEFAULT)
+
+
+def test_reconciliation_finds_and_fixes_a_damaged_slice_row_and_a_missing_minute(
+        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
+    from farloom_tasks import tasks
+
+    minutes, clicks = closed
+    write_aggregates(stack)  # the per-ad rows agree with raw: only slices differ
+    sql(stack, "UPDATE agg.slice_values SET ad_clicks[1] = ad_clicks[1] + 1 "
+        "WHERE minute = :m AND slice = 'country' AND value = 'US'", m=to_datetime(minutes[0]))
+    # The slice task of the second minute failed for good, long after it was published.
+    sql(stack, "DELETE FROM agg.slice_values WHERE minute = :m", m=to_datetime(minutes[1]))
+    sql(stack, "DELETE FROM agg.slice_minutes WHERE minute = :m", m=to_datetime(minutes[1]))
+    sql(stack, "UPDATE agg.minute_closes SET requested_at = now() - interval '1 hour', "
+        "published_at = now() - interval '1 hour' WHERE minute = :m", m=to_datetime(minutes[1]))
+
+    first = tasks.reconcile.delay(minutes[0], minutes[1]).get(timeout=120)
+    second = tasks.reconcile.delay(minutes[0], minutes[1]).get(timeout=120)
+
+    assert (first["minutes_differing"], first["slices_differing"], first["slices_fixed"]) == (
+        0, 2, 2)
+    assert second["slices_differing"] == 0
+    assert stored(stack, minutes) == expected(clicks, DEFAULT)
+    found = sql(stack, "SELECT extract(epoch FROM minute)::bigint, differing_values, "
+                "missing_slices, fixed FROM agg.reconciliation_slice_findings "
+                "WHERE run_id = :r ORDER BY 1", r=first["run_id"])
+    assert [tuple(row) for row in found] == [
+        (minutes[0], 1, 0, True),
+        (minutes[1], len({k for k in expected(clicks, DEFAULT) if k[0] == minutes[1]}), 4, True)]
