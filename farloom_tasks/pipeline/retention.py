@@ -2,8 +2,8 @@
 
 ``maintain`` is the body of the periodic task ``farloom.maintain_partitions``:
 
-1. Make ahead the partitions of ``raw.ad_clicks`` and ``agg.ad_clicks_per_minute``
-   from the current one through now + the clock skew + a margin
+1. Make ahead the partitions of ``raw.ad_clicks``, ``agg.ad_clicks_per_minute`` and
+   ``agg.slice_values`` from the current one through now + the clock skew + a margin
    (core.partitions.wanted_ahead), so that ingest almost never makes one while
    a batch waits. Idempotent: ``raw.ensure_partition`` makes each range once
    however many callers ask at the same moment.
@@ -14,8 +14,9 @@
    stores/partition_drops.py). Ingest refuses clicks that old before they
    reach a partition (core.partitions.acceptance_floor).
 3. Minute retention (FARLOOM_MINUTE_RETENTION_DAYS): whole per-minute
-   partitions likewise (never a mass DELETE); the hour and day rollups are
-   kept. The minutes' top-k and totals rows and the bookkeeping tables go in
+   partitions likewise (never a mass DELETE), the slices' with the per-ad ones;
+   the hour and day rollups are kept. The minutes' top-k, totals and slice
+   revision rows and the bookkeeping tables go in
    bounded batches (stores/retention_trims.py), and outbox rows and
    rejected-click ledger rows older than raw's cutoff.
 
@@ -38,7 +39,13 @@ from farloom_tasks.settings import Settings
 from farloom_tasks.stores import archive, partition_drops, retention_trims
 from farloom_tasks.stores import partitions as partition_store
 from farloom_tasks.stores.db import Engine
-from farloom_tasks.stores.partitions import MINUTES, RAW, PartitionedTable, length_seconds_of
+from farloom_tasks.stores.partitions import (
+    MINUTES,
+    RAW,
+    SLICES,
+    PartitionedTable,
+    length_seconds_of,
+)
 from farloom_tasks.stores.transactions import transaction
 
 log = logging.getLogger("farloom.retention")
@@ -59,10 +66,11 @@ class MaintenanceReport:
 
 
 def make_ahead(engine: Engine, settings: Settings, now: float) -> dict[str, int]:
-    """Make the partitions of both tables that the next hours need; how many per table."""
+    """Make the partitions of every table that the next hours need; how many per table."""
     made: dict[str, int] = {}
     for table, hours in ((RAW, settings.raw_partition_hours),
-                         (MINUTES, settings.minute_partition_hours)):
+                         (MINUTES, settings.minute_partition_hours),
+                         (SLICES, settings.minute_partition_hours)):
         length = length_seconds_of(hours)
         starts = spans.wanted_ahead(now, length, settings.max_clock_skew_seconds,
                                     settings.partition_premake_seconds)
@@ -90,6 +98,7 @@ def maintain(engine: Engine, settings: Settings, now: float) -> MaintenanceRepor
                 _expire(cursor, RAW, now, settings.raw_retention_days, archive_dir, report)
             if settings.minute_retention_days > 0:
                 _expire(cursor, MINUTES, now, settings.minute_retention_days, None, report)
+                _expire(cursor, SLICES, now, settings.minute_retention_days, None, report)
         finally:
             partition_drops.release_maintenance_lock(cursor)
     if settings.minute_retention_days > 0:

@@ -39,7 +39,7 @@ def aggregate(engine: Engine, slices: Sequence[Slice], *, minute: int, revision:
     """Write ``minute``'s slices for ``revision`` unless they are that new already."""
     names = slice_store.slice_names(slices)
     with transaction(engine) as cursor:
-        partitions.ensure(cursor, slice_store.VALUES, minute,
+        partitions.ensure(cursor, partitions.SLICES, minute,
                           partitions.length_seconds_of(partition_hours))
     with transaction(engine) as cursor:
         slice_store.lock_minute(cursor, minute)

@@ -1,4 +1,4 @@
-"""Partitions of raw.ad_clicks and agg.ad_clicks_per_minute (adapter).
+"""Partitions of raw.ad_clicks, agg.ad_clicks_per_minute and agg.slice_values (adapter).
 
 Every partition is made by the database function ``raw.ensure_partition``
 (migration 0006), which serialises its callers per table and records each
@@ -40,6 +40,10 @@ RAW = PartitionedTable(RAW_CLICKS, unique_columns="click_id", storage=None)
 # Half-full pages, as migration 0005 gave the unpartitioned table: a new revision
 # of a minute then rewrites its rows in place (heap-only tuples).
 MINUTES = PartitionedTable(MINUTE_COUNTS, unique_columns=None, storage="fillfactor = 50")
+# A minute's slice rows are replaced whole by a new revision (stores/slices.py), and
+# kept and dropped with the per-minute counts (FARLOOM_MINUTE_PARTITION_HOURS).
+SLICE_VALUES = "agg.slice_values"
+SLICES = PartitionedTable(SLICE_VALUES, unique_columns=None, storage=None)
 
 
 class PartitionDropped(Exception):

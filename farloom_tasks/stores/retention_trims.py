@@ -31,6 +31,8 @@ class Trim:
 MINUTE_TRIMS = (
     Trim("agg.top_ads", "minute < to_timestamp(%(cutoff)s)"),
     Trim("agg.minute_totals", "minute < to_timestamp(%(cutoff)s)"),
+    # The revisions of the slice rows whose partitions minute retention dropped.
+    Trim("agg.slice_minutes", "minute < to_timestamp(%(cutoff)s)"),
     Trim("agg.minute_closes", "minute < to_timestamp(%(cutoff)s)"),
     Trim("agg.minute_parts", "minute < to_timestamp(%(cutoff)s)"),
     Trim("agg.late_minutes", "minute < to_timestamp(%(cutoff)s)"),

@@ -22,10 +22,7 @@ from typing import Any
 from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice
 from farloom_tasks.core.reconciliation import SliceFinding
 from farloom_tasks.stores.minute_locks import minute_lock_key
-from farloom_tasks.stores.partitions import PartitionedTable
 
-SLICE_VALUES = "agg.slice_values"
-VALUES = PartitionedTable(SLICE_VALUES, unique_columns=None, storage=None)
 SLICES_LOCK_CLASS = 0x46_4C_53  # "FLS": a minute's slice rows (stores/minute_locks.py)
 # Owner slices: always made, their value is the ad's owner in agg.ads.
 CAMPAIGN, ADVERTISER = "campaign", "advertiser"
@@ -196,9 +193,3 @@ def forced_revision(cursor: Any) -> int:
     """A revision newer than any claimed so far, for reconciliation's recompute."""
     cursor.execute("SELECT nextval('agg.revision_seq')")
     return int(cursor.fetchone()[0])
-
-
-def delete_minutes_before(cursor: Any, cutoff: int) -> int:
-    """Drop the ``agg.slice_minutes`` rows of minutes before ``cutoff`` (minute retention)."""
-    cursor.execute("DELETE FROM agg.slice_minutes WHERE minute < to_timestamp(%s)", (cutoff,))
-    return int(cursor.rowcount)

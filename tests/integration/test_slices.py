@@ -251,3 +251,38 @@ def test_reconciliation_finds_and_fixes_a_damaged_slice_row_and_a_missing_minute
     assert [tuple(row) for row in found] == [
         (minutes[0], 1, 0, True),
         (minutes[1], len({k for k in expected(clicks, DEFAULT) if k[0] == minutes[1]}), 4, True)]
+
+
+def test_minute_retention_drops_the_slice_partitions_and_revisions_of_dropped_minutes(
+        stack: Stack) -> None:
+    from dataclasses import replace
+
+    from farloom_tasks.core.partitions import DAY, start_of
+    from farloom_tasks.pipeline import retention
+    from farloom_tasks.stores import partitions
+
+    now = time.time()
+    old_minute, kept_minute = start_of(now - 6 * DAY, DAY) + 600, start_of(now - DAY, DAY) + 600
+    engine = stack.engine()
+    try:
+        for minute in (old_minute, kept_minute):
+            with transaction(engine) as cursor:
+                partitions.ensure(cursor, partitions.SLICES, minute, DAY)
+            sql(stack, "INSERT INTO agg.slice_values (minute, slice, value, revision, clicks, "
+                "distinct_ads, ad_ids, ad_clicks) VALUES (:m, 'country', 'US', 1, 3, 1, "
+                "'{a}', '{3}')", m=to_datetime(minute))
+            sql(stack, "INSERT INTO agg.slice_minutes (minute, slice, revision, clicks) "
+                "VALUES (:m, 'country', 1, 3)", m=to_datetime(minute))
+        report = retention.maintain(
+            engine, replace(stack.settings, minute_retention_days=3, minute_partition_hours=24),
+            now)
+    finally:
+        engine.dispose()
+
+    dropped = sql(stack, "SELECT extract(epoch FROM range_start)::bigint FROM raw.partitions "
+                  "WHERE parent = 'agg.slice_values' AND dropped_at IS NOT NULL")
+    assert [int(r[0]) for r in dropped] == [start_of(old_minute, DAY)]
+    for table in ("agg.slice_values", "agg.slice_minutes"):
+        assert [r[0] for r in sql(stack, f"SELECT minute FROM {table}")] == [
+            to_datetime(kept_minute)], table
+    assert report.trimmed["agg.slice_minutes"] == 1
