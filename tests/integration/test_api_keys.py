@@ -242,7 +242,8 @@ def test_every_v1_route_the_document_lists_asks_for_a_key(keyed: TestClient) -> 
     spec = keyed.get("/openapi.json").json()
     routes = [path for path in spec["paths"] if path.startswith("/v1/")]
     for path in routes:
-        url = path.replace("{ad_id}", "a").replace("{minute}", iso(BASE))
+        url = (path.replace("{ad_id}", "a").replace("{minute}", iso(BASE))
+               .replace("{campaign_id}", "a").replace("{advertiser_id}", "acme"))
         assert keyed.get(url).status_code == 401, path
         assert spec["paths"][path]["get"].get("security"), path
     assert len(routes) >= len(PROTECTED) - 1  # every /v1 route of today, at least

@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from farloom_tasks.api.app import create_app
 from farloom_tasks.core.windows import iso, minute_of
 from tests.integration.test_api import MINUTES, put_minute
+from tests.integration.test_api_slices import put_slices
 from tests.support.ports import free_port
 from tests.support.stack import PROJECT_ROOT, Stack
 from tests.support.waiting import wait_for
@@ -39,13 +40,17 @@ CONFIG = PROJECT_ROOT / "schemathesis.toml"  # it names the hook check too
 # document gives reach a result rather than a 404.
 EXAMPLE_MINUTE = minute_of(datetime(2026, 11, 29, 14, 3, tzinfo=UTC).timestamp())
 V1 = ("/v1/ads/top", "/v1/ads/{ad_id}/clicks", "/v1/minutes", "/v1/minutes/{minute}",
-      "/v1/status")
+      "/v1/status", "/v1/campaigns/{campaign_id}/clicks",
+      "/v1/advertisers/{advertiser_id}/clicks", "/v1/advertisers/{advertiser_id}/ads/top")
 
 
 @pytest.fixture
 def closed_minutes(stack: Stack) -> Stack:
     for minute, counts in {**MINUTES, EXAMPLE_MINUTE: {"a": 3, "10": 1}}.items():
         put_minute(stack, minute, counts)
+    # Slices of the default FARLOOM_DIMENSIONS, so that filters and the per-campaign and
+    # per-advertiser routes reach answers with rows too (test_api_slices checks them).
+    put_slices(stack, ("country", "device", "campaign", "advertiser"))
     return stack
 
 
@@ -172,6 +177,9 @@ def open_client(stack: Stack) -> Iterator[TestClient]:
     ("/v1/minutes", {"from": "2026-11-29 14:05", "to": "2026-11-29 14:00"}, "reversed_window"),
     ("/v1/ads/top", {"from": "2026-08-01", "to": "2026-11-29"}, "window_too_long"),
     ("/v1/ads/top", {"minutes": 5, "from": "2026-11-29 14:00"}, "conflicting_parameters"),
+    ("/v1/ads/top", {"country": "US", "device": "tv"}, "unconfigured_combination"),
+    ("/v1/ads/a/clicks", {"country": "US", "granularity": "hour"}, "no_slice_rollups"),
+    ("/v1/ads/top", {"country": "US", "minutes": 1441}, "window_too_long"),
 ])
 def test_a_400_names_its_reason_as_the_document_lists_them(
         closed_minutes: Stack, open_client: TestClient, path: str, params: dict[str, object],
