@@ -12,8 +12,8 @@ the click contract (core/clicks.py) and in raw (a migration), then its name in
 ``CLICK_DIMENSIONS`` below. Campaigns and advertisers are not dimensions here:
 an ad belongs to one of each, so their rollups follow from the ad (issue 13).
 
-Nothing reads the setting yet but ``farloom bench slice-options``; slices are
-not built (docs/design.md, "Slices by dimension").
+The slice writer (pipeline/slice_aggregation.py) makes each configured slice
+at close, plus ``campaign`` and ``advertiser`` (docs/design.md, "Slices by dimension").
 """
 
 from __future__ import annotations
