@@ -16,7 +16,7 @@ A campaign's clicks, to an advertiser's key, are those of its own ads in it.
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -35,10 +35,13 @@ from farloom_tasks.core.api_keys import Caller
 from farloom_tasks.core.windows import MINUTE, iso
 from farloom_tasks.stores import db, slice_reads
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
 MAX_TOP_N = 1000
 
 
-def _advertiser_or_404(conn: Any, caller: Caller, advertiser_id: str) -> None:
+def _advertiser_or_404(conn: sa.Connection, caller: Caller, advertiser_id: str) -> None:
     visible = (advertiser_id == caller.advertiser_id if caller.advertiser_id is not None
                else slice_reads.advertiser_known(conn, advertiser_id))
     if not visible:
