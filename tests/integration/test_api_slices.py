@@ -266,3 +266,18 @@ def test_another_advertisers_campaigns_advertiser_and_ads_are_unreachable_throug
                                                                    **filters)
         assert foreign[0] == unknown[0] == 404, filters
         assert without_id(foreign[1], "g2") == without_id(unknown[1], "zz")
+
+
+def test_an_advertisers_key_sees_only_its_own_ads_in_a_configured_combination(
+        sliced: Stack) -> None:
+    both = {**WINDOW, "country": "fr", "device": "Desktop", "trend": 3}
+    for client in serve(sliced, api_open=False, dimensions="country,device,country*device"):
+        acme = client.get("/v1/ads/top", params=both, headers=bearer(make_key(sliced, "acme")))
+        foreign = client.get("/v1/ads/g1/clicks", params={"country": "FR", "device": "desktop"},
+                             headers=bearer(make_key(sliced, "acme")))
+
+        keep = lambda c: (c.country == "FR" and c.device == "desktop"  # noqa: E731
+                          and OWNERS[c.ad_id][1] == "acme")
+        assert acme.status_code == 200, acme.text
+        assert as_rows(acme.json()) == ranked(expected(keep))
+        assert foreign.status_code == 404
