@@ -175,3 +175,15 @@ def test_the_slice_variables_and_panels_equal_sums_of_the_clicks(
         assert [tuple(int(x) if not isinstance(x, (str, datetime)) else x for x in row)
                 for row in rows] == expected, (title, slice_name)
     assert {slice_name for _, _, slice_name, rows in answers if rows} == answered
+
+
+def test_every_variable_a_query_or_title_names_is_one_the_dashboard_defines() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    defined = {spec["name"] for spec in dashboard["templating"]["list"]}
+    texts = [panel["title"] for panel in dashboard["panels"]]
+    texts += [t["rawSql"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    texts += [spec["query"] for spec in dashboard["templating"]["list"] if spec["type"] == "query"]
+    named = {a or b for text in texts
+             for a, b in re.findall(r"\$\{(\w+)[^}]*\}|\$(?!__)(\w+)", text)}
+
+    assert named == defined == {"ad", "country", "device", "advertiser"}
