@@ -77,14 +77,18 @@ def _prepare_replay(res: TaskResources, minute: int | str, source: str) -> tuple
 
 
 def start_aggregation(attempt: Attempt) -> None:
-    """Start the chord of shard tasks and the merge for one claimed attempt."""
+    """Start the chord of shard tasks and the merge for one claimed attempt, then its
+    slices (after the chord, so the minute's top k is never queued behind them)."""
+    _start_chord(attempt)
+    aggregate_slices.delay(attempt.minute, attempt.revision)
+
+
+def _start_chord(attempt: Attempt) -> None:
     settings = settings_of(app)
     body = merge_minute.s(attempt.minute, attempt.revision, attempt.mark_seq)
     body.link_error(aggregation_failed.s(attempt.minute, attempt.revision))
     chord(topk_shard.s(attempt.minute, shard, settings.top_k, attempt.revision)
           for shard in range(settings.shard_count))(body)
-    # After the chord, so the minute's top k is never queued behind its slices.
-    aggregate_slices.delay(attempt.minute, attempt.revision)
 
 
 @app.task(name="farloom.aggregate_slices", soft_time_limit=600, time_limit=660, **RETRYING)
@@ -140,8 +144,11 @@ def close_due_minutes() -> list[dict[str, int | None]]:
                                      settings.redis_retention_seconds):
                 replay.rebuild_from_raw(res.engine, res.raw, res.counts, attempt.minute,
                                         settings.shard_count)
-            start_aggregation(attempt)
+            _start_chord(attempt)
             started += 1
+            # A slice task lost here is found by reconciliation (a published revision
+            # without its slices); the attempt itself is under way and not handed back.
+            aggregate_slices.delay(attempt.minute, attempt.revision)
     except Exception:
         # Claimed but never started: hand them back so a tick soon retries them,
         # rather than after close_retry_seconds.
