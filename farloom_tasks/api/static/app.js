@@ -215,8 +215,9 @@ function showTopError(error) {
     delete table.dataset.error;
     return;
   }
-  message.textContent = `The API refused this view: ${error.message}`
-    + (error.reason ? ` (${error.reason})` : "");
+  message.textContent = error.status === 404
+    ? `Nothing to show for these filters yet: ${error.message}`
+    : `The API refused this view: ${error.message}` + (error.reason ? ` (${error.reason})` : "");
   table.dataset.error = error.reason || String(error.status);
   table.querySelector("tbody").replaceChildren();
 }
@@ -229,9 +230,12 @@ async function refreshTop() {
     body = await getJSON(
       `/v1/ads/top?n=100&minutes=${minutes}&trend=${TREND_MINUTES}${filters}`);
   } catch (error) {
-    if (error.status === 404) return;
-    if (error.status === 400) {
+    if (error.status === 404 && !filters) return; // nothing closed yet
+    // A filtered 404 (no minute written for the slice) must not leave the
+    // unfiltered rows standing as if they were the filtered answer.
+    if (error.status === 400 || error.status === 404) {
       showTopError(error);
+      document.getElementById("top-table").dataset.filters = filters; // what it answered
       return;
     }
     throw error;
