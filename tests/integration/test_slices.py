@@ -286,3 +286,20 @@ def test_minute_retention_drops_the_slice_partitions_and_revisions_of_dropped_mi
         assert [r[0] for r in sql(stack, f"SELECT minute FROM {table}")] == [
             to_datetime(kept_minute)], table
     assert report.trimmed["agg.slice_minutes"] == 1
+
+
+def test_a_range_replay_remakes_every_minutes_slices(
+        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
+    from farloom_tasks import tasks
+
+    minutes, clicks = closed
+    before = {m: min(slice_revisions(stack, m).values()) for m in minutes}
+    sql(stack, "DELETE FROM agg.slice_values")  # damage the replay must not depend on
+
+    revisions = tasks.replay_minutes.delay(minutes, "raw").get(timeout=120)
+    wait_slices(stack, minutes)
+
+    for minute in minutes:
+        assert min(slice_revisions(stack, minute).values()) == revisions[str(minute)]
+        assert revisions[str(minute)] > before[minute]
+    assert stored(stack, minutes) == expected(clicks, DEFAULT)
