@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice
+from farloom_tasks.core.dimensions import CLICK_DIMENSIONS, COMBINATION_SEPARATOR, Slice
 from farloom_tasks.core.reconciliation import SliceFinding
 from farloom_tasks.stores.minute_locks import minute_lock_key
 
@@ -41,6 +41,15 @@ def _sets(slices: Sequence[Slice]) -> list[tuple[str, list[str]]]:
             + [(name, [column]) for name, column in _OWNER_COLUMNS.items()])
 
 
+def _dimension_expression(name: str) -> str:
+    """The SQL of dimension ``name``'s value in a raw row ``r``: a column of the
+    contract's own dimensions, else the click's custom ``dimensions`` (migration 0014)."""
+    if name in CLICK_DIMENSIONS:
+        return f"r.{name}"
+    # core/dimensions.py admits only [a-z][a-z0-9_]* names: a literal is safe here.
+    return f"r.dimensions ->> '{name}'"
+
+
 def computed_sql(slices: Sequence[Slice]) -> str:
     """A SELECT of (minute, slice, value, clicks, distinct_ads, ad_ids, ad_clicks) for
     every minute in [%(s)s, %(e)s] (epoch seconds), from raw and agg.ads."""
@@ -57,6 +66,9 @@ def computed_sql(slices: Sequence[Slice]) -> str:
     value_case = " ".join(
         f"WHEN {mask(cols)} THEN concat_ws('{COMBINATION_SEPARATOR}', {', '.join(cols)})"
         for _, cols in sets)
+    dimension_columns = "".join(
+        f"{_dimension_expression(name)} AS {name}, "
+        for name in sorted({d for s in slices for d in s.dimensions}))
     kept = " OR ".join(
         f"(g = {mask(cols)} AND " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + ")"
         for _, cols in sets)
@@ -64,7 +76,7 @@ def computed_sql(slices: Sequence[Slice]) -> str:
 WITH grouped AS MATERIALIZED (
     SELECT GROUPING({', '.join(columns)}) AS g, minute, {', '.join(columns)},
            count(*) AS clicks
-    FROM (SELECT r.minute, r.country, r.device, r.ad_id, a.campaign_id, a.advertiser_id
+    FROM (SELECT r.minute, {dimension_columns}r.ad_id, a.campaign_id, a.advertiser_id
           FROM raw.ad_clicks r LEFT JOIN agg.ads a ON a.ad_id = r.ad_id
           WHERE r.minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)) c
     GROUP BY GROUPING SETS ({grouping_sets})
