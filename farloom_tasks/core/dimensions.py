@@ -6,11 +6,16 @@ which is a slice of its own: its values are the combinations of values that
 occur, each with its own per-ad counts and top k. ``country,device`` (the
 default) makes two slices; it does not make their combination.
 
-A dimension is a field every stored click has (a column of ``raw.ad_clicks``)
-with few enough values to rank ads within each. Adding one means: the field in
-the click contract (core/clicks.py) and in raw (a migration), then its name in
-``CLICK_DIMENSIONS`` below. Campaigns and advertisers are not dimensions here:
-an ad belongs to one of each, so their rollups follow from the ad (issue 13).
+A dimension is either built in, a field of the click contract with its own
+column of ``raw.ad_clicks`` (``CLICK_DIMENSIONS``), or custom: any name the
+click's ``dimensions`` object may hold (core/custom_dimensions.py; kept in
+``raw.ad_clicks.dimensions``, migration 0014), such as the ``os`` that
+``farloom import --dimension os`` maps from a CSV column. A custom name is
+checked here as strictly as the click validator checks it, because the slice
+statement (stores/slices.py) writes it into its SQL. A combination is named
+with the built-ins first, in ``CLICK_DIMENSIONS`` order, then the custom names
+alphabetically. Campaigns and advertisers are not dimensions here: an ad
+belongs to one of each, so their rollups follow from the ad (issue 13).
 
 The slice writer (pipeline/slice_aggregation.py) makes each configured slice
 at close, plus ``campaign`` and ``advertiser`` (docs/design.md, "Slices by dimension").
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from farloom_tasks.core import custom_dimensions
 from farloom_tasks.errors import ConfigError
 
 VARIABLE = "FARLOOM_DIMENSIONS"
@@ -45,9 +51,19 @@ class Slice:
         return len(self.dimensions) > 1
 
 
+def is_custom(name: str) -> bool:
+    """Whether ``name`` is read from the click's custom ``dimensions`` (not a column)."""
+    return name not in CLICK_DIMENSIONS
+
+
 def _canonical(names: list[str]) -> tuple[str, ...]:
-    # device*country and country*device are one slice: named in CLICK_DIMENSIONS order.
-    return tuple(sorted(names, key=CLICK_DIMENSIONS.index))
+    # device*country and country*device are one slice: the built-ins in CLICK_DIMENSIONS
+    # order, then the custom names alphabetically (os*device_model is device_model*os).
+    def key(name: str) -> tuple[int, str]:
+        return ((CLICK_DIMENSIONS.index(name), "") if name in CLICK_DIMENSIONS
+                else (len(CLICK_DIMENSIONS), name))
+
+    return tuple(sorted(names, key=key))
 
 
 def _parse_slice(item: str, text: str) -> Slice:
@@ -55,10 +71,14 @@ def _parse_slice(item: str, text: str) -> Slice:
     if any(not name for name in names):
         raise ConfigError(f"{VARIABLE}={text!r}: {item!r} has an empty name around "
                           f"{COMBINATION_SEPARATOR!r}")
-    unknown = [name for name in names if name not in CLICK_DIMENSIONS]
-    if unknown:
-        raise ConfigError(f"{VARIABLE}={text!r}: unknown dimension {unknown[0]!r}; the "
-                          f"dimensions a click has are {', '.join(CLICK_DIMENSIONS)}")
+    for name in names:
+        if name in CLICK_DIMENSIONS:
+            continue
+        problem = custom_dimensions.name_problem(name)
+        if problem is not None:
+            raise ConfigError(f"{VARIABLE}={text!r}: unknown dimension {name!r}: it is "
+                              f"not built in ({', '.join(CLICK_DIMENSIONS)}) and cannot be "
+                              f"a custom one: {problem}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{VARIABLE}={text!r}: {item!r} names a dimension twice")
     return Slice(_canonical(names))

@@ -56,17 +56,20 @@ NotMigrated = UndefinedTable
 # The conflict is on the click's partition's unique index on click_id (a partitioned
 # table's own unique keys would have to include the partition key): the dedup
 # window is the partition.
+# A click's custom dimensions (an object, or null) become its jsonb column, NULL when
+# it names none (json_to_recordset turns a JSON null into SQL NULL).
 # What comes back is the new clicks counted per (ad, minute), grouped by PostgreSQL:
 # a row per stored click would cost the worker a tuple and a dict update each.
 _INSERT_CLICKS = """
 WITH stored AS (
     INSERT INTO raw.ad_clicks (click_id, ad_id, clicked_at, minute, user_id, ip, country,
-                               device, campaign_id, advertiser_id)
-    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co, d, ca, av
+                               device, campaign_id, advertiser_id, dimensions)
+    SELECT c, a, ts, date_trunc('minute', ts, 'UTC'), u, i::inet, co, d, ca, av, dm
     FROM (
-        SELECT c, a, to_timestamp(t) AS ts, u, i, co, d, ca, av
+        SELECT c, a, to_timestamp(t) AS ts, u, i, co, d, ca, av, dm
         FROM json_to_recordset(%s::json)
-            AS x(c text, a text, t float8, u text, i text, co text, d text, ca text, av text)
+            AS x(c text, a text, t float8, u text, i text, co text, d text, ca text, av text,
+                 dm jsonb)
     ) AS batch
     ON CONFLICT DO NOTHING
     RETURNING ad_id, minute
@@ -266,7 +269,8 @@ def minutes_with_clicks(cursor: Any, first: int, last: int) -> list[int]:
 def _batch_document(clicks: Sequence[Click]) -> str:
     return orjson.dumps([
         {"c": c.click_id, "a": c.ad_id, "t": c.clicked_at, "u": c.user_id, "i": c.ip,
-         "co": c.country, "d": c.device, "ca": c.campaign_id, "av": c.advertiser_id}
+         "co": c.country, "d": c.device, "ca": c.campaign_id, "av": c.advertiser_id,
+         "dm": c.dimensions}
         for c in clicks]).decode("utf-8")
 
 

@@ -102,6 +102,10 @@ def valid_like(now: float) -> st.SearchStrategy[dict[str, Any]]:
         "unknown": st.one_of(INT64, NASTY_TEXT, st.integers(1, 200).map(_nested)),
         "device": st.sampled_from(["desktop", "Mobile", "TABLET", "tv", "other"]),
         "names_owner": st.sampled_from(["c", "a", "ca"]),
+        "dimensions": st.dictionaries(
+            st.from_regex(r"dim_[a-z0-9_]{0,8}", fullmatch=True),
+            st.text(PRINTABLE, min_size=1, max_size=64).filter(lambda t: "*" not in t),
+            max_size=16),
     }
     return st.fixed_dictionaries(
         {"click_id": NASTY_TEXT.map(lambda t: _cut(t, 40)), "ad_id": ad_id,
@@ -136,6 +140,14 @@ def broken(now: float) -> st.SearchStrategy[Any]:
         "device": ["phone", "", " tv", 5, ["tv"], True],
         "campaign_id": ["", "c" * 65, 7, "tab\there", "nul\x00", ["c"]],
         "advertiser_id": ["", "a" * 65, 1.5, "line\nbreak", {"id": "a"}],
+        # invalid_dimensions: not an object, too many entries, a bad or reserved name, a
+        # value of the wrong type, length or characters, or holding the combination's *.
+        "dimensions": [[["os", "13"]], "os=13", 7, True,
+                       {f"d{n}": "1" for n in range(17)}, {"OS": "1"}, {"": "1"},
+                       {"a" * 33: "1"}, {"os-x": "1"}, {"country": "FR"}, {"user": "u"},
+                       {"minute": "1"}, {"os": 13}, {"os": None}, {"os": ""},
+                       {"os": "x" * 65}, {"os": "a\x00b"}, {"os": "tab\there"},
+                       {"os": "ios*13"}, {"os": "ok", "Bad": "1"}],
     }
     one_field = st.sampled_from(sorted(field_breaks)).flatmap(
         lambda name: st.tuples(st.just(name), st.sampled_from(field_breaks[name])))

@@ -21,7 +21,7 @@ from tests.integration.ingest_support import (
     valid_click,
 )
 from tests.support.broker import dead_letters, publish, queue_counts
-from tests.support.database import pending_outbox
+from tests.support.database import pending_outbox, sql
 from tests.support.redis_cluster import on_single_redis_and_cluster
 from tests.support.redis_view import redis_minute_counts
 from tests.support.stack import Stack
@@ -192,3 +192,35 @@ def test_a_window_resized_mid_stream_loses_and_repeats_nothing(stack: Stack) -> 
     assert summary["prefetch_changes"] >= 2, summary  # it shrank, then grew again
     assert summary["messages"] == len(stream.bodies)  # each acked once, none counted twice
     assert summary["duplicates"] == 0
+
+
+def test_custom_dimensions_are_stored_in_raw_and_a_bad_object_is_dead_lettered(
+        stack: Stack) -> None:
+    now = time.time()
+    clicks = [
+        {"click_id": "with", "ad_id": "a1", "clicked_at": now - 5,
+         "dimensions": {"os": "13", "device_model": "1"}},
+        {"click_id": "accented", "ad_id": "a1", "clicked_at": now - 5,
+         "dimensions": {"os": "\u00e9t\u00e9"}},
+        {"click_id": "empty", "ad_id": "a2", "clicked_at": now - 5, "dimensions": {}},
+        {"click_id": "without", "ad_id": "a2", "clicked_at": now - 5},
+        {"click_id": "bad-name", "ad_id": "a1", "clicked_at": now - 5,
+         "dimensions": {"country": "FR"}},
+        {"click_id": "bad-value", "ad_id": "a1", "clicked_at": now - 5,
+         "dimensions": {"os": 13}},
+    ]
+    publish(stack, [json.dumps(clicks).encode()])
+
+    run_burst(stack)
+
+    stored = {str(c): d for c, d in sql(stack, "SELECT click_id, dimensions FROM raw.ad_clicks")}
+    assert stored == {"with": {"os": "13", "device_model": "1"},
+                      "accented": {"os": "\u00e9t\u00e9"}, "empty": None, "without": None}
+    ledger = sorted((int(i), str(code), str(detail)) for i, code, detail in sql(
+        stack, "SELECT element_index, reason_code, reason FROM raw.rejected_clicks"))
+    assert [(i, code) for i, code, _ in ledger] == [(4, "invalid_dimensions"),
+                                                    (5, "invalid_dimensions")]
+    assert "dimension name 'country' is reserved" in ledger[0][2]
+    assert "dimension 'os' must be a string, got int" in ledger[1][2]
+    assert Counter(h[topology.REASON_CODE_HEADER] for _, h in dead_letters(stack)) == Counter(
+        {"invalid_dimensions": 2})

@@ -128,6 +128,49 @@ def test_each_broken_rule_is_refused_with_its_code(changes: dict[str, Any], code
     assert result.detail
 
 
+def test_custom_dimensions_are_kept_as_given_and_an_empty_object_is_none() -> None:
+    for validate in (validate_click, validate_by_rules):
+        click = validate({**VALID, "dimensions": {"os": "13", "device_model": "1"}}, NOW, SKEW)
+        assert isinstance(click, Click)
+        assert click.dimensions == {"os": "13", "device_model": "1"}
+        many = {f"d{n}": "\u00e9t\u00e9" for n in range(16)}  # non-ASCII: the rule path
+        assert validate({**VALID, "dimensions": many}, NOW, SKEW) == Click(
+            "c-1", "ad-7", NOW - 10, dimensions=many)
+        nothing: dict[str, str] | None
+        for nothing in ({}, None):
+            assert validate({**VALID, "dimensions": nothing}, NOW, SKEW) == Click(
+                "c-1", "ad-7", NOW - 10)
+
+
+@pytest.mark.parametrize(("dimensions", "detail"), [
+    ([["os", "13"]], "dimensions must be an object of name -> value, got list"),
+    ("os=13", "dimensions must be an object of name -> value, got str"),
+    ({f"d{n}": "1" for n in range(17)}, "dimensions has 17 entries; at most 16"),
+    ({"OS": "13"}, "dimension name 'OS' must be 1-32 characters of a-z, 0-9 and _"),
+    ({"os-version": "13"}, "dimension name 'os-version' must be 1-32"),
+    ({"a" * 33: "13"}, "must be 1-32 characters"),
+    ({"": "13"}, "dimension name '' must be 1-32"),
+    ({"country": "FR"}, "dimension name 'country' is reserved"),
+    ({"campaign": "c"}, "dimension name 'campaign' is reserved"),
+    ({"ad_id": "a"}, "dimension name 'ad_id' is reserved"),
+    ({"user": "u"}, "dimension name 'user' is reserved"),
+    ({"os": 13}, "dimension 'os' must be a string, got int"),
+    ({"os": None}, "dimension 'os' must be a string, got NoneType"),
+    ({"os": ""}, "dimension 'os' must have 1-64 characters, got 0"),
+    ({"os": "x" * 65}, "dimension 'os' must have 1-64 characters, got 65"),
+    ({"os": "a\x00b"}, "dimension 'os' must contain printable characters only"),
+    ({"os": "\ud800"}, "dimension 'os' must contain printable characters only"),
+    ({"os": "ios*13"}, "dimension 'os' must not contain '*'"),
+])
+def test_a_bad_dimensions_object_is_refused_naming_the_bad_entry(dimensions: object,
+                                                                  detail: str) -> None:
+    for validate in (validate_click, validate_by_rules):
+        result = validate({**VALID, "dimensions": dimensions}, NOW, SKEW)
+        assert isinstance(result, Rejection), result
+        assert result.code == "invalid_dimensions"
+        assert detail in result.detail
+
+
 @pytest.mark.parametrize("element", [None, 1, "click", [VALID], True])
 def test_an_element_that_is_not_an_object_is_refused(element: object) -> None:
     result = validate_click(element, NOW, SKEW)
@@ -159,7 +202,17 @@ _common_shape = st.fixed_dictionaries(
         "device": st.one_of(st.none(), st.sampled_from(
             ["desktop", "mobile", "tablet", "tv", "other", "TV", "phone", ""]), st.integers()),
         "campaign_id": st.one_of(st.none(), _ids, st.text(max_size=70), st.integers()),
-        "advertiser_id": st.one_of(st.none(), _ids, st.text(max_size=70))})
+        "advertiser_id": st.one_of(st.none(), _ids, st.text(max_size=70)),
+        "dimensions": st.one_of(
+            st.none(), st.integers(), st.lists(_ids, max_size=2),
+            st.dictionaries(
+                # Valid names, reserved ones, near misses; values valid and not.
+                st.one_of(st.sampled_from(["os", "device_model", "a" * 32, "a" * 33, "OS",
+                                           "1os", "os-x", "", "user", "country", "minute"]),
+                          st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True)),
+                st.one_of(_ids, st.text(max_size=70), st.integers(), st.none(),
+                          st.sampled_from(["ios*13", "\u00e9t\u00e9", "x\ty"])),
+                max_size=18))})
 
 
 @given(_common_shape)
