@@ -305,7 +305,10 @@ def reconcile(start: int | str, end: int | str, trigger: str = "task") -> dict[s
             "rollups_checked": summary.rollups_checked,
             "rollups_differing": len(summary.rollup_findings),
             "rollups_fixed": summary.rollups_fixed,
-            "slices_differing": len(summary.slice_findings), "slices_fixed": summary.slices_fixed}
+            "slices_differing": len(summary.slice_findings), "slices_fixed": summary.slices_fixed,
+            "slice_rollups_checked": summary.slice_rollups_checked,
+            "slice_rollups_differing": len(summary.slice_rollup_findings),
+            "slice_rollups_fixed": summary.slice_rollups_fixed}
 
 
 @app.task(name="farloom.maintain_partitions", soft_time_limit=3600, time_limit=3660,

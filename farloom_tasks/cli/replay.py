@@ -137,6 +137,13 @@ def _reconcile(args: argparse.Namespace, settings: Settings, start: int, end: in
     for found in summary.slice_findings:
         print(f"  {iso(found.minute)}: {found.differing_values} value(s) differ, "
               f"{found.missing_slices} slice(s) missing")
+    print(f"slice rollups: checked {summary.slice_rollups_checked} (hour or day, slice) "
+          f"pair(s), {len(summary.slice_rollup_findings)} differed from their minutes, "
+          f"{summary.slice_rollups_fixed} recomputed")
+    for found_rollup in summary.slice_rollup_findings:
+        print(f"  {found_rollup.grain} {iso(found_rollup.period)} {found_rollup.slice}: total "
+              f"{found_rollup.rollup_clicks}, minutes {found_rollup.minute_clicks}, "
+              f"{found_rollup.differing_rows} row(s) differ")
     if args.wait and pending:
         _wait(settings, pending, time.monotonic() + args.timeout)
     return 0

@@ -1,5 +1,5 @@
-"""What reconciliation found for one minute, its slices or one hour or day rollup, and
-whether it differs. Pure."""
+"""What reconciliation found for one minute, its slices, one hour or day rollup or one
+slice's hour or day rollup, and whether it differs. Pure."""
 
 from __future__ import annotations
 
@@ -57,6 +57,27 @@ class RollupFinding:
 
 
 @dataclass(frozen=True, slots=True)
+class SliceRollupFinding:
+    """One slice's hour or day rollup rows against the sum of its minutes' slice rows.
+
+    ``rollup_clicks`` sums its totals rows, ``minute_clicks`` the minutes' values;
+    ``differing_rows`` counts the (value, ad) rows and the value totals rows that
+    differ from their minutes (a missing row counts as 0 clicks).
+    """
+
+    grain: str  # "hour" or "day"
+    period: int  # its start, epoch seconds
+    slice: str
+    rollup_clicks: int
+    minute_clicks: int
+    differing_rows: int
+
+    @property
+    def differs(self) -> bool:
+        return self.differing_rows > 0 or self.rollup_clicks != self.minute_clicks
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     run_id: int
     minutes_checked: int
@@ -67,3 +88,6 @@ class RunSummary:
     rollups_fixed: int = 0
     slice_findings: tuple[SliceFinding, ...] = ()  # minutes whose slices differ from raw
     slices_fixed: int = 0
+    slice_rollups_checked: int = 0  # (grain, period, slice) triples with rows
+    slice_rollup_findings: tuple[SliceRollupFinding, ...] = ()  # the differing ones
+    slice_rollups_fixed: int = 0

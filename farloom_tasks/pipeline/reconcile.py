@@ -30,6 +30,17 @@ some slice has no row of (its slice task failed for good) is found too. Each suc
 minute is handed to ``recompute_slices``, which recomputes it at once at a fresh
 revision (a recompute at the minute's own revision would be refused as not
 newer); the findings go to ``agg.reconciliation_slice_findings``.
+
+Also in that snapshot, every slice's hour and day rollup rows that the range
+touches are checked against the sum of their minutes in ``agg.slice_values``
+(``stores/slice_rollups.py``; only periods whose slice partitions minute
+retention has not dropped), per (grain, period, slice), whatever FARLOOM_DIMENSIONS
+says now: the slice writer keeps them equal at every commit, so a difference is
+damage. Each differing one is recomputed from its minutes at once, in its own
+transaction holding the slices lock of every minute it covers, before any slice
+minute is recomputed (a recompute adds its difference to rollups that are then
+right, or were rebuilt from what it replaces); the findings go to
+``agg.reconciliation_slice_rollup_findings``.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from farloom_tasks.core.dimensions import Slice
 from farloom_tasks.core.reconciliation import RunSummary
 from farloom_tasks.pipeline import dropped_minutes
 from farloom_tasks.stores import reconciliation_runs as runs
-from farloom_tasks.stores import rollups
+from farloom_tasks.stores import rollups, slice_rollups
 from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.db import Engine
 from farloom_tasks.stores.transactions import transaction
@@ -50,7 +61,7 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
               replay: Callable[[int], None], slices: Sequence[Slice] = (),
               recompute_slices: Callable[[int], None] | None = None) -> RunSummary:
     """Compare [start, end], call ``replay(minute)`` for each differing minute, recompute
-    each differing rollup, record it all.
+    each differing rollup and slice rollup, record it all.
 
     ``replay`` starts a replay from raw (it need not wait for it). A minute whose
     replay raised, or a rollup whose recomputation raised, is recorded with
@@ -65,6 +76,7 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         rollups_checked = rollups.compare(cursor, start, end)
         slice_findings = (slice_store.compare(cursor, slices, start, end, retry_seconds)
                           if recompute_slices is not None else [])
+        slice_rollups_checked = slice_rollups.compare(cursor, start, end)
     differing = [f for f in checked if f.differs]
     fixed: list[bool] = []
     failure: Exception | None = None
@@ -86,6 +98,18 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         except Exception as exc:  # recorded below, then re-raised
             rollups_fixed.append(False)
             failure = failure or exc
+    slice_rollups_differing = [f for f in slice_rollups_checked if f.differs]
+    slice_rollups_fixed: list[bool] = []
+    for slice_rollup in slice_rollups_differing:
+        try:
+            with transaction(engine) as cursor:
+                # None: minute retention dropped some of its minutes since the check.
+                slice_rollups_fixed.append(slice_rollups.repair(
+                    cursor, slice_rollup.grain, slice_rollup.period, slice_rollup.slice)
+                    is not None)
+        except Exception as exc:  # recorded below, then re-raised
+            slice_rollups_fixed.append(False)
+            failure = failure or exc
     slices_fixed: list[bool] = []
     for slice_finding in slice_findings:
         try:
@@ -99,6 +123,8 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         runs.record_findings(cursor, run_id, differing, fixed)
         slice_store.record_findings(cursor, run_id, slice_findings, slices_fixed)
         runs.record_rollup_findings(cursor, run_id, rollups_differing, rollups_fixed)
+        runs.record_slice_rollup_findings(cursor, run_id, slice_rollups_differing,
+                                          slice_rollups_fixed)
         runs.finish_run(cursor, run_id, checked=len(checked), differing=len(differing),
                         fixed=sum(fixed), rollups_checked=len(rollups_checked),
                         rollups_differing=len(rollups_differing),
@@ -107,4 +133,5 @@ def reconcile(engine: Engine, *, start: int, end: int, trigger: str, retry_secon
         raise failure
     return RunSummary(run_id, len(checked), tuple(differing), sum(fixed),
                       len(rollups_checked), tuple(rollups_differing), sum(rollups_fixed),
-                      tuple(slice_findings), sum(slices_fixed))
+                      tuple(slice_findings), sum(slices_fixed), len(slice_rollups_checked),
+                      tuple(slice_rollups_differing), sum(slice_rollups_fixed))

@@ -6,6 +6,9 @@ Two locks per minute, both transaction-scoped:
   while it upserts a part and exclusively while it finalises; reconciliation holds
   it exclusively for every minute of an hour or day whose rollups it recomputes.
 - *book* (``BOOK_LOCK_CLASS``): a minute's top and part bookkeeping.
+- *slices* (``SLICES_LOCK_CLASS``): a minute's slice rows (stores/slices.py), and so
+  their share of the slice rollups; the slice writer holds it, and reconciliation
+  holds it for every minute of an hour or day whose slice rollups it recomputes.
 
 Whoever takes several takes rows before book, and rows locks in minute order.
 """
@@ -19,6 +22,7 @@ from typing import Any
 # watermark lock: PostgreSQL tells them apart by objsubid.
 ROWS_LOCK_CLASS = 0x46_4C_41  # "FLA": a minute's per-ad rows
 BOOK_LOCK_CLASS = 0x46_4C_42  # "FLB": a minute's top and part bookkeeping
+SLICES_LOCK_CLASS = 0x46_4C_53  # "FLS": a minute's slice rows
 _INT4_MAX = 2**31 - 1
 
 _LOCK_EACH = """
@@ -38,6 +42,17 @@ def lock_rows_exclusively(cursor: Any, minutes: Sequence[int]) -> None:
     Taken in minute order, in one statement. Waits for every writer of those
     minutes in flight; no writer changes their per-ad rows until the commit.
     """
-    keys = [minute_lock_key(m)[1] for m in sorted(minutes)]
-    cursor.execute(_LOCK_EACH, (ROWS_LOCK_CLASS, "{" + ",".join(map(str, keys)) + "}"))
+    _lock_each(cursor, ROWS_LOCK_CLASS, minutes)
+
+
+def lock_slices_exclusively(cursor: Any, minutes: Sequence[int]) -> None:
+    """Hold the slices lock of every minute in ``minutes`` until the transaction ends,
+    taken in minute order in one statement: no slice writer of those minutes runs
+    until the commit."""
+    _lock_each(cursor, SLICES_LOCK_CLASS, minutes)
+
+
+def _lock_each(cursor: Any, lock_class: int, minutes: Sequence[int]) -> None:
+    keys = [minute_lock_key(m, lock_class)[1] for m in sorted(minutes)]
+    cursor.execute(_LOCK_EACH, (lock_class, "{" + ",".join(map(str, keys)) + "}"))
     cursor.fetchone()

@@ -5,7 +5,9 @@ per-ad counts of each minute are compared with ``agg.minute_totals`` and
 ``agg.ad_clicks_per_minute`` as they stood at one instant. Runs and their
 findings are recorded in ``agg.reconciliation_runs`` and
 ``agg.reconciliation_findings``, and what the rollup check found
-(stores/rollups.py) in ``agg.reconciliation_rollup_findings``. Every function
+(stores/rollups.py) in ``agg.reconciliation_rollup_findings``, and what the slice
+rollup check found (stores/slice_rollups.py) in
+``agg.reconciliation_slice_rollup_findings``. Every function
 runs in the caller's transaction (its cursor).
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from farloom_tasks.core.reconciliation import Finding, RollupFinding
+from farloom_tasks.core.reconciliation import Finding, RollupFinding, SliceRollupFinding
 
 _COMPARE = """
 WITH r AS (
@@ -96,6 +98,19 @@ def record_rollup_findings(cursor: Any, run_id: int, findings: Sequence[RollupFi
                 VALUES (%s, %s, to_timestamp(%s), %s, %s, %s, %s)
             """, (run_id, finding.grain, finding.period, finding.rollup_clicks,
                   finding.minute_clicks, finding.differing_ads, ok))
+
+
+def record_slice_rollup_findings(cursor: Any, run_id: int,
+                                 findings: Sequence[SliceRollupFinding],
+                                 fixed: Sequence[bool]) -> None:
+    """Record each differing (grain, period, slice) with whether it was recomputed."""
+    for finding, ok in zip(findings, fixed, strict=True):
+        cursor.execute("""
+                INSERT INTO agg.reconciliation_slice_rollup_findings (run_id, grain, period,
+                    slice, differing_rows, fixed)
+                VALUES (%s, %s, to_timestamp(%s), %s, %s, %s)
+            """, (run_id, finding.grain, finding.period, finding.slice, finding.differing_rows,
+                  ok))
 
 
 def finish_run(cursor: Any, run_id: int, *, checked: int, differing: int, fixed: int,

@@ -10,7 +10,9 @@ missing) is in no value of that slice.
 
 ``agg.slice_minutes`` holds the revision each (minute, slice) was computed at;
 ``write`` replaces a slice's rows only for a newer revision, under the
-minute's slices lock, so a task run twice or out of order changes nothing.
+minute's slices lock, so a task run twice or out of order changes nothing, and
+in the same statement adds the change to the hour and day slice rollups
+(stores/slice_rollups.py).
 Every function runs in the caller's transaction (its cursor).
 """
 
@@ -21,9 +23,10 @@ from typing import Any
 
 from farloom_tasks.core.dimensions import CLICK_DIMENSIONS, COMBINATION_SEPARATOR, Slice
 from farloom_tasks.core.reconciliation import SliceFinding
-from farloom_tasks.stores.minute_locks import minute_lock_key
+from farloom_tasks.stores import slice_rollups
+from farloom_tasks.stores.minute_locks import SLICES_LOCK_CLASS, minute_lock_key
 
-SLICES_LOCK_CLASS = 0x46_4C_53  # "FLS": a minute's slice rows (stores/minute_locks.py)
+__all__ = ["SLICES_LOCK_CLASS"]  # re-exported: callers name the slices lock from here
 # Owner slices: always made, their value is the ad's owner in agg.ads.
 CAMPAIGN, ADVERTISER = "campaign", "advertiser"
 _OWNER_COLUMNS = {CAMPAIGN: "campaign_id", ADVERTISER: "advertiser_id"}
@@ -116,27 +119,38 @@ def set_work_mem(cursor: Any, megabytes: int) -> None:
 
 def write(cursor: Any, slices: Sequence[Slice], minute: int, revision: int,
           names: Sequence[str]) -> None:
-    """Replace ``minute``'s rows of the slices ``names`` with raw's, as ``revision``."""
+    """Replace ``minute``'s rows of the slices ``names`` with raw's, as ``revision``, and
+    add the change, new minus old, to the slice rollups (stores/slice_rollups.py).
+
+    One statement: the old rows are deleted first (the insert waits on a one-time
+    filter over the delete), so the new rows of the same keys insert without
+    conflict, and both sides of the difference come from the same statement.
+    """
     params = {"s": minute, "e": minute, "m": minute, "r": revision, "names": list(names)}
-    cursor.execute("DELETE FROM agg.slice_values WHERE minute = to_timestamp(%(m)s) "
-                   "AND slice = ANY(%(names)s::text[])", params)
     cursor.execute(f"""
-        WITH computed AS MATERIALIZED ({computed_sql(slices)}
-        ), written AS (
+        WITH old_rows AS (
+            DELETE FROM agg.slice_values
+            WHERE minute = to_timestamp(%(m)s) AND slice = ANY(%(names)s::text[])
+            RETURNING slice, value, ad_ids, ad_clicks
+        ), computed AS MATERIALIZED ({computed_sql(slices)}
+        ), new_rows AS (
             INSERT INTO agg.slice_values (minute, slice, value, revision, clicks,
                                           distinct_ads, ad_ids, ad_clicks)
             SELECT minute, slice, value, %(r)s, clicks, distinct_ads, ad_ids, ad_clicks
-            FROM computed WHERE slice = ANY(%(names)s::text[])
+            FROM computed
+            WHERE slice = ANY(%(names)s::text[]) AND (SELECT count(*) FROM old_rows) >= 0
             ORDER BY slice, value
-        )
-        INSERT INTO agg.slice_minutes AS t (minute, slice, revision, clicks, computed_at)
-        SELECT to_timestamp(%(m)s), n, %(r)s,
-               coalesce((SELECT sum(clicks) FROM computed WHERE slice = n), 0), now()
-        FROM unnest(%(names)s::text[]) AS n ORDER BY n
-        ON CONFLICT (minute, slice) DO UPDATE
-        SET revision = excluded.revision, clicks = excluded.clicks,
-            computed_at = excluded.computed_at
-    """, params)
+            RETURNING slice, value, ad_ids, ad_clicks
+        ), revisions AS (
+            INSERT INTO agg.slice_minutes AS t (minute, slice, revision, clicks, computed_at)
+            SELECT to_timestamp(%(m)s), n, %(r)s,
+                   coalesce((SELECT sum(clicks) FROM computed WHERE slice = n), 0), now()
+            FROM unnest(%(names)s::text[]) AS n ORDER BY n
+            ON CONFLICT (minute, slice) DO UPDATE
+            SET revision = excluded.revision, clicks = excluded.clicks,
+                computed_at = excluded.computed_at
+        ){slice_rollups.WRITER_STEPS}""", params)
+    slice_rollups.drop_zeros(cursor, minute, cursor.fetchone())
 
 
 def compare(cursor: Any, slices: Sequence[Slice], start: int, end: int,
