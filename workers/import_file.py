@@ -1,7 +1,9 @@
 """Loading a CSV or NDJSON click file once into ``farloom.clicks`` (``farloom import``).
 
 Columns are mapped to the click contract (``--ad-column``, ``--time-column``,
-optional id/user/ip/country columns). Without ``--id-column`` the click id is
+optional id/user/ip/country/device/campaign/advertiser columns), and any column
+to a custom dimension (``--dimension NAME=COLUMN``, core/import_mapping.py),
+which the click carries in its ``dimensions`` object. Without ``--id-column`` the click id is
 ``--id-prefix`` plus the 1-based row number (the header excluded; for NDJSON,
 the line number), so re-importing the same file is deduplicated by ingest.
 
@@ -14,6 +16,14 @@ timestamp, an NDJSON line that is not JSON) is still published as well as it
 can be, so the ingest worker dead-letters it with its reason and nothing
 disappears silently; its line number is listed on stderr and counted in the
 summary.
+
+When a campaign or advertiser column is mapped, the file is read once before
+publishing (core/import_owners.py): every row's owner claim is judged in file
+order against the ads catalog, the rows that will be dead-lettered as
+``ad_owner_mismatch`` are counted and quoted in a warning (or, with
+``--refuse-owner-conflicts``, the import stops there), and the owners found
+are written into the catalog, so that the rows dead-lettered are exactly
+those, whatever order ingest reads the messages in.
 """
 
 from __future__ import annotations
@@ -31,8 +41,15 @@ import orjson
 from tqdm import tqdm
 
 from farloom_tasks import processes
-from farloom_tasks.core.clicks import parse_rfc3339
+from farloom_tasks.core.ad_owners import Claim, Owner
+from farloom_tasks.core.clicks import Click, parse_rfc3339, validate_click
+from farloom_tasks.core.custom_dimensions import FIELD as DIMENSIONS_FIELD
+from farloom_tasks.core.import_mapping import BadMapping, parse_dimension_flags
+from farloom_tasks.core.import_owners import OwnerPrescan
+from farloom_tasks.core.partitions import HOUR, acceptance_floor
+from farloom_tasks.pipeline import import_owners
 from farloom_tasks.settings import Settings
+from farloom_tasks.stores import db
 from farloom_tasks.stores.click_publisher import ConfirmingPublisher
 from farloom_tasks.stores.click_source import Outgoing
 from farloom_tasks.stores.queue_types import QueueType
@@ -70,6 +87,7 @@ class ColumnMap:
     id_column: str | None = None
     id_prefix: str = ""
     optional: dict[str, str] = field(default_factory=dict)  # contract field -> column
+    dimensions: dict[str, str] = field(default_factory=dict)  # custom dimension -> column
 
     def click(self, row: dict[str, Any], row_number: int) -> tuple[dict[str, Any], str | None]:
         """The click for one row, and what is wrong with it (None if nothing is)."""
@@ -99,6 +117,13 @@ class ColumnMap:
             value = row.get(column)
             if value not in (None, ""):
                 click[name] = value
+        if self.dimensions:
+            # An empty cell names no value; ingest judges the others (invalid_dimensions).
+            named = {name: row.get(column) for name, column in self.dimensions.items()}
+            values = {name: value if isinstance(value, str) else str(value)
+                      for name, value in named.items() if value not in (None, "")}
+            if values:
+                click[DIMENSIONS_FIELD] = values
         return click, "; ".join(problems) or None
 
 
@@ -203,16 +228,82 @@ class ImportOptions:
     user_column: str | None = None
     ip_column: str | None = None
     country_column: str | None = None
+    device_column: str | None = None  # the contract's device class (desktop, mobile, ...)
+    campaign_column: str | None = None
+    advertiser_column: str | None = None
+    # ``--dimension`` flags: NAME=COLUMN, or COLUMN (named after it); core/import_mapping.py
+    dimensions: tuple[str, ...] = ()
+    refuse_owner_conflicts: bool = False  # stop before publishing if any row conflicts
     clicks_per_message: int = 100
     progress: bool = True  # show a progress bar on stderr
     give_up_after: float = 60.0  # s RabbitMQ may stay unreachable before the import fails
+
+
+def owner_claims(rows: Iterator[Row], settings: Settings, now: float) -> Iterator[Claim]:
+    """The owner each row that ingest would accept claims for its ad, in file order.
+
+    A row is validated as ingest will validate it (at ``now``), so a row ingest
+    dead-letters for another reason claims nothing, as it fills nothing there.
+    """
+    earliest = acceptance_floor(now, settings.raw_retention_days,
+                                settings.raw_partition_hours * HOUR)
+    for row in rows:
+        if row.click is None:
+            continue
+        click = validate_click(row.click, now, settings.max_clock_skew_seconds, earliest)
+        if isinstance(click, Click) and (click.campaign_id is not None
+                                         or click.advertiser_id is not None):
+            yield Claim(row.line, click.ad_id, Owner(click.campaign_id, click.advertiser_id))
+
+
+def _settle_owners(rows: Iterator[Row], settings: Settings, options: ImportOptions,
+                   total: int) -> OwnerPrescan | None:
+    """Judge the file's owner claims, warn about conflicts and write the owners into the
+    catalog; None if the import must stop (``--refuse-owner-conflicts``)."""
+    engine = db.make_engine(settings.database_url, pool_size=1)
+    try:
+        bar = tqdm(total=max(total, 0), unit="row", file=sys.stderr,
+                   disable=not options.progress, dynamic_ncols=True,
+                   desc=f"{options.file.name}: ad owners")
+        try:
+            found = import_owners.prescan(engine, owner_claims(rows, settings, time.time()),
+                                          bar.update)
+        finally:
+            bar.close()
+        if found.conflicts:
+            print(f"farloom import: warning: {found.conflicts:,} of the {found.claims:,} rows "
+                  f"naming an owner contradict the owner an earlier row (or the ads catalog) "
+                  f"gave their ad, for {len(found.conflicting_ads):,} of "
+                  f"{len(found.owners):,} ads: an ad belongs to one campaign and one "
+                  "advertiser, the first row naming one wins, and ingest dead-letters the "
+                  "others as ad_owner_mismatch (docs/design.md, \"The ads catalog\"). "
+                  "For example:", file=sys.stderr)
+            for example in found.examples:
+                print(f"  {example}", file=sys.stderr)
+            if options.refuse_owner_conflicts:
+                print("farloom import: stopped before publishing anything "
+                      "(--refuse-owner-conflicts); the catalog is unchanged", file=sys.stderr)
+                return None
+            print("  (--refuse-owner-conflicts stops an import with conflicts instead)",
+                  file=sys.stderr)
+        # Written before publishing: every click is then judged against a committed
+        # owner, so the rows dead-lettered are the conflicts above whatever order
+        # ingest reads the messages in (core/import_owners.py).
+        settled = import_owners.settle(engine, found)
+        print(f"farloom import: the ads catalog holds the owners of the file's "
+              f"{len(found.owners):,} ads ({settled:,} rows made or filled)", file=sys.stderr)
+        return found
+    finally:
+        engine.dispose()
 
 
 def import_clicks(options: ImportOptions, settings: Settings) -> int:
     """Publish every row of the file, all confirmed; return the exit code.
 
     An unreadable file, a missing column or a bad option prints why and returns
-    2; SIGINT/SIGTERM stops reading and waits for the outstanding confirms.
+    2; owner conflicts under ``refuse_owner_conflicts`` print them and return 1,
+    before anything is published; SIGINT/SIGTERM stops reading and waits for the
+    outstanding confirms.
     """
     path: Path = options.file
     if not path.is_file():
@@ -224,25 +315,43 @@ def import_clicks(options: ImportOptions, settings: Settings) -> int:
     fmt = options.format
     if fmt == "auto":
         fmt = "csv" if path.suffix.lower() in (".csv", ".tsv") else "ndjson"
+    try:
+        dimensions = parse_dimension_flags(list(options.dimensions))
+    except BadMapping as bad:
+        print(f"farloom import: {bad}", file=sys.stderr)
+        return 2
     # NDJSON in the click contract's own shape keeps its optional fields by default.
     same_name = fmt == "ndjson"
-    chosen: dict[str, str | None] = {"user_id": options.user_column, "ip": options.ip_column,
-                                     "country": options.country_column}
+    chosen: dict[str, str | None] = {
+        "user_id": options.user_column, "ip": options.ip_column,
+        "country": options.country_column, "device": options.device_column,
+        "campaign_id": options.campaign_column, "advertiser_id": options.advertiser_column}
     optional = {name: column or name for name, column in chosen.items()
                 if column or same_name}
+    if same_name and not dimensions:
+        optional[DIMENSIONS_FIELD] = DIMENSIONS_FIELD  # the element's own object, as it is
     columns = ColumnMap(options.ad_column, options.time_column, options.id_column,
-                        options.id_prefix, optional)
+                        options.id_prefix, optional, dimensions)
     if fmt == "csv":
         with path.open(newline="", encoding="utf-8", errors="replace") as handle:
             header = next(csv.reader(handle), [])
-        wanted = {options.ad_column, options.time_column, options.id_column, *optional.values()}
+        wanted = {options.ad_column, options.time_column, options.id_column, *optional.values(),
+                  *dimensions.values()}
         missing = sorted(column for column in wanted - set(header) if column is not None)
         if missing:
             print(f"farloom import: {path} has no column {', '.join(map(str, missing))} "
                   f"(its columns: {', '.join(header)})", file=sys.stderr)
             return 2
-    rows = csv_rows(path, columns) if fmt == "csv" else ndjson_rows(path, columns)
+    def read_rows() -> Iterator[Row]:
+        return csv_rows(path, columns) if fmt == "csv" else ndjson_rows(path, columns)
+
     total = _count_lines(path) - (1 if fmt == "csv" else 0)
+    owners: OwnerPrescan | None = None
+    if "campaign_id" in optional or "advertiser_id" in optional:
+        owners = _settle_owners(read_rows(), settings, options, total)
+        if owners is None:
+            return 1
+    rows = read_rows()
     bar = tqdm(total=max(total, 0), unit="click", file=sys.stderr, disable=not options.progress,
                dynamic_ncols=True, desc=path.name)
     source = FileSource(rows, options.clicks_per_message, bar)
@@ -261,7 +370,9 @@ def import_clicks(options: ImportOptions, settings: Settings) -> int:
     print(stats.summary())
     print(f"imported {source.rows_read:,} rows of {path} in {time.monotonic() - started:.1f} s"
           + (f"; {source.problem_count:,} could not be mapped and were published for "
-             f"ingest to dead-letter" if source.problem_count else ""))
+             f"ingest to dead-letter" if source.problem_count else "")
+          + (f"; {owners.conflicts:,} contradict their ad's owner and will be dead-lettered "
+             f"as ad_owner_mismatch" if owners is not None and owners.conflicts else ""))
     if source.problem_count > len(source.problems):
         print(f"(only the first {len(source.problems)} unmappable lines were listed)",
               file=sys.stderr)

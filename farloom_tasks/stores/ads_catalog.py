@@ -70,6 +70,16 @@ def lock_owners(cursor: Any, proposed: Mapping[str, Owner]) -> Locked:
                    for ad, campaign, advertiser in cursor.fetchall()}, created)
 
 
+def owners_of(cursor: Any, ads: list[str]) -> dict[str, Owner]:
+    """The committed owners of those of ``ads`` with a row, read without locking
+    (``farloom import``'s look-ahead, pipeline/import_owners.py)."""
+    if not ads:
+        return {}
+    cursor.execute("SELECT ad_id, campaign_id, advertiser_id FROM agg.ads "
+                   "WHERE ad_id = ANY(%s::text[])", (ads,))
+    return {str(ad): Owner(campaign, advertiser) for ad, campaign, advertiser in cursor.fetchall()}
+
+
 def fill_owners(cursor: Any, locked: Mapping[str, Owner], settled: Mapping[str, Owner]) -> int:
     """Write the owners of ``settled`` that differ from ``locked`` (rows ``lock_owners``
     locked, which the caller only ever fills); returns the rows changed."""

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from farloom_tasks.core.windows import minute_of
@@ -116,3 +117,99 @@ def test_an_import_against_an_unreachable_broker_gives_up_with_a_clear_message(
     assert done.returncode != 0
     assert "RabbitMQ unreachable" in done.stderr and "rabbitmq-server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+MAPPED_ARGS = (*SAMPLE_ARGS, "--campaign-column", "app", "--dimension", "device_model=device",
+               "--dimension", "os")
+
+
+def _first_owner_rule_from_the_csv() -> tuple[dict[str, str], set[int]]:
+    """Each channel's campaign (the first row's app) and the row numbers naming another."""
+    owner: dict[str, str] = {}
+    conflicting: set[int] = set()
+    with SAMPLE.open(newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=1):
+            first = owner.setdefault(row["channel"], row["app"])
+            if row["app"] != first:
+                conflicting.add(number)
+    return owner, conflicting
+
+
+def test_an_import_with_owner_conflicts_warns_and_fills_the_catalog_with_the_first_owners(
+        stack: Stack) -> None:
+    owner, conflicting = _first_owner_rule_from_the_csv()
+
+    result = stack.farloom(*MAPPED_ARGS, timeout=240)
+
+    assert result.returncode == 0, result.stderr
+    assert (f"warning: {len(conflicting):,} of the 100,000 rows naming an owner contradict"
+            in result.stderr)
+    assert "ad_owner_mismatch" in result.stderr and "--refuse-owner-conflicts" in result.stderr
+    assert f"{len(conflicting):,} contradict their ad's owner" in result.stdout
+    with stack.engine().connect() as conn:
+        catalog = {str(ad): (campaign, advertiser) for ad, campaign, advertiser in conn.execute(
+            sa.text("SELECT ad_id, campaign_id, advertiser_id FROM agg.ads"))}
+    assert catalog == {channel: (app, None) for channel, app in owner.items()}
+
+    clicks = {click.click_id: click for message in drain(stack)
+              for click in message.decoded().clicks}
+    assert len(clicks) == 100_000
+    with SAMPLE.open(newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=1):
+            click = clicks[str(number)]
+            assert (click.ad_id, click.campaign_id, click.device, click.dimensions) == (
+                row["channel"], row["app"], None,
+                {"device_model": row["device"], "os": row["os"]})
+
+
+def test_refuse_owner_conflicts_stops_before_publishing_or_writing_anything(
+        stack: Stack) -> None:
+    _, conflicting = _first_owner_rule_from_the_csv()
+
+    result = stack.farloom(*MAPPED_ARGS, "--refuse-owner-conflicts", timeout=240)
+
+    assert result.returncode == 1, result.stderr
+    assert f"warning: {len(conflicting):,} of the 100,000 rows" in result.stderr
+    assert "stopped before publishing anything" in result.stderr
+    assert drain(stack) == []
+    with stack.engine().connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM agg.ads")).scalar() == 0
+
+
+def test_a_file_without_owner_conflicts_imports_cleanly_under_refuse(
+        stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "owned.csv"
+    source.write_text("when,ad,camp,adv,tier\n2026-11-01 10:00,a1,c1,,gold\n"
+                      "2026-11-01 10:00,a1,,v1,\n2026-11-01 10:01,a2,c2,v2,silver\n")
+    result = stack.farloom("import", str(source), "--ad-column", "ad", "--time-column", "when",
+                           "--campaign-column", "camp", "--advertiser-column", "adv",
+                           "--dimension", "tier", "--refuse-owner-conflicts", "--no-progress",
+                           timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    clicks = [click for message in drain(stack) for click in message.decoded().clicks]
+    assert [(c.ad_id, c.campaign_id, c.advertiser_id, c.dimensions) for c in clicks] == [
+        ("a1", "c1", None, {"tier": "gold"}), ("a1", None, "v1", None),
+        ("a2", "c2", "v2", {"tier": "silver"})]
+    with stack.engine().connect() as conn:
+        assert sorted(conn.execute(sa.text(
+            "SELECT ad_id, campaign_id, advertiser_id FROM agg.ads")).fetchall()) == [
+            ("a1", "c1", "v1"), ("a2", "c2", "v2")]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (("--dimension", "device"), "dimension name 'device' is reserved"),
+    (("--dimension", "device=device"), "--device-column"),
+    (("--dimension", "Device=device"), "must be 1-32 characters of a-z, 0-9 and _"),
+    (("--dimension", "os", "--dimension", "os=device"), "dimension 'os' is mapped twice"),
+    (("--dimension", "os="), "no column"),
+    (("--dimension", "model=phone"), "has no column phone"),
+    (("--campaign-column", "campaign"), "has no column campaign"),
+])
+def test_a_bad_mapping_is_refused_before_anything_is_read_or_published(
+        stack: Stack, flags: tuple[str, ...], message: str) -> None:
+    result = stack.farloom(*SAMPLE_ARGS, *flags, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert drain(stack) == []
