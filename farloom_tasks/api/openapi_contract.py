@@ -36,12 +36,12 @@ OPTIONAL_TIME_PATTERN = rf"^$|{TIME_PATTERN}"
 _MEANINGS = {
     400: "`reason` malformed: a parameter is outside its schema. Otherwise the "
          "parameters make no window the API serves: `from` after `to` "
-         "(reversed_window), longer than the endpoint allows (window_too_long; a day "
-         "with a filter), or `minutes`/`at` with `from`/`to`, `to` without `from` "
-         "(conflicting_parameters); or filters it cannot serve: two whose combination "
-         "is not a configured slice (unconfigured_combination), a filter whose slice is "
-         "not configured (unconfigured_filter; such a filter is left out of this "
-         "document), a filter with granularity hour or day (no_slice_rollups). "
+         "(reversed_window), longer than the endpoint allows (window_too_long: 90 days "
+         "for a top or an hour or day series, a week per minute), or `minutes`/`at` "
+         "with `from`/`to`, `to` without `from` (conflicting_parameters); or filters it "
+         "cannot serve: two whose combination is not a configured slice "
+         "(unconfigured_combination), a filter whose slice is not configured "
+         "(unconfigured_filter; such a filter is left out of this document). "
          "`detail` says what to send instead.",
     401: "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
     403: "A valid key, but an advertiser's: this is for admin keys.",
@@ -105,8 +105,7 @@ def filter_query(param: str) -> Any:
     what, pattern, longest = _FILTERS[param]
     return Query(alias=param, max_length=longest,
                  description=f"{what}; empty means absent. Alone, or with one other where "
-                             "their combination is a configured slice (FARLOOM_DIMENSIONS); "
-                             "minute granularity only",
+                             "their combination is a configured slice (FARLOOM_DIMENSIONS)",
                  json_schema_extra={"pattern": pattern})
 
 

@@ -9,9 +9,9 @@ their own reason words. Nothing closed yet is a 404.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from farloom_tasks.api import openapi_contract as contract
 from farloom_tasks.api import response_bodies as bodies
@@ -23,19 +23,36 @@ from farloom_tasks.stores import agg_reads
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-MAX_WINDOW_DAYS = 90  # GET /v1/ads/top, and the per-ad series by hour or day
+# Every top (filtered or not, an advertiser's) and every series by hour or day: whole
+# days and hours are read from rollups (core.tiling), so a filter changes no bound.
+MAX_WINDOW_DAYS = 90
 MAX_WINDOW_MINUTES = MAX_WINDOW_DAYS * 1440
 MAX_RANGE_MINUTES = 10_080  # per-minute listings: a week at most (bounds the answer)
-# A filtered top sums a value's minute rows (no slice rollups yet): one day at most.
-MAX_FILTERED_WINDOW_MINUTES = 1440
+MAX_TOP_N = 1000
+MAX_TREND_MINUTES = 120
 GRAINS = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 # A series by hour or day without `from` covers this many hours or days.
 DEFAULT_POINTS = {HOUR: 24, DAY: 7}
 MAX_POINTS = {HOUR: MAX_WINDOW_DAYS * 24, DAY: MAX_WINDOW_DAYS}
 
-# Module level: FastAPI resolves these annotations from the module's globals.
+# The parameters every route shares, declared once. Module level: FastAPI resolves
+# these annotations from the module's globals.
+# A series' range (minutes, hours or days, as its granularity says):
 From = Annotated[str | None, contract.time_query("from", "first minute (inclusive)")]
 To = Annotated[str | None, contract.time_query("to", "last minute (inclusive)")]
+Granularity = Annotated[Literal["minute", "hour", "day"], Query(
+    description=f"minute (ranges up to {MAX_RANGE_MINUTES} minutes, a week), hour or day "
+                f"(up to {MAX_WINDOW_DAYS} days; both ends rounded down to the hour or day)")]
+# A top's window: `minutes` ending at `at`, or `from` through `to` (top_window).
+TopN = Annotated[int, Query(ge=1, le=MAX_TOP_N, description="how many ads to rank")]
+WindowMinutes = Annotated[int | None, Query(
+    ge=1, le=MAX_WINDOW_MINUTES,
+    description=f"window length (default 60; at most {MAX_WINDOW_DAYS} days)")]
+At = Annotated[str | None, contract.time_query("at", "last minute; default: last closed")]
+WindowFrom = Annotated[str | None, contract.time_query(
+    "from", "first minute (inclusive), instead of minutes")]
+WindowTo = Annotated[str | None, contract.time_query(
+    "to", "last minute (inclusive); default: last closed")]
 
 # The newest closed minute, or None: of agg.minute_totals, or of a slice.
 LastClosed = Callable[["sa.Connection"], "int | None"]
@@ -94,7 +111,6 @@ def bounded_range(conn: sa.Connection, first_text: str | None, last_text: str | 
 
 def top_window(conn: sa.Connection, minutes: int | None, at_text: str | None,
                first_text: str | None, last_text: str | None, *,
-               limit: int = MAX_WINDOW_MINUTES,
                last_closed: LastClosed = agg_reads.last_closed_minute) -> tuple[int, int]:
     """The window's first and last minute (inclusive), from minutes/at or from/to."""
     # Sent empty is left out (`?from=`), here as in minute_param.
@@ -117,22 +133,22 @@ def top_window(conn: sa.Connection, minutes: int | None, at_text: str | None,
             raise BadRequest(f"from ({iso(first)}) is after to ({iso(last)})",
                              "reversed_window")
     span = (last - first) // MINUTE + 1
-    if span > limit:
-        why = (f" ({MAX_WINDOW_DAYS} days)" if limit == MAX_WINDOW_MINUTES
-               else " with a filter (it sums minute rows: slices have no hour rollups yet)")
-        raise BadRequest(f"the window spans {span} minutes, more than {limit}{why}; "
-                         "ask for a shorter one", "window_too_long")
+    if span > MAX_WINDOW_MINUTES:
+        raise BadRequest(f"the window spans {span} minutes, more than {MAX_WINDOW_MINUTES} "
+                         f"({MAX_WINDOW_DAYS} days); ask for a shorter one", "window_too_long")
     return first, last
 
 
 def bounded_rollup_range(conn: sa.Connection, grain: int, first_text: str | None,
-                         last_text: str | None) -> tuple[int, int]:
+                         last_text: str | None,
+                         last_closed: LastClosed = agg_reads.last_closed_minute,
+                         ) -> tuple[int, int]:
     """Hours or days: both ends rounded down to the grain; by default the last
     DEFAULT_POINTS of them through the one holding the last closed minute."""
     last = minute_param(last_text, "to")
     first = minute_param(first_text, "from")
     if last is None:
-        last = (closed_or_404(conn, None) if first is None
+        last = (closed_or_404(conn, None, last_closed) if first is None
                 else first + (DEFAULT_POINTS[grain] - 1) * grain)
     last = start_of(last, grain)
     first = (last - (DEFAULT_POINTS[grain] - 1) * grain if first is None
@@ -143,3 +159,13 @@ def bounded_rollup_range(conn: sa.Connection, grain: int, first_text: str | None
         raise BadRequest(f"the range spans more than {MAX_WINDOW_DAYS} days; "
                          "ask for a shorter one", "window_too_long")
     return first, last
+
+
+def series_range(conn: sa.Connection, grain: int, first_text: str | None,
+                 last_text: str | None,
+                 last_closed: LastClosed = agg_reads.last_closed_minute) -> tuple[int, int]:
+    """A series' range at its granularity: minutes (bounded_range) or hours and days
+    (bounded_rollup_range)."""
+    if grain == MINUTE:
+        return bounded_range(conn, first_text, last_text, last_closed)
+    return bounded_rollup_range(conn, grain, first_text, last_text, last_closed)

@@ -79,23 +79,31 @@ class AdClicks(BaseModel):
 
 
 class CampaignClicks(BaseModel):
-    """Per minute closed for the campaign slice; a minute without the campaign is 0."""
+    """Per minute, hour or day closed for the campaign slice (under the granularity's
+    plural); a period without the campaign is 0."""
 
     campaign_id: str
     first: str = moment(alias="from")
     last: str = moment(alias="to")
+    granularity: Literal["minute", "hour", "day"]
     total: int = Field(ge=0)
-    minutes: list[MinuteClicks]
+    minutes: list[MinuteClicks] | None = None
+    hours: list[HourClicks] | None = None
+    days: list[DayClicks] | None = None
 
 
 class AdvertiserClicks(BaseModel):
-    """Per minute closed for the advertiser slice; a minute without its ads is 0."""
+    """Per minute, hour or day closed for the advertiser slice (under the granularity's
+    plural); a period without its ads is 0."""
 
     advertiser_id: str
     first: str = moment(alias="from")
     last: str = moment(alias="to")
+    granularity: Literal["minute", "hour", "day"]
     total: int = Field(ge=0)
-    minutes: list[MinuteClicks]
+    minutes: list[MinuteClicks] | None = None
+    hours: list[HourClicks] | None = None
+    days: list[DayClicks] | None = None
 
 
 class AdvertiserTopAds(BaseModel):
@@ -105,6 +113,7 @@ class AdvertiserTopAds(BaseModel):
     minutes: int = Field(ge=1)
     n: int = Field(ge=1)
     ads: list[RankedAd]
+    read: UnitsRead
 
 
 class MinuteResult(BaseModel):
@@ -131,9 +140,9 @@ class ErrorBody(BaseModel):
 # the document never sends one), or parameters each valid that make no window the API
 # serves (its rules across parameters, which a schema cannot state).
 # A filter (core.slice_filters) the API cannot serve has its own words: its slice or
-# combination is not configured, or it asks for hours or days that slices lack.
+# combination is not configured.
 Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters",
-                 "unconfigured_filter", "unconfigured_combination", "no_slice_rollups"]
+                 "unconfigured_filter", "unconfigured_combination"]
 
 
 class BadRequestBody(BaseModel):

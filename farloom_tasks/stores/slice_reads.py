@@ -1,12 +1,19 @@
-"""The query API's SQL over slices (agg.slice_values, agg.slice_minutes; migration 0012).
+"""The query API's SQL over slices: their minutes (migration 0012) and rollups (0013).
 
-A value row holds the value's clicks and every ad of the value in ``ad_ids[]`` and
-``ad_clicks[]``, ranked. A minute is closed for a slice once ``agg.slice_minutes``
-has its row: slices are committed after the per-ad counts (docs/design.md §2.12), so
-a minute closed in ``agg.minute_totals`` may not be closed for its slices yet, and
-is then left out of a series rather than shown as 0. ``advertiser`` (not None)
-restricts every sum to the ads the catalog gives that advertiser (as
-stores/advertiser_reads.py does), so a key never counts another's ad.
+A minute's value row (``agg.slice_values``) holds the value's clicks and every ad of
+the value in ``ad_ids[]`` and ``ad_clicks[]``, ranked. The rollups hold, per (slice,
+value, hour|day), each ad's clicks (``agg.slice_ad_clicks_per_hour``/``_per_day``)
+and the value's (``agg.slice_totals_per_hour``/``_per_day``), each the sum of the
+minute rows it covers at every commit (docs/design.md §3.1), so a window tiled by
+core.tiling sums to what its minutes would: whole days and hours from the rollups,
+edge minutes from the arrays, exactly as stores/agg_reads.py does unfiltered.
+
+A minute is closed for a slice once ``agg.slice_minutes`` has its row: slices are
+committed after the per-ad counts (docs/design.md §2.12), so a minute closed in
+``agg.minute_totals`` may not be closed for its slices yet, and is then left out of
+a series rather than shown as 0. ``advertiser`` (not None) restricts every sum to
+the ads the catalog gives that advertiser (as stores/advertiser_reads.py does), so a
+key never counts another's ad.
 """
 
 from __future__ import annotations
@@ -16,10 +23,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from farloom_tasks.core.partitions import DAY, HOUR
+from farloom_tasks.core.tiling import Run
 from farloom_tasks.core.windows import MINUTE, iso, to_datetime
 from farloom_tasks.stores.agg_reads import RankedAd
 
 _OWN_ADS = "SELECT ad_id FROM agg.ads WHERE advertiser_id = :advertiser"
+
+# Each grain's per-(value, ad) rollup and per-value totals, and their time column.
+# Both are keyed (slice, value, period, ...) INCLUDE (clicks): one value's range of
+# periods is an index-only range scan.
+_AD_ROLLUPS = {HOUR: ("agg.slice_ad_clicks_per_hour", "hour"),
+               DAY: ("agg.slice_ad_clicks_per_day", "day")}
+_TOTAL_ROLLUPS = {HOUR: ("agg.slice_totals_per_hour", "hour"),
+                  DAY: ("agg.slice_totals_per_day", "day")}
 
 
 def _own(column: str, advertiser: str | None) -> str:
@@ -33,18 +50,36 @@ def last_closed_minute(conn: sa.Connection, slice_name: str) -> int | None:
     return None if value is None else int(value.timestamp())
 
 
-def top_ads(conn: sa.Connection, slice_name: str, value: str, *, first: int, last: int,
-            n: int, advertiser: str | None) -> list[RankedAd]:
-    """The exact top n ads of the value over minutes first..last: the value rows' arrays
-    unnested, summed per ad, ranked as §2.5 says."""
-    rows = conn.execute(sa.text(f"""
-        SELECT u.ad_id, sum(u.clicks) AS clicks
-        FROM agg.slice_values v, unnest(v.ad_ids, v.ad_clicks) AS u(ad_id, clicks)
-        WHERE v.slice = :slice AND v.value = :value AND v.minute BETWEEN :first AND :last
-              {_own("u.ad_id", advertiser)}
-        GROUP BY u.ad_id ORDER BY clicks DESC, u.ad_id COLLATE "C" ASC LIMIT :n
-    """), {"slice": slice_name, "value": value, "first": to_datetime(first),
-           "last": to_datetime(last), "n": n, "advertiser": advertiser}).all()
+def _top_branch(i: int, run: Run, advertiser: str | None) -> str:
+    """One run's (ad_id, clicks) rows of the value: the minutes' arrays unnested, or
+    the hour or day rollup's rows. int4 as in agg_reads._top_sql: sum() then adds in
+    int8, not numeric (an ad's clicks in one value and day are far below 2^31)."""
+    if run.grain == MINUTE:
+        return ("SELECT u.ad_id, u.clicks::int4 AS clicks FROM agg.slice_values v, "
+                "unnest(v.ad_ids, v.ad_clicks) AS u(ad_id, clicks) "
+                f"WHERE v.slice = :slice AND v.value = :value AND v.minute >= :start{i} "
+                f"AND v.minute < :end{i} {_own('u.ad_id', advertiser)}")
+    table, column = _AD_ROLLUPS[run.grain]
+    return (f"SELECT ad_id, clicks::int4 AS clicks FROM {table} "
+            f"WHERE slice = :slice AND value = :value AND {column} >= :start{i} "
+            f"AND {column} < :end{i} {_own('ad_id', advertiser)}")
+
+
+def top_ads_tiled(conn: sa.Connection, slice_name: str, value: str, runs: Sequence[Run], *,
+                  n: int, advertiser: str | None) -> list[RankedAd]:
+    """The exact top n ads of the value over the window the runs tile (core.tiling.tile):
+    every run's rows (UNION ALL) summed per ad, ranked as §2.5 says, limited."""
+    if not runs:
+        return []
+    params: dict[str, Any] = {"slice": slice_name, "value": value, "n": n,
+                              "advertiser": advertiser}
+    for i, run in enumerate(runs):
+        params[f"start{i}"] = to_datetime(run.start)
+        params[f"end{i}"] = to_datetime(run.end)
+    branches = " UNION ALL ".join(_top_branch(i, run, advertiser) for i, run in enumerate(runs))
+    rows = conn.execute(sa.text(
+        f"SELECT ad_id, sum(clicks) AS clicks FROM ({branches}) AS tiles "
+        'GROUP BY ad_id ORDER BY clicks DESC, ad_id COLLATE "C" ASC LIMIT :n'), params).all()
     return [RankedAd(rank, row.ad_id, int(row.clicks)) for rank, row in enumerate(rows, 1)]
 
 
@@ -83,6 +118,40 @@ def ad_clicks(conn: sa.Connection, slice_name: str, value: str, ad_id: str, *, f
             for row in rows]
 
 
+def _periods_sql(grain: int) -> str:
+    """Every hour (day) of :first..:last from the value's first one in the rollup through
+    the one holding the slice's newest written minute. Before the value's first period
+    the slice may not have existed (slices came after the per-ad counts), so those are
+    left out rather than shown as 0; a value without any row starts at :first
+    (greatest() passes over NULL)."""
+    table, column = _TOTAL_ROLLUPS[grain]
+    return f"""
+        generate_series(
+            greatest(:first, (SELECT min({column}) FROM {table}
+                              WHERE slice = :slice AND value = :value)),
+            least(:last, date_trunc('{column}', (SELECT max(minute) FROM agg.slice_minutes
+                                                 WHERE slice = :slice), 'UTC')),
+            make_interval(secs => :step)) AS s(at)"""
+
+
+def ad_clicks_rolled_up(conn: sa.Connection, slice_name: str, value: str, ad_id: str,
+                        grain: int, *, first: int, last: int) -> list[dict[str, Any]]:
+    """The ad's clicks within the value per hour or day (``grain``) of first..last, both
+    aligned to it; 0 where the rollup has no row of the ad (one exists only with clicks).
+    The current hour and day hold the minutes written so far."""
+    table, column = _AD_ROLLUPS[grain]
+    rows = conn.execute(sa.text(f"""
+        SELECT s.at, coalesce(a.clicks, 0)::bigint AS clicks
+        FROM {_periods_sql(grain)}
+        LEFT JOIN {table} a
+               ON a.slice = :slice AND a.value = :value AND a.{column} = s.at
+              AND a.ad_id = :ad_id
+        ORDER BY s.at
+    """), {"slice": slice_name, "value": value, "ad_id": ad_id, "first": to_datetime(first),
+           "last": to_datetime(last), "step": grain})
+    return [{column: iso(int(row.at.timestamp())), "clicks": int(row.clicks)} for row in rows]
+
+
 def value_clicks(conn: sa.Connection, slice_name: str, value: str, *, first: int, last: int,
                  advertiser: str | None) -> list[dict[str, Any]]:
     """The value's clicks per minute closed for the slice (0 without a row); with an
@@ -103,6 +172,28 @@ def value_clicks(conn: sa.Connection, slice_name: str, value: str, *, first: int
            "last": to_datetime(last), "advertiser": advertiser})
     return [{"minute": iso(int(row.minute.timestamp())), "clicks": int(row.clicks)}
             for row in rows]
+
+
+def value_clicks_rolled_up(conn: sa.Connection, slice_name: str, value: str, grain: int, *,
+                           first: int, last: int,
+                           advertiser: str | None) -> list[dict[str, Any]]:
+    """The value's clicks per hour or day of first..last (0 without a row), from the
+    totals rollup; with an advertiser, the sum of its own ads' rows in the per-ad one."""
+    if advertiser is None:
+        table, column = _TOTAL_ROLLUPS[grain]
+        clicks = (f"(SELECT t.clicks FROM {table} t WHERE t.slice = :slice "
+                  f"AND t.value = :value AND t.{column} = s.at)")
+    else:
+        table, column = _AD_ROLLUPS[grain]
+        clicks = (f"(SELECT sum(a.clicks) FROM {table} a WHERE a.slice = :slice "
+                  f"AND a.value = :value AND a.{column} = s.at {_own('a.ad_id', advertiser)})")
+    rows = conn.execute(sa.text(f"""
+        SELECT s.at, coalesce({clicks}, 0)::bigint AS clicks
+        FROM {_periods_sql(grain)}
+        ORDER BY s.at
+    """), {"slice": slice_name, "value": value, "first": to_datetime(first),
+           "last": to_datetime(last), "step": grain, "advertiser": advertiser})
+    return [{column: iso(int(row.at.timestamp())), "clicks": int(row.clicks)} for row in rows]
 
 
 def campaign_known(conn: sa.Connection, campaign_id: str, advertiser: str | None) -> bool:

@@ -1,22 +1,28 @@
 """Filters and the per-campaign and per-advertiser endpoints against real slice rows.
 
-The slice rows (agg.slice_values, agg.slice_minutes) are written here from a list of
-clicks, as the close would write them (migration 0012), and every answer is compared
-with sums computed straight from those clicks (docs/design.md §2.10, "Filters").
+The slice rows (agg.slice_values, agg.slice_minutes and their hour and day rollups)
+are made by the real writer (pipeline/slice_aggregation.py) from raw clicks this
+test stores, and every answer is compared with sums computed straight from those
+clicks (docs/design.md §2.10, "Filters"), never from agg.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from farloom_tasks.core.windows import iso, to_datetime
+from farloom_tasks.core import clicks as contract
+from farloom_tasks.core.dimensions import parse_dimensions
+from farloom_tasks.core.partitions import DAY, HOUR, start_of
+from farloom_tasks.core.windows import MINUTE, iso, minute_of
+from farloom_tasks.pipeline import slice_aggregation
+from farloom_tasks.stores.raw import RawStore
 from tests.integration.test_api import BASE, put_minute
 from tests.integration.test_api_keys import bearer, make_key, serve
 from tests.support.stack import Stack
@@ -39,51 +45,47 @@ ADS_OF_MINUTE = {BASE: list(OWNERS), BASE + 60: [ad for ad in OWNERS if ad != "x
                  BASE + 120: list(OWNERS), UNSLICED_MINUTE: ["a1", "g1"]}
 
 
-def make_clicks() -> list[Click]:
-    rng = random.Random(13)
+def make_clicks(ads_of_minute: dict[int, list[str]], per_minute: int = 300,
+                seed: int = 13) -> list[Click]:
+    rng = random.Random(seed)
     clicks = []
-    for minute, ads in ADS_OF_MINUTE.items():
-        for _ in range(300):
+    for minute, ads in ads_of_minute.items():
+        for _ in range(per_minute):
             clicks.append(Click(minute, rng.choice(ads), rng.choice(["US", "DE", "FR", None]),
                                 rng.choice(["mobile", "desktop", None])))
     return clicks
 
 
-CLICKS = make_clicks()
+CLICKS = make_clicks(ADS_OF_MINUTE)
+Keep = Callable[[Click], bool]
 
 
-def value_of(click: Click, slice_name: str) -> str | None:
-    campaign, advertiser = OWNERS[click.ad_id]
-    parts = {"country": click.country, "device": click.device, "campaign": campaign,
-             "advertiser": advertiser}
-    names = slice_name.split("*")
-    if any(parts[name] is None for name in names):
-        return None
-    return "*".join(str(parts[name]) for name in names)
+def write_slices(stack: Stack, clicks: Iterable[Click], dimensions: str,
+                 slice_minutes: Iterable[int]) -> None:
+    """Store ``clicks`` in raw (which fills the ads catalog from their owners), then make
+    the slices of ``slice_minutes`` with the real writer, rollups included."""
+    stored = [contract.Click(f"{click.minute}-{i}", click.ad_id, click.minute + i % 60 + 0.25,
+                             country=click.country, device=click.device,
+                             campaign_id=OWNERS[click.ad_id][0],
+                             advertiser_id=OWNERS[click.ad_id][1])
+              for i, click in enumerate(clicks)]
+    raw = RawStore(stack.engine(), stack.settings.shard_count)
+    try:
+        raw.commit_batch(stored)
+    finally:
+        raw.close()
+    for minute in sorted(set(slice_minutes)):
+        slice_aggregation.aggregate(
+            stack.engine(), parse_dimensions(dimensions), minute=minute, revision=1,
+            partition_hours=stack.settings.minute_partition_hours,
+            work_mem_mb=stack.settings.slice_work_mem_mb)
 
 
 def put_slices(stack: Stack, slices: tuple[str, ...]) -> None:
-    """The slice rows of CLICKS for SLICE_MINUTES, ranked as the close ranks them."""
-    with stack.engine().begin() as conn:
-        conn.execute(sa.text("SELECT raw.ensure_partition('agg.slice_values', :m, "
-                             "interval '1 day', NULL, NULL)"), {"m": to_datetime(BASE)})
-        for minute in SLICE_MINUTES:
-            for slice_name in slices:
-                counts: dict[str, Counter[str]] = defaultdict(Counter)
-                for click in CLICKS:
-                    value = value_of(click, slice_name)
-                    if click.minute == minute and value is not None:
-                        counts[value][click.ad_id] += 1
-                conn.execute(sa.text("INSERT INTO agg.slice_minutes VALUES (:m, :s, 1, :c)"),
-                             {"m": to_datetime(minute), "s": slice_name,
-                              "c": sum(sum(c.values()) for c in counts.values())})
-                for value, per_ad in counts.items():
-                    ranked = sorted(per_ad.items(), key=lambda item: (-item[1], item[0]))
-                    conn.execute(sa.text(
-                        "INSERT INTO agg.slice_values VALUES (:m, :s, :v, 1, :c, :d, :ids, :n)"),
-                        {"m": to_datetime(minute), "s": slice_name, "v": value,
-                         "c": sum(per_ad.values()), "d": len(per_ad),
-                         "ids": [ad for ad, _ in ranked], "n": [n for _, n in ranked]})
+    """CLICKS in raw, and the slices of SLICE_MINUTES (``slices``' dimensions and
+    combinations; campaign and advertiser always) made from them."""
+    dimensions = ",".join(s for s in slices if s not in ("campaign", "advertiser"))
+    write_slices(stack, CLICKS, dimensions, SLICE_MINUTES)
 
 
 def expected(keep: Any, minutes: tuple[int, ...] = SLICE_MINUTES) -> Counter[str]:
@@ -108,11 +110,6 @@ def sliced(stack: Stack) -> Stack:
     for minute in ADS_OF_MINUTE:
         put_minute(stack, minute, Counter(c.ad_id for c in CLICKS if c.minute == minute))
     put_slices(stack, ALL_SLICES)
-    with stack.engine().begin() as conn:
-        conn.execute(sa.text("INSERT INTO agg.ads (ad_id, campaign_id, advertiser_id) "
-                             "VALUES (:ad, :campaign, :advertiser)"),
-                     [{"ad": ad, "campaign": c, "advertiser": a}
-                      for ad, (c, a) in OWNERS.items()])
     return stack
 
 
@@ -192,9 +189,17 @@ def test_an_unconfigured_filter_is_a_400_naming_the_configured_slices_and_is_not
 
 
 @pytest.mark.parametrize(("path", "params", "reason"), [
-    ("/v1/ads/a1/clicks", {"country": "US", "granularity": "hour"}, "no_slice_rollups"),
-    ("/v1/ads/a1/clicks", {"device": "tv", "granularity": "day"}, "no_slice_rollups"),
-    ("/v1/ads/top", {"country": "US", "minutes": 1441}, "window_too_long"),
+    ("/v1/ads/top", {"country": "US", "minutes": 90 * 1440 + 1}, "malformed"),
+    ("/v1/ads/top", {"device": "tv", "from": "2026-08-01", "to": "2026-11-29"},
+     "window_too_long"),
+    ("/v1/advertisers/acme/ads/top", {"from": "2026-01-01", "to": "2026-11-29"},
+     "window_too_long"),
+    ("/v1/ads/a1/clicks", {"country": "US", "granularity": "hour", "from": "2026-01-01",
+                           "to": "2026-11-29"}, "window_too_long"),
+    ("/v1/campaigns/c1/clicks", {"granularity": "day", "from": "2026-01-01",
+                                 "to": "2026-11-29"}, "window_too_long"),
+    ("/v1/advertisers/acme/clicks", {"from": iso(BASE), "to": iso(BASE + 7 * DAY)},
+     "window_too_long"),
     ("/v1/ads/top", {"country": "ZZ"}, "malformed"),
     ("/v1/ads/top", {"device": "phone"}, "malformed"),
     ("/v1/ads/top", {"campaign_id": "x" * 65}, "malformed"),
@@ -256,7 +261,7 @@ def test_another_advertisers_campaigns_advertiser_and_ads_are_unreachable_throug
                           ({"advertiser_id": "acme"}, lambda c: True)]:
         status, body = get("/v1/ads/top", **filters)
         assert status == 200
-        assert as_rows(body) == ranked(expected(lambda c, k=keep: own(c) and k(c))), filters
+        assert as_rows(body) == ranked(expected(both(own, keep))), filters
     for filters in ({"campaign_id": "g-camp"}, {"advertiser_id": "globex"},
                     {"advertiser_id": "nobody"}):
         status, body = get("/v1/ads/top", **filters)
@@ -281,3 +286,172 @@ def test_an_advertisers_key_sees_only_its_own_ads_in_a_configured_combination(
         assert acme.status_code == 200, acme.text
         assert as_rows(acme.json()) == ranked(expected(keep))
         assert foreign.status_code == 404
+
+
+# Windows over whole days and hours: sparse minutes around one UTC day, so that a window
+# reads days and hours from the rollups and its edges from minute rows.
+DAY0 = minute_of(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+LONG_MINUTES = (
+    DAY0 - 3 * MINUTE,  # before the long window
+    DAY0 - 2 * MINUTE, DAY0 - MINUTE,  # its first edge minutes
+    DAY0, DAY0 + 5 * HOUR + 17 * MINUTE, DAY0 + 23 * HOUR + 59 * MINUTE,  # its whole day
+    DAY0 + DAY + 10 * MINUTE, DAY0 + DAY + 45 * MINUTE,  # its whole hour
+    DAY0 + DAY + HOUR, DAY0 + DAY + HOUR + MINUTE,  # its last edge minutes
+    DAY0 + DAY + HOUR + 2 * MINUTE,  # after it
+)
+LONG_CLICKS = make_clicks({minute: list(OWNERS) for minute in LONG_MINUTES}, 150, seed=14)
+LONG_WINDOW = (DAY0 - 2 * MINUTE, DAY0 + DAY + HOUR + MINUTE)
+# Inside hours at both ends: 50 edge minutes, 18 whole hours, 51 edge minutes.
+UNALIGNED_WINDOW = (DAY0 + 5 * HOUR + 10 * MINUTE, DAY0 + DAY + 50 * MINUTE)
+READ = {LONG_WINDOW: {"day": 1, "hour": 1, "minute": 4},
+        UNALIGNED_WINDOW: {"day": 0, "hour": 18, "minute": 101}}
+
+def long_expected(keep: Keep, first: int, last: int) -> Counter[str]:
+    return Counter(c.ad_id for c in LONG_CLICKS if first <= c.minute <= last and keep(c))
+
+
+def periods(keep: Keep, grain: int, first: int, last: int,
+            count: Callable[[Click], bool]) -> list[tuple[str, int]]:
+    """The series by hour or day a filtered read must give, from the clicks alone: every
+    period of first..last from the value's first one with clicks through the one holding
+    the newest minute written, with the clicks ``count`` takes among the value's."""
+    kept = [c for c in LONG_CLICKS if keep(c)]
+    low = max(start_of(first, grain), min(start_of(c.minute, grain) for c in kept))
+    high = min(start_of(last, grain), start_of(max(LONG_MINUTES), grain))
+    return [(iso(at), sum(1 for c in kept if start_of(c.minute, grain) == at and count(c)))
+            for at in range(low, high + 1, grain)]
+
+
+def both(one: Keep, other: Keep) -> Keep:
+    return lambda click: one(click) and other(click)
+
+
+def of_ad(ad_id: str) -> Keep:
+    return lambda click: click.ad_id == ad_id
+
+
+def window(first: int, last: int) -> dict[str, str]:
+    return {"from": iso(first), "to": iso(last)}
+
+
+@pytest.fixture
+def long_sliced(stack: Stack) -> Stack:
+    for minute in LONG_MINUTES:
+        put_minute(stack, minute, Counter(c.ad_id for c in LONG_CLICKS if c.minute == minute))
+    write_slices(stack, LONG_CLICKS, "country,device,country*device", LONG_MINUTES)
+    return stack
+
+
+@pytest.fixture
+def long_api(long_sliced: Stack) -> Iterator[TestClient]:
+    yield from serve(long_sliced, api_open=False, dimensions="country,device,country*device")
+
+
+FILTERS: list[tuple[dict[str, str], Keep]] = [
+    ({"country": "us"}, lambda c: c.country == "US"),
+    ({"device": "desktop"}, lambda c: c.device == "desktop"),
+    ({"country": "DE", "device": "mobile"}, lambda c: (c.country, c.device) == ("DE", "mobile")),
+    ({"campaign_id": "shared"}, lambda c: OWNERS[c.ad_id][0] == "shared"),
+    ({"advertiser_id": "acme"}, lambda c: OWNERS[c.ad_id][1] == "acme")]
+
+
+@pytest.mark.parametrize("span", [LONG_WINDOW, UNALIGNED_WINDOW], ids=["aligned", "unaligned"])
+def test_a_filtered_top_over_days_hours_and_edge_minutes_equals_the_clicks_of_its_window(
+        long_sliced: Stack, long_api: TestClient, span: tuple[int, int]) -> None:
+    admin = bearer(make_key(long_sliced, None))
+    first, last = span
+    for filters, keep in FILTERS:
+        top = long_api.get("/v1/ads/top", params={**window(first, last), **filters, "n": 3},
+                           headers=admin)
+        assert top.status_code == 200, top.text
+        assert top.json()["read"] == READ[span], filters
+        assert as_rows(top.json()) == ranked(long_expected(keep, first, last))[:3], filters
+    # The same window as `minutes` ending at `at`.
+    by_length = long_api.get("/v1/ads/top", headers=admin, params={
+        "country": "US", "at": iso(last), "minutes": (last - first) // MINUTE + 1})
+    assert as_rows(by_length.json()) == ranked(
+        long_expected(lambda c: c.country == "US", first, last))
+
+
+def test_a_filtered_series_by_hour_and_by_day_equals_the_clicks_of_each_period(
+        long_sliced: Stack, long_api: TestClient) -> None:
+    admin = bearer(make_key(long_sliced, None))
+    ranges = {"hour": (HOUR, DAY0 - HOUR, DAY0 + DAY + 3 * HOUR),
+              "day": (DAY, DAY0 - DAY, DAY0 + 2 * DAY)}
+    for granularity, (grain, first, last) in ranges.items():
+        for filters, keep in FILTERS:
+            for ad in ("a4", "g2"):
+                series = long_api.get(f"/v1/ads/{ad}/clicks", headers=admin, params={
+                    **window(first, last), **filters, "granularity": granularity})
+                assert series.status_code == 200, series.text
+                wanted = periods(keep, grain, first, last, of_ad(ad))
+                body = series.json()
+                assert [(p[granularity], p["clicks"]) for p in body[f"{granularity}s"]] == (
+                    wanted), (granularity, filters, ad)
+                assert body["total"] == sum(n for _, n in wanted)
+                assert (body["slice"], body["granularity"]) == (
+                    "country*device" if len(filters) == 2 else
+                    {"campaign_id": "campaign", "advertiser_id": "advertiser"}.get(
+                        next(iter(filters)), next(iter(filters))), granularity)
+
+
+def test_campaign_and_advertiser_clicks_by_hour_and_day_and_an_advertisers_long_top(
+        long_sliced: Stack, long_api: TestClient) -> None:
+    admin = bearer(make_key(long_sliced, None))
+    ranges = {"hour": (HOUR, DAY0 - 2 * HOUR, DAY0 + DAY + 2 * HOUR),
+              "day": (DAY, DAY0 - DAY, DAY0 + DAY)}
+    for granularity, (grain, first, last) in ranges.items():
+        for path, keep in [
+                ("/v1/campaigns/c/2/clicks", lambda c: OWNERS[c.ad_id][0] == "c/2"),
+                ("/v1/campaigns/shared/clicks", lambda c: OWNERS[c.ad_id][0] == "shared"),
+                ("/v1/advertisers/globex/clicks", lambda c: OWNERS[c.ad_id][1] == "globex")]:
+            body = long_api.get(path, headers=admin, params={
+                **window(first, last), "granularity": granularity}).json()
+            wanted = periods(keep, grain, first, last, lambda c: True)
+            assert [(p[granularity], p["clicks"]) for p in body[f"{granularity}s"]] == wanted
+            assert body["total"] == sum(n for _, n in wanted), (path, granularity)
+    for span in (LONG_WINDOW, UNALIGNED_WINDOW):
+        top = long_api.get("/v1/advertisers/acme/ads/top", headers=admin,
+                           params=window(*span)).json()
+        assert top["read"] == READ[span]
+        assert as_rows(top) == ranked(long_expected(lambda c: OWNERS[c.ad_id][1] == "acme",
+                                                    *span))
+
+
+def test_an_advertisers_key_reaches_only_its_own_data_through_every_rollup_path(
+        long_sliced: Stack, long_api: TestClient) -> None:
+    acme = bearer(make_key(long_sliced, "acme"))
+    own: Keep = lambda c: OWNERS[c.ad_id][1] == "acme"  # noqa: E731
+    first, last = LONG_WINDOW
+
+    def get(path: str, **params: Any) -> tuple[int, Any]:
+        response = long_api.get(path, params={**window(first, last), **params}, headers=acme)
+        return response.status_code, response.json()
+
+    for filters, keep in FILTERS:
+        status, body = get("/v1/ads/top", **filters)
+        assert status == 200 and body["read"] == READ[LONG_WINDOW]
+        assert as_rows(body) == ranked(long_expected(both(own, keep),
+                                                     first, last)), filters
+    for filters in ({"campaign_id": "g-camp"}, {"advertiser_id": "globex"},
+                    {"advertiser_id": "nobody"}):
+        status, body = get("/v1/ads/top", **filters)
+        assert (status, body["ads"]) == (200, []), filters
+    for granularity in ("hour", "day"):
+        # Another's ad under a filter, another's advertiser: an unknown one's 404.
+        foreign = get("/v1/ads/g1/clicks", country="US", granularity=granularity)
+        unknown = get("/v1/ads/zz/clicks", country="US", granularity=granularity)
+        assert foreign[0] == unknown[0] == 404
+        assert foreign[1]["detail"].replace("'g1'", "ID") == unknown[1]["detail"].replace(
+            "'zz'", "ID")
+        for end in ("clicks", "ads/top"):
+            params = {"granularity": granularity} if end == "clicks" else {}
+            assert get(f"/v1/advertisers/globex/{end}", **params)[0] == 404
+        # A campaign both share: only acme's own ads' clicks in each period.
+        status, shared = get("/v1/campaigns/shared/clicks", granularity=granularity)
+        grain = HOUR if granularity == "hour" else DAY
+        wanted = periods(lambda c: OWNERS[c.ad_id][0] == "shared", grain, first, last,
+                         lambda c: c.ad_id == "a4")
+        assert status == 200
+        assert [(p[granularity], p["clicks"]) for p in shared[f"{granularity}s"]] == wanted
+        assert shared["total"] == sum(n for _, n in wanted) > 0

@@ -178,8 +178,12 @@ def open_client(stack: Stack) -> Iterator[TestClient]:
     ("/v1/ads/top", {"from": "2026-08-01", "to": "2026-11-29"}, "window_too_long"),
     ("/v1/ads/top", {"minutes": 5, "from": "2026-11-29 14:00"}, "conflicting_parameters"),
     ("/v1/ads/top", {"country": "US", "device": "tv"}, "unconfigured_combination"),
-    ("/v1/ads/a/clicks", {"country": "US", "granularity": "hour"}, "no_slice_rollups"),
-    ("/v1/ads/top", {"country": "US", "minutes": 1441}, "window_too_long"),
+    ("/v1/ads/top", {"country": "US", "from": "2026-08-01", "to": "2026-11-29"},
+     "window_too_long"),
+    ("/v1/campaigns/c1/clicks", {"granularity": "hour", "from": "2026-08-01",
+                                "to": "2026-11-29"}, "window_too_long"),
+    ("/v1/advertisers/acme/ads/top", {"minutes": 5, "from": "2026-11-29 14:00"},
+     "conflicting_parameters"),
 ])
 def test_a_400_names_its_reason_as_the_document_lists_them(
         closed_minutes: Stack, open_client: TestClient, path: str, params: dict[str, object],

@@ -15,12 +15,11 @@ import schemathesis
 
 # The reasons openapi_contract.Reason names besides "malformed"; kept here as data so
 # the hook reads no application module (schemathesis loads it in its own process).
-# Two filters whose combination is no configured slice, and a filter with granularity
-# hour or day, are rules across parameters too; a filter whose slice is not configured
-# (unconfigured_filter) is not: the document leaves such a filter out.
+# Two filters whose combination is no configured slice are a rule across parameters
+# too; a filter whose slice is not configured (unconfigured_filter) is not: the
+# document leaves such a filter out.
 RULES_ACROSS_PARAMETERS = frozenset({"reversed_window", "window_too_long",
-                                     "conflicting_parameters", "unconfigured_combination",
-                                     "no_slice_rollups"})
+                                     "conflicting_parameters", "unconfigured_combination"})
 
 
 @schemathesis.check
