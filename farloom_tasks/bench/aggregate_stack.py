@@ -80,3 +80,27 @@ def wait_until(engine: sa.Engine, sql: str, timeout: float, what: str,
                                   f"{what}; see {logs / (name + '.log')}")
         time.sleep(POLL_SECONDS)
     raise BenchFailed(f"gave up after {timeout:.0f} s waiting for {what}; logs in {logs}")
+
+
+def wait_for_each(engine: sa.Engine, conditions: dict[str, str], timeout: float,
+                  processes: dict[str, subprocess.Popen[bytes]], logs: Path,
+                  **params: Any) -> dict[str, float]:
+    """Poll every condition of ``conditions`` (name -> SQL) until each has returned a true
+    value once; returns the wall-clock time each was first seen true. Polled together, so
+    one that comes true early is not timed late behind another."""
+    seen: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, sql in conditions.items():
+            if name not in seen and _scalar(engine, sql, **params):
+                seen[name] = time.time()
+        if len(seen) == len(conditions):
+            return seen
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise BenchFailed(f"the {name} exited ({process.returncode}) while waiting for "
+                                  f"{', '.join(sorted(set(conditions) - set(seen)))}; see "
+                                  f"{logs / (name + '.log')}")
+        time.sleep(POLL_SECONDS)
+    raise BenchFailed(f"gave up after {timeout:.0f} s waiting for "
+                      f"{', '.join(sorted(set(conditions) - set(seen)))}; logs in {logs}")

@@ -12,7 +12,7 @@ import io
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,23 +69,31 @@ def _click_rows(workload: Workload, seed: int) -> Iterator[str]:
         yield f"bench-{j}\t{ad}\t{stamp}\t{minute_text}\n"
 
 
-def load(env: BenchEnv, workload: Workload, seed: int) -> None:
-    """COPY the clicks into raw and build the per-shard sorted sets and totals."""
+def copy_raw(env: BenchEnv, minutes: Sequence[int], columns: Sequence[str],
+             rows: Iterator[str], total: int) -> None:
+    """COPY ``rows`` (COPY text lines of ``columns``) into ``raw.ad_clicks``, then ANALYZE.
+
+    The raw and per-minute partitions of every minute in ``minutes`` are made first,
+    as ingest and the closer would have made them. The one loader of the benchmarks
+    that put clicks straight into raw (``bench aggregate``, ``bench slice-options``).
+    """
     settings = env.settings
     engine = db.make_engine(settings.database_url, pool_size=1)
     try:
         with db.translated_errors():
             conn: Any = engine.raw_connection()
         try:
-            rows = _click_rows(workload, seed)
-            with tqdm(total=workload.clicks, desc="load raw.ad_clicks", unit="click",
+            with tqdm(total=total, desc="load raw.ad_clicks", unit="click",
                       file=sys.stderr) as bar, db.translated_errors(), conn.cursor() as cursor:
-                partitions.ensure(cursor, partitions.RAW, workload.minute,
-                                  partitions.length_seconds_of(settings.raw_partition_hours))
+                for minute in minutes:
+                    partitions.ensure(cursor, partitions.RAW, minute,
+                                      partitions.length_seconds_of(settings.raw_partition_hours))
+                    partitions.ensure(cursor, partitions.MINUTES, minute, partitions.
+                                      length_seconds_of(settings.minute_partition_hours))
                 conn.commit()
+                statement = f"COPY raw.ad_clicks ({', '.join(columns)}) FROM STDIN"
                 while chunk := [row for _, row in zip(range(COPY_ROWS), rows, strict=False)]:
-                    cursor.copy_expert("COPY raw.ad_clicks (click_id, ad_id, clicked_at, minute) "
-                                       "FROM STDIN", io.StringIO("".join(chunk)))
+                    cursor.copy_expert(statement, io.StringIO("".join(chunk)))
                     bar.update(len(chunk))
                 conn.commit()
                 cursor.execute("ANALYZE raw.ad_clicks")
@@ -94,6 +102,18 @@ def load(env: BenchEnv, workload: Workload, seed: int) -> None:
             conn.close()
     finally:
         engine.dispose()
+
+
+def load(env: BenchEnv, workload: Workload, seed: int) -> None:
+    """COPY the clicks into raw and build the per-shard sorted sets and totals."""
+    copy_raw(env, [workload.minute], ("click_id", "ad_id", "clicked_at", "minute"),
+             _click_rows(workload, seed), workload.clicks)
+    load_redis(env, workload)
+
+
+def load_redis(env: BenchEnv, workload: Workload) -> None:
+    """The per-shard sorted sets and totals of ``workload``, as ingest leaves them."""
+    settings = env.settings
     client = redis_client.connect(settings)
     redis_epochs.ensure_epochs(client, settings.shard_count, time.time())
     by_shard: dict[int, list[AdCount]] = {}

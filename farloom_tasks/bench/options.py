@@ -33,6 +33,8 @@ class IngestOptions:
     consumers: tuple[str, ...] = CONSUMER_KINDS
     quick: bool = False  # tiny sizes: a smoke run of the harness
     click_ids: str = "uuid4"  # "uuid4" as ad servers send them, or "sequential" to compare
+    # only Farloom's 100-click drains with issue 13's new fields off and on, interleaved
+    dimensions_compare: bool = False
     write_docs: bool = False
     docs: Path = DOCS_PATH  # the Markdown file write_docs updates
     report: Path | None = None  # also write rows and targets as JSON here
@@ -53,6 +55,12 @@ class AggregateOptions:
     timeout: float = 300.0  # s to wait for each result before giving up
     logs: Path | None = None  # the workers' logs; None: a temporary directory
     write_docs: bool = False
+    docs: Path = DOCS_PATH  # the Markdown file write_docs updates
+    slice_runs: int = 2  # runs of the slice close alone, per state of the stored data
+    history_minutes: int = 180  # earlier minutes loaded before the slice close is timed again
+    history_clicks: int = 20_000  # clicks in each of those minutes
+    report: Path | None = None  # also write the figures as JSON here
+    command_line: str = "farloom bench aggregate"  # how it was run, quoted in the report
 
 
 @dataclass(frozen=True)

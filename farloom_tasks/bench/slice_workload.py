@@ -10,21 +10,15 @@ the truth each candidate's output is checked against.
 
 from __future__ import annotations
 
-import io
 import random
-import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from tqdm import tqdm
-
-from farloom_tasks.bench.aggregate_workload import Workload, make_workload
+from farloom_tasks.bench.aggregate_workload import Workload, copy_raw, make_workload
 from farloom_tasks.bench.env import BenchEnv
 from farloom_tasks.core.dimensions import Slice
-from farloom_tasks.stores import db, partitions
 
 COUNTRIES = ("US", "IN", "BR", "ID", "DE", "GB", "FR", "JP", "MX", "PH", "VN", "TR", "NG",
              "EG", "IT", "ES", "KR", "CA", "PL", "AR", "TH", "PK", "BD", "RU", "UA", "CO",
@@ -37,7 +31,6 @@ ADS_PER_CAMPAIGN = 20
 CAMPAIGNS_PER_ADVERTISER = 10
 ADVERTISER = "advertiser_id"  # the per-advertiser slice (top ads within each advertiser)
 VALUE_SEPARATOR = "|"  # between a combination's values, e.g. "US|mobile"
-COPY_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -121,30 +114,6 @@ def _rows(minute: SlicedMinute) -> Iterator[str]:
 
 def load_raw(env: BenchEnv, minute: SlicedMinute) -> None:
     """COPY the minute's clicks, with every dimension and owner, into raw.ad_clicks."""
-    settings = env.settings
-    engine = db.make_engine(settings.database_url, pool_size=1)
-    try:
-        with db.translated_errors():
-            conn: Any = engine.raw_connection()
-        try:
-            rows = _rows(minute)
-            with tqdm(total=len(minute.clicks), desc="load raw.ad_clicks", unit="click",
-                      file=sys.stderr) as bar, db.translated_errors(), conn.cursor() as cursor:
-                partitions.ensure(cursor, partitions.RAW, minute.workload.minute,
-                                  partitions.length_seconds_of(settings.raw_partition_hours))
-                partitions.ensure(cursor, partitions.MINUTES, minute.workload.minute,
-                                  partitions.length_seconds_of(settings.minute_partition_hours))
-                conn.commit()
-                while chunk := [row for _, row in zip(range(COPY_ROWS), rows, strict=False)]:
-                    cursor.copy_expert(
-                        "COPY raw.ad_clicks (click_id, ad_id, clicked_at, minute, country, "
-                        "device, campaign_id, advertiser_id) FROM STDIN",
-                        io.StringIO("".join(chunk)))
-                    bar.update(len(chunk))
-                conn.commit()
-                cursor.execute("ANALYZE raw.ad_clicks")
-                conn.commit()
-        finally:
-            conn.close()
-    finally:
-        engine.dispose()
+    copy_raw(env, [minute.workload.minute],
+             ("click_id", "ad_id", "clicked_at", "minute", "country", "device", "campaign_id",
+              "advertiser_id"), _rows(minute), len(minute.clicks))

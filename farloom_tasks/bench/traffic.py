@@ -1,7 +1,8 @@
 """The benchmark's traffic: deterministic click messages, published paced or all at once.
 
 Every run of a scenario publishes the same bodies (same seed, same click ids),
-so the three consumers are measured on identical work. The clicks look like a
+so the three consumers are measured on identical work; ``fields="without-new"``
+sends the same clicks without the fields issue 13 added (``NEW_FIELDS``). The clicks look like a
 real ad server's: a random UUIDv4 click id and every optional field (user_id,
 ip, country, device, and the ad's campaign_id and advertiser_id, consistent per
 ad as core.traffic.owner_of derives them). Random ids land all over the raw
@@ -37,15 +38,23 @@ from farloom_tasks.stores.click_source import Outgoing
 
 ADS = 10_000  # distinct ads in the benchmark's traffic (Zipf, s = 1)
 CLICK_ID_KINDS = ("uuid4", "sequential")
+# The fields issue 13 added to the click: a click "without dimensions" leaves them out
+# (and so writes nothing to the ads catalog); every other field and value stays.
+NEW_FIELDS = ("device", "campaign_id", "advertiser_id")
+FIELDS_ALL, FIELDS_WITHOUT_NEW = "all", "without-new"
 
 
 class Traffic:
     """Deterministic click messages: run k of a scenario sends the same bodies as run 1."""
 
     def __init__(self, clicks_per_message: int, base_time: float, seed: int = 7,
-                 click_ids: str = "uuid4") -> None:
+                 click_ids: str = "uuid4", fields: str = FIELDS_ALL) -> None:
         if click_ids not in CLICK_ID_KINDS:
             raise ValueError(f"click_ids must be one of {CLICK_ID_KINDS}, not {click_ids!r}")
+        if fields not in (FIELDS_ALL, FIELDS_WITHOUT_NEW):
+            raise ValueError(f"fields must be {FIELDS_ALL!r} or {FIELDS_WITHOUT_NEW!r}, "
+                             f"not {fields!r}")
+        self.fields = fields
         self.clicks_per_message = clicks_per_message
         self.base_time = base_time
         self.seed = seed
@@ -68,6 +77,10 @@ class Traffic:
                                "ip": random_ipv4(rng), "country": rng.choice(COUNTRIES),
                                "device": random_device(rng), "campaign_id": campaign_id,
                                "advertiser_id": advertiser_id})
+                if self.fields == FIELDS_WITHOUT_NEW:
+                    # Drawn all the same, so both kinds of traffic share ids and values.
+                    for name in NEW_FIELDS:
+                        del clicks[-1][name]
             yield Outgoing(orjson.dumps(clicks[0] if len(clicks) == 1 else clicks), len(clicks))
 
     def _click_id(self, rng: random.Random, message: int, index: int) -> str:

@@ -96,8 +96,13 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random UUIDv4 click ids, as ad servers send them (default), or "
                              "short sequential ones, which land at the right edge of the "
                              "raw index (for comparison)")
+    parser.add_argument("--dimensions-compare", action="store_true",
+                        help="instead: only Farloom's drains of 100-click messages with the "
+                             "fields device, campaign_id and advertiser_id off and on, "
+                             "interleaved --repeat times, and their ratio")
     parser.add_argument("--write-docs", action="store_true",
-                        help="write the machine and ingest sections of docs/benchmarks.md")
+                        help="write the machine and ingest sections of docs/benchmarks.md "
+                             "(with --dimensions-compare: its own section)")
     parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
                         help="the Markdown file --write-docs updates (default %(default)s)")
     parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
@@ -110,7 +115,8 @@ def ingest_options(args: argparse.Namespace) -> IngestOptions:
         clicks_per_message=tuple(args.clicks_per_message or ()), rates=tuple(args.rate or ()),
         duration=args.duration, repeat=args.repeat, mode=args.mode,
         consumers=tuple(k.strip() for k in args.consumers.split(",") if k.strip()),
-        quick=args.quick, click_ids=args.click_ids, write_docs=args.write_docs,
+        quick=args.quick, click_ids=args.click_ids,
+        dimensions_compare=args.dimensions_compare, write_docs=args.write_docs,
         docs=args.docs, report=args.report, command_line=" ".join(sys.argv[1:]))
 
 
@@ -123,10 +129,12 @@ def _run_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AggregateOptions()
     parser.description = (
-        "Close one minute of --clicks clicks over --ads ads with the real pipeline (Celery "
-        "chord, aggregated writer) and with PostgreSQL alone, and replay it from raw; "
-        "report delays after the deadline and replay throughput. Runs in its own "
-        "throw-away database, Redis db and vhost.")
+        "Close one minute of --clicks clicks over --ads ads, every click with every optional "
+        "field, with the real pipeline (Celery chord, aggregated writer, the slice task) and "
+        "with PostgreSQL alone, after a baseline minute closed without slice work; replay it "
+        "from raw; time the slice close alone before and after --history-minutes of earlier "
+        "minutes. Reports delays after the deadline, replay throughput and the slices' "
+        "targets. Runs in its own throw-away database, Redis db and vhost.")
     parser.add_argument("--clicks", type=int, default=defaults.clicks, help="clicks in the minute")
     parser.add_argument("--ads", type=int, default=defaults.ads,
                         help="distinct ads in the minute")
@@ -146,15 +154,29 @@ def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logs", type=Path, default=defaults.logs,
                         help="directory for the workers' logs (default: a temporary one, "
                              "removed at the end)")
+    parser.add_argument("--slice-runs", type=int, default=defaults.slice_runs,
+                        help="runs of the slice close alone, before and after the history "
+                             "(default %(default)s)")
+    parser.add_argument("--history-minutes", type=int, default=defaults.history_minutes,
+                        help="earlier minutes loaded (by SQL) before the slice close alone is "
+                             "timed again; 0 skips it (default %(default)s)")
+    parser.add_argument("--history-clicks", type=int, default=defaults.history_clicks,
+                        help="clicks in each of those minutes (default %(default)s)")
     parser.add_argument("--write-docs", action="store_true",
-                        help=f"write the results into {DOCS_PATH.parent.name}/{DOCS_PATH.name}")
+                        help="write the Aggregation and Slices at close sections of --docs")
+    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
+                        help="also write the figures as JSON to PATH")
 
 
 def aggregate_options(args: argparse.Namespace) -> AggregateOptions:
     return AggregateOptions(
         clicks=args.clicks, ads=args.ads, zipf=args.zipf, seed=args.seed, warmup=args.warmup,
         writers=args.writers, replays=args.replays, timeout=args.timeout, logs=args.logs,
-        write_docs=args.write_docs)
+        write_docs=args.write_docs, docs=args.docs, slice_runs=args.slice_runs,
+        history_minutes=args.history_minutes, history_clicks=args.history_clicks,
+        report=args.report, command_line=" ".join(["farloom", *sys.argv[1:]]))
 
 
 def _run_aggregate(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,3 +54,25 @@ def test_a_benchmark_that_is_not_in_the_tree_says_so(session_stack: Stack) -> No
     done = session_stack.farloom("bench", "no-such-part", timeout=60)
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_the_dimensions_comparison_drains_each_variant_and_writes_its_section(
+        session_stack: Stack, tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n<!-- bench:aggregate:start -->\naggregation figures\n"
+                    "<!-- bench:aggregate:end -->\n")
+    report = tmp_path / "report.json"
+
+    done = session_stack.farloom("bench", "ingest", "--dimensions-compare", "--quick",
+                                 "--report", str(report), "--write-docs", "--docs", str(docs),
+                                 timeout=150)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(report.read_text())["dimension_runs"]
+    assert [r["variant"] for r in runs] == ["off", "on", "on, catalog already filled"]
+    for run in runs:
+        assert run["complete"] and run["clicks_per_s"] > 0, run
+    page = docs.read_text()
+    assert "aggregation figures" in page
+    section = page[page.index("<!-- bench:ingest-dimensions:start -->"):]
+    assert "## Ingest with dimensions" in section and "| on | " in section

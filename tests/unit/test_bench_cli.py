@@ -25,7 +25,8 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_a_benchmark_run_without_flags_gets_its_options_defaults() -> None:
     ingest = bench.ingest_options(_parse("ingest"))
     assert dataclasses.replace(ingest, command_line="") == IngestOptions(command_line="")
-    assert bench.aggregate_options(_parse("aggregate")) == AggregateOptions()
+    assert dataclasses.replace(bench.aggregate_options(_parse("aggregate")),
+                               command_line="") == AggregateOptions(command_line="")
     assert bench.api_options(_parse("api")) == ApiOptions()
     assert bench.publish_options(_parse("publish")) == PublishOptions()
     assert bench.baseline_options(_parse("baseline-consumer", "null", "--expect-messages",
@@ -40,9 +41,10 @@ def test_repeated_and_listed_flags_reach_the_options_as_tuples() -> None:
     assert options.rates == (100.0, 200.0)
     assert options.clicks_per_message == (1,)
     assert options.quick and options.report == Path("out.json")
-    assert bench.aggregate_options(_parse("aggregate", "--clicks", "20000", "--ads", "2000",
-                                          "--logs", "logs")) == AggregateOptions(
-        clicks=20_000, ads=2_000, logs=Path("logs"))
+    assert dataclasses.replace(bench.aggregate_options(_parse(
+        "aggregate", "--clicks", "20000", "--ads", "2000", "--logs", "logs",
+        "--history-minutes", "0")), command_line="") == AggregateOptions(
+        clicks=20_000, ads=2_000, logs=Path("logs"), history_minutes=0, command_line="")
 
 
 def test_the_benchmark_list_leaves_out_the_baseline_consumer() -> None:

@@ -7,7 +7,7 @@ import uuid
 import orjson
 import pytest
 
-from farloom_tasks.bench.traffic import PacedSource, Traffic
+from farloom_tasks.bench.traffic import NEW_FIELDS, PacedSource, Traffic
 from farloom_tasks.core.messages import decode_message
 
 
@@ -70,3 +70,15 @@ def test_a_paced_source_sends_no_more_than_its_rate_allows() -> None:
     assert len(source.take(50, now=101.0)) == 10  # type: ignore[arg-type]
     assert len(source.take(500, now=200.0)) == 89  # type: ignore[arg-type]
     assert source.take(1, now=300.0) is None
+
+
+def test_traffic_without_the_new_fields_is_the_same_clicks_less_those_fields() -> None:
+    now = 1_800_000_000.0
+    on = [c for m in Traffic(100, now).bodies(5) for c in orjson.loads(m.body)]
+    off = [c for m in Traffic(100, now, fields="without-new").bodies(5)
+           for c in orjson.loads(m.body)]
+    assert all({"device", "campaign_id", "advertiser_id"} <= set(c) for c in on)
+    assert off == [{k: v for k, v in c.items() if k not in NEW_FIELDS} for c in on]
+    assert all(c["country"] for c in off)  # country was in the contract before issue 13
+    with pytest.raises(ValueError, match="fields"):
+        Traffic(1, now, fields="some")
