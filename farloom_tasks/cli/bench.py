@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from farloom_tasks.bench import slice_flags
+from farloom_tasks.bench.api_slice_options import SliceApiOptions
 from farloom_tasks.bench.options import (
     BASELINE_KINDS,
     BASELINE_TIME_CAP,
@@ -197,7 +198,27 @@ def _api_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed requests per 60-minute scenario (default: 300)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--write-docs", action="store_true",
-                        help="write the api section of docs/benchmarks.md")
+                        help="write the api section of docs/benchmarks.md (with --slices: "
+                             "its Filtered reads section)")
+    # The slice scenario (bench/api_slices.py): the filtered top against the unfiltered one.
+    sliced = SliceApiOptions()
+    parser.add_argument("--slices", action="store_true",
+                        help="time GET /v1/ads/top?country=US against the unfiltered top "
+                             "over slice data as the close writes it, instead")
+    parser.add_argument("--slice-minutes", type=int, default=sliced.minutes,
+                        help="minutes of slice data (default %(default)s: a whole hour and "
+                             "30 minutes of the next)")
+    parser.add_argument("--slice-clicks", type=int, default=sliced.clicks,
+                        help="clicks in each minute (default %(default)s)")
+    parser.add_argument("--slice-ads", type=int, default=sliced.ads,
+                        help="ads in each minute (default %(default)s)")
+    parser.add_argument("--slice-templates", type=int, default=sliced.templates,
+                        help="distinct minutes made and cycled (default %(default)s)")
+    parser.add_argument("--slice-requests", type=int, default=sliced.requests,
+                        help="timed requests per slice scenario (default %(default)s)")
+    parser.add_argument("--slice-docs", type=Path, default=sliced.docs, metavar="PATH",
+                        help="the Markdown file --slices --write-docs updates "
+                             "(default %(default)s)")
 
 
 def api_options(args: argparse.Namespace) -> ApiOptions:
@@ -206,7 +227,18 @@ def api_options(args: argparse.Namespace) -> ApiOptions:
         requests=args.requests, seed=args.seed, write_docs=args.write_docs)
 
 
+def slice_api_options(args: argparse.Namespace) -> SliceApiOptions:
+    return SliceApiOptions(
+        minutes=args.slice_minutes, clicks=args.slice_clicks, ads=args.slice_ads,
+        templates=args.slice_templates, requests=args.slice_requests, seed=args.seed,
+        write_docs=args.write_docs, docs=args.slice_docs)
+
+
 def _run_api(args: argparse.Namespace, settings: Settings) -> int:
+    if args.slices:
+        from farloom_tasks.bench import api_slices
+
+        return api_slices.run(slice_api_options(args), settings)
     from farloom_tasks.bench import api
 
     return api.run(api_options(args), settings)
