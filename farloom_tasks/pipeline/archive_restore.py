@@ -11,6 +11,11 @@
 
 A restored partition is never dropped by retention again (its ledger row says
 it was restored); restoring raw rows does not change agg by itself.
+
+The COPY names the manifest's columns, which are the partition's when it was
+archived: an archive made before a migration added a nullable column (0010's
+device and owners, 0014's custom ``dimensions``) restores with that column NULL,
+and one made since keeps it.
 """
 
 from __future__ import annotations
