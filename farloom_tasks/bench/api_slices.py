@@ -70,8 +70,8 @@ class Filled:
     first: int  # the first filled minute (an hour's start)
     last: int  # the last filled minute (the API's last closed one)
     minutes: int
-    clicks: int  # clicks in a minute (mean over templates: the split rounds at random)
-    per_minute_rows: int  # agg.ad_clicks_per_minute rows of a minute (mean)
+    clicks: int  # clicks in a minute
+    per_minute_rows: int  # agg.ad_clicks_per_minute rows of a minute (every ad)
     us_ads: int  # distinct ads of the US value in a minute (mean over templates)
     us_share: float  # the US's share of the clicks
 
@@ -178,9 +178,9 @@ def report(timings: list[Timing], options: SliceApiOptions, filled: Filled,
         f"unfiltered GET /v1/ads/top?n=100 over the same windows, through HTTP against "
         f"`farloom serve` (read-only role, one client, the two interleaved request by "
         f"request, {options.requests} requests each). Data: {filled.minutes} minutes of "
-        f"{filled.clicks:,} clicks over {filled.per_minute_rows:,} ads (Zipf, "
-        f"--slice-clicks {options.clicks:,} over --slice-ads {options.ads:,}), "
-        f"split over {len(COUNTRIES)} countries (weight 1/rank^{COUNTRY_SKEW}: the US "
+        f"{filled.clicks:,} clicks over {filled.per_minute_rows:,} ads (one each, the rest "
+        f"Zipf), each ad's clicks split over {len(COUNTRIES)} countries by share "
+        f"(weight 1/rank^{COUNTRY_SKEW}: the US "
         f"{filled.us_share:.1%} of the clicks, {filled.us_ads:,} distinct ads a minute), "
         f"written as the close writes the `{SLICE}` slice (one ranked row per value and "
         f"minute) with its hour and day rollups, and the per-ad minute rows and rollups "
@@ -202,13 +202,22 @@ def report(timings: list[Timing], options: SliceApiOptions, filled: Filled,
 
 # --- the fill -------------------------------------------------------------------------
 
+# Each ad's n clicks split over the countries by systematic sampling: with the
+# countries' cumulative shares [lo, hi) and one random offset u per ad, a country gets
+# floor(n*hi + u) - floor(n*lo + u) clicks. The counts sum to exactly n (the terms
+# telescope), never go negative, and average n times the country's share; an ad with
+# one click lands in one country, drawn by share.
 _SPLIT_SQL = """
     INSERT INTO bench_api.split (t, country, ad_id, clicks)
-    SELECT :t, c.code, a.ad_id, s.clicks
-    FROM unnest(CAST(:ads AS text[]), CAST(:counts AS int[])) AS a(ad_id, n),
-         unnest(CAST(:codes AS text[]), CAST(:weights AS float8[])) AS c(code, w),
-         LATERAL (SELECT floor(a.n * c.w + random())::int AS clicks) AS s
-    WHERE s.clicks > 0
+    SELECT :t, code, ad_id, clicks FROM (
+        SELECT c.code, a.ad_id, (floor(a.n * c.hi + a.u) - floor(a.n * c.lo + a.u))::int
+               AS clicks
+        FROM (SELECT ad_id, n, random() AS u
+              FROM unnest(CAST(:ads AS text[]), CAST(:counts AS int[])) AS x(ad_id, n)) AS a,
+             unnest(CAST(:codes AS text[]), CAST(:los AS float8[]), CAST(:his AS float8[]))
+                 AS c(code, lo, hi)
+    ) AS split
+    WHERE clicks > 0
 """
 # A minute's value rows as the slice writer makes them: every ad ranked (clicks
 # descending, then ad_id in code-point order), so the top k is the head.
@@ -273,7 +282,8 @@ def fill(url: str, options: SliceApiOptions, partition_seconds: int) -> Filled:
     ads = [f"ad-{n:07d}" for n in rng.sample(range(10 * options.ads), options.ads)]
     counts = zipf_counts(options.clicks, options.ads, 1.0)
     weights = [1.0 / rank**COUNTRY_SKEW for rank in range(1, len(COUNTRIES) + 1)]
-    shares = [w / sum(weights) for w in weights]
+    bounds = [sum(weights[:i]) / sum(weights) for i in range(len(weights) + 1)]
+    bounds[-1] = 1.0  # exactly: every click lands in some country
     engine = db.make_engine(url, pool_size=1)
     try:
         make_minute_partitions(engine, minutes[0], minutes[-1], partition_seconds)
@@ -289,7 +299,7 @@ def fill(url: str, options: SliceApiOptions, partition_seconds: int) -> Filled:
             for t in range(options.templates):
                 conn.execute(sa.text(_SPLIT_SQL), {"t": t, "ads": ads, "counts": counts,
                                                    "codes": list(COUNTRIES),
-                                                   "weights": shares})
+                                                   "los": bounds[:-1], "his": bounds[1:]})
             conn.exec_driver_sql(_ROWS_SQL)
             conn.exec_driver_sql("CREATE TABLE bench_api.ad_totals AS SELECT t, ad_id, "
                                  "sum(clicks)::bigint AS clicks FROM bench_api.split "
