@@ -15,7 +15,9 @@
    reach a partition (core.partitions.acceptance_floor).
 3. Minute retention (FARLOOM_MINUTE_RETENTION_DAYS): whole per-minute
    partitions likewise (never a mass DELETE), the slices' with the per-ad ones;
-   the hour and day rollups are kept. The minutes' top-k, totals and slice
+   the hour and day rollups, per ad and per slice, are kept: they outlive their
+   minutes, and reconciliation stops checking a period once one of its minute
+   partitions is gone. The minutes' top-k, totals and slice
    revision rows and the bookkeeping tables go in
    bounded batches (stores/retention_trims.py), and outbox rows and
    rejected-click ledger rows older than raw's cutoff.
