@@ -42,11 +42,19 @@ _KEY = 'slice COLLATE "C", value COLLATE "C"'
 # after. As in stores/rollups.py, each step's one-time filter on the step before
 # makes it run to completion first: the lock order is hour rows, day rows, hour
 # totals, day totals, each in key order.
+#
+# A first write of the minute's slices (no old rows) skips the hashing of the
+# difference: each (slice, value, ad) is once in the new arrays, with clicks > 0.
 WRITER_STEPS = f"""
 , ad_delta AS MATERIALIZED (
+    SELECT n.slice, n.value, a.ad_id, a.clicks
+    FROM new_rows n, unnest(n.ad_ids, n.ad_clicks) AS a(ad_id, clicks)
+    WHERE NOT EXISTS (SELECT 1 FROM old_rows)
+    UNION ALL
     SELECT slice, value, ad_id, sum(clicks)::bigint AS clicks
     FROM (SELECT n.slice, n.value, a.ad_id, a.clicks
           FROM new_rows n, unnest(n.ad_ids, n.ad_clicks) AS a(ad_id, clicks)
+          WHERE EXISTS (SELECT 1 FROM old_rows)
           UNION ALL
           SELECT o.slice, o.value, a.ad_id, -a.clicks
           FROM old_rows o, unnest(o.ad_ids, o.ad_clicks) AS a(ad_id, clicks)) d
