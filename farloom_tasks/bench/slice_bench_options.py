@@ -1,6 +1,6 @@
 """``farloom bench slice-options``' options: what one run measures. No I/O library.
 
-The flags (``slice_flags.py``) build these; the benchmark's modules read them.
+The flags (``farloom_tasks/cli/bench.py``) build these; the benchmark's modules read them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 - ``topologies``: ingest and aggregation on a single Redis and a Redis Cluster,
   with classic and quorum queues;
 - ``slice-options``: where slice counts are made, PostgreSQL at close or Redis at
-  ingest (its flags and options in ``farloom_tasks.bench.slice_flags``).
+  ingest.
 
 Every flag is defined here and turned into the benchmark's frozen options
 (``farloom_tasks.bench.options``, whose defaults the flags show); the benchmark
@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from farloom_tasks.bench import slice_flags
 from farloom_tasks.bench.api_slice_options import SliceApiOptions
 from farloom_tasks.bench.options import (
     BASELINE_KINDS,
@@ -42,6 +41,8 @@ from farloom_tasks.bench.options import (
     TopologiesOptions,
 )
 from farloom_tasks.bench.report import DOCS_PATH, PRELOADED, SUSTAINED
+from farloom_tasks.bench.slice_bench_options import QUICK as SLICE_QUICK
+from farloom_tasks.bench.slice_bench_options import SliceBenchOptions
 from farloom_tasks.errors import FarloomError
 from farloom_tasks.settings import Settings
 
@@ -57,6 +58,29 @@ class Part:
     help: str | None  # None: a hidden subcommand
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, Settings], int]
+
+
+def _minute_arguments(parser: argparse.ArgumentParser, clicks: int, ads: int, zipf: float,
+                      seed: int) -> None:
+    """--clicks, --ads, --zipf, --seed: the one Zipf minute of ``aggregate`` and
+    ``slice-options`` (bench/aggregate_workload.py makes it for both)."""
+    parser.add_argument("--clicks", type=int, default=clicks,
+                        help="clicks in the minute (default %(default)s)")
+    parser.add_argument("--ads", type=int, default=ads,
+                        help="distinct ads in the minute (default %(default)s)")
+    parser.add_argument("--zipf", type=float, default=zipf,
+                        help="Zipf exponent of the clicks beyond one per ad (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=seed,
+                        help="workload random seed (default %(default)s)")
+
+
+def _output_arguments(parser: argparse.ArgumentParser, docs: Path, writes: str) -> None:
+    """--write-docs, --docs and --report, alike for every benchmark that has them."""
+    parser.add_argument("--write-docs", action="store_true", help=f"write {writes} of --docs")
+    parser.add_argument("--docs", type=Path, default=docs, metavar="PATH",
+                        help="the Markdown file --write-docs updates (default %(default)s)")
+    parser.add_argument("--report", type=Path, default=None, metavar="PATH",
+                        help="also write the figures as JSON to PATH")
 
 
 def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,13 +125,8 @@ def _ingest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: only Farloom's drains of 100-click messages with the "
                              "fields device, campaign_id and advertiser_id off and on, "
                              "interleaved --repeat times, and their ratio")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the machine and ingest sections of docs/benchmarks.md "
-                             "(with --dimensions-compare: its own section)")
-    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
-                        help="the Markdown file --write-docs updates (default %(default)s)")
-    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
-                        help="also write the rows and targets as JSON to PATH")
+    _output_arguments(parser, defaults.docs, "the machine and Ingest sections (with "
+                      "--dimensions-compare: its Ingest with dimensions section)")
 
 
 def ingest_options(args: argparse.Namespace) -> IngestOptions:
@@ -136,12 +155,7 @@ def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
         "from raw; time the slice close alone before and after --history-minutes of earlier "
         "minutes. Reports delays after the deadline, replay throughput and the slices' "
         "targets. Runs in its own throw-away database, Redis db and vhost.")
-    parser.add_argument("--clicks", type=int, default=defaults.clicks, help="clicks in the minute")
-    parser.add_argument("--ads", type=int, default=defaults.ads,
-                        help="distinct ads in the minute")
-    parser.add_argument("--zipf", type=float, default=defaults.zipf,
-                        help="Zipf exponent of the clicks beyond one per ad (default 1.0)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="workload random seed")
+    _minute_arguments(parser, defaults.clicks, defaults.ads, defaults.zipf, defaults.seed)
     parser.add_argument("--warmup", type=float, default=defaults.warmup,
                         help="seconds between loading and the deadline, for the workers "
                              "to start (default 20)")
@@ -163,12 +177,7 @@ def _aggregate_arguments(parser: argparse.ArgumentParser) -> None:
                              "timed again; 0 skips it (default %(default)s)")
     parser.add_argument("--history-clicks", type=int, default=defaults.history_clicks,
                         help="clicks in each of those minutes (default %(default)s)")
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the Aggregation and Slices at close sections of --docs")
-    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
-                        help="the Markdown file --write-docs updates (default %(default)s)")
-    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
-                        help="also write the figures as JSON to PATH")
+    _output_arguments(parser, defaults.docs, "the Aggregation and Slices at close sections")
 
 
 def aggregate_options(args: argparse.Namespace) -> AggregateOptions:
@@ -305,12 +314,7 @@ def _scale_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed requests per API window (default 100; each window "
                              "also stops after 60 s)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--write-docs", action="store_true",
-                        help="write the machine and scale sections of docs/benchmarks.md")
-    parser.add_argument("--docs", type=Path, default=defaults.docs, metavar="PATH",
-                        help="the Markdown file --write-docs updates (default %(default)s)")
-    parser.add_argument("--report", type=Path, default=defaults.report, metavar="PATH",
-                        help="also write the figures and targets as JSON to PATH")
+    _output_arguments(parser, defaults.docs, "the machine and Scale sections")
 
 
 def scale_options(args: argparse.Namespace) -> ScaleOptions:
@@ -396,6 +400,54 @@ def _run_topologies(args: argparse.Namespace, settings: Settings) -> int:
     return topologies.run(topologies_options(args), settings)
 
 
+def _slice_options_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SliceBenchOptions()
+    parser.description = (
+        "On one minute of --clicks clicks over --ads ads, each with a country (50, skewed), "
+        "a device (5), a campaign and an advertiser, measure in one run, --rounds times "
+        "interleaved: (a) PostgreSQL at close writing rows per (minute, slice, value, ad), "
+        "(b) the same writing ranked arrays per (minute, slice, value), (c) Redis at ingest "
+        "(the extra apply-script work per batch, then the close reading the sets back into "
+        "(a) or (b)), the per-ad baseline, a real ingest drain, and the top 100 of "
+        "country=US over --read-minutes minutes. Runs in a throw-away database, Redis db and "
+        "vhost. The default run takes a few minutes.")
+    _minute_arguments(parser, defaults.clicks, defaults.ads, defaults.zipf, defaults.seed)
+    parser.add_argument("--dimensions", default=defaults.dimensions,
+                        help="slices, as FARLOOM_DIMENSIONS (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=defaults.rounds,
+                        help="interleaved rounds (default %(default)s)")
+    parser.add_argument("--read-minutes", type=int, default=defaults.read_minutes,
+                        help="minutes the top-100 reads cover (default %(default)s)")
+    parser.add_argument("--requests", type=int, default=defaults.requests,
+                        help="timed requests per read per round (default %(default)s)")
+    parser.add_argument("--ingest-messages", type=int, default=defaults.ingest_messages,
+                        help="100-click messages of the real ingest drain per round "
+                             "(default %(default)s; 0 skips it)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and one round: a smoke run, not a measurement")
+    _output_arguments(parser, defaults.docs, "the Where slices are made section")
+
+
+def slice_options_options(args: argparse.Namespace) -> SliceBenchOptions:
+    if args.rounds < 1 or args.requests < 1 or not 1 <= args.read_minutes <= 60:
+        raise FarloomError("--rounds and --requests must be at least 1, --read-minutes 1 to 60")
+    sized = SLICE_QUICK if args.quick else SliceBenchOptions(
+        clicks=args.clicks, ads=args.ads, rounds=args.rounds, read_minutes=args.read_minutes,
+        requests=args.requests, ingest_messages=args.ingest_messages)
+    return SliceBenchOptions(
+        clicks=sized.clicks, ads=sized.ads, zipf=args.zipf, seed=args.seed,
+        dimensions=args.dimensions, rounds=sized.rounds, read_minutes=sized.read_minutes,
+        requests=sized.requests, ingest_messages=sized.ingest_messages,
+        write_docs=args.write_docs, docs=args.docs, report=args.report,
+        command_line=" ".join(["farloom", *sys.argv[1:]]))
+
+
+def _run_slice_options(args: argparse.Namespace, settings: Settings) -> int:
+    from farloom_tasks.bench import slice_options
+
+    return slice_options.run(slice_options_options(args), settings)
+
+
 def _run_baseline(args: argparse.Namespace, settings: Settings) -> int:
     from farloom_tasks.bench import baselines
 
@@ -415,7 +467,10 @@ PARTS: dict[str, Part] = {
     "topologies": Part("single Redis vs. a three-master Redis Cluster, classic vs. quorum "
                        "queues: ingest, closing and replay side by side",
                        _topologies_arguments, _run_topologies),
-    "slice-options": Part(slice_flags.HELP, slice_flags.add_arguments, slice_flags.run),
+    "slice-options": Part("where slice counts are made: PostgreSQL at close (rows or compact "
+                          "arrays) against Redis at ingest, on one minute of clicks with "
+                          "dimensions, side by side", _slice_options_arguments,
+                          _run_slice_options),
     BASELINE_COMMAND: Part(None, _baseline_arguments, _run_baseline),
 }
 

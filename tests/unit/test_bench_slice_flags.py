@@ -1,4 +1,5 @@
-"""`farloom bench slice-options`' flags, and the GROUPING SETS its close candidates run."""
+"""`farloom bench slice-options`' flags (in cli/bench.py like every other benchmark's),
+and the GROUPING SETS its close candidates run."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 
 import pytest
 
-from farloom_tasks.bench import slice_flags
 from farloom_tasks.bench import slice_postgresql as sql
 from farloom_tasks.bench.slice_bench_options import QUICK, SliceBenchOptions
 from farloom_tasks.cli import bench
@@ -17,7 +17,7 @@ from farloom_tasks.errors import FarloomError
 def _options(*argv: str) -> SliceBenchOptions:
     parser = argparse.ArgumentParser(prog="farloom bench")
     bench.configure(parser, "bench")
-    return slice_flags.options_from(parser.parse_args(["slice-options", *argv]))
+    return bench.slice_options_options(parser.parse_args(["slice-options", *argv]))
 
 
 def test_without_flags_the_bench_measures_the_issue_s_minute_in_three_rounds() -> None:
