@@ -110,7 +110,7 @@ def _scenarios(filled: Filled) -> list[tuple[Scenario, Scenario]]:
     hour = (filled.first, filled.first + 59 * MINUTE)
     pairs = []
     for name, query, (first, last) in (
-            ("latest 60 minutes (unaligned: 60 minute rows)", "minutes=60", latest),
+            ("latest 60 minutes (unaligned: all 60 are edge minutes)", "minutes=60", latest),
             ("one aligned hour (its hour rollup)", f"from={iso(hour[0])}&to={iso(hour[1])}",
              hour)):
         pairs.append(((f"{VALUE}, {name}", f"n=100&{query}&country={VALUE}", first, last),

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from farloom_tasks.core.partitions import DAY, HOUR
+from farloom_tasks.core.ranked_heads import Head, settled
 from farloom_tasks.core.tiling import Run
 from farloom_tasks.core.windows import MINUTE, iso, to_datetime
 from farloom_tasks.stores.agg_reads import RankedAd
@@ -65,10 +66,55 @@ def _top_branch(i: int, run: Run, advertiser: str | None) -> str:
             f"AND {column} < :end{i} {_own('ad_id', advertiser)}")
 
 
+def head_depths(n: int) -> tuple[int, ...]:
+    """How deep into each minute's ranked arrays a top of n reads before it reads them
+    whole: deep enough that a skewed value settles at once (docs/benchmarks.md,
+    "Filtered reads"), deeper once, then everything."""
+    return (max(1000, 10 * n), max(8000, 80 * n))
+
+
+def _heads_sql(runs: Sequence[Run]) -> str:
+    """The first :depth ads of each edge minute's arrays and every row of the whole
+    hours and days, summed per ad with its missing bound (core.ranked_heads), the top
+    :n by partial, and the bounds the decision needs, in one statement."""
+    minutes = " OR ".join(f"(v.minute >= :start{i} AND v.minute < :end{i})"
+                          for i, run in enumerate(runs) if run.grain == MINUTE)
+    complete = [f"SELECT ad_id, clicks, 0 AS bound FROM ({_top_branch(i, run, None)}) AS r{i}"
+                for i, run in enumerate(runs) if run.grain != MINUTE]
+    return f"""
+        WITH heads AS MATERIALIZED (
+            SELECT v.ad_ids[1:(:depth)] AS ids, v.ad_clicks[1:(:depth)] AS clicks,
+                   coalesce(v.ad_clicks[:depth + 1], 0) AS bound
+            FROM agg.slice_values v
+            WHERE v.slice = :slice AND v.value = :value AND ({minutes})
+        ), unseen AS (
+            SELECT coalesce(sum(bound), 0) AS bound FROM heads
+        ), tiles AS (
+            SELECT u.ad_id, u.clicks::int4 AS clicks, h.bound
+            FROM heads h, unnest(h.ids, h.clicks) AS u(ad_id, clicks)
+            {''.join(' UNION ALL ' + branch for branch in complete)}
+        ), per_ad AS (
+            SELECT ad_id, sum(clicks) AS partial,
+                   (SELECT bound FROM unseen) - sum(bound) AS missing,
+                   row_number() OVER (ORDER BY sum(clicks) DESC, ad_id COLLATE "C") AS rank
+            FROM tiles GROUP BY ad_id
+        )
+        SELECT ad_id, partial, missing,
+               (SELECT max(partial + missing) FROM per_ad WHERE rank > :n AND missing > 0)
+                   AS other_upper,
+               (SELECT bound FROM unseen) AS unseen
+        FROM per_ad WHERE rank <= :n ORDER BY rank"""
+
+
 def top_ads_tiled(conn: sa.Connection, slice_name: str, value: str, runs: Sequence[Run], *,
                   n: int, advertiser: str | None) -> list[RankedAd]:
     """The exact top n ads of the value over the window the runs tile (core.tiling.tile):
-    every run's rows (UNION ALL) summed per ad, ranked as §2.5 says, limited."""
+    every run's rows (UNION ALL) summed per ad, ranked as §2.5 says, limited.
+
+    Edge minutes are first read by their heads only (core.ranked_heads), which settles
+    a skewed value's top from a small part of its arrays; when the heads do not settle
+    it, deeper heads, then the whole arrays. With an advertiser the arrays' order is
+    not that of its own ads, so its top reads them whole."""
     if not runs:
         return []
     params: dict[str, Any] = {"slice": slice_name, "value": value, "n": n,
@@ -76,6 +122,17 @@ def top_ads_tiled(conn: sa.Connection, slice_name: str, value: str, runs: Sequen
     for i, run in enumerate(runs):
         params[f"start{i}"] = to_datetime(run.start)
         params[f"end{i}"] = to_datetime(run.end)
+    if advertiser is None and any(run.grain == MINUTE for run in runs):
+        statement = sa.text(_heads_sql(runs))
+        for depth in head_depths(n):
+            found = conn.execute(statement, {**params, "depth": depth}).all()
+            top = [Head(row.ad_id, int(row.partial), int(row.missing)) for row in found]
+            other_upper = None if not found or found[0].other_upper is None else int(
+                found[0].other_upper)
+            unseen = int(found[0].unseen) if found else 0
+            if settled(top, n, other_upper=other_upper, unseen=unseen):
+                return [RankedAd(rank, head.ad_id, head.partial)
+                        for rank, head in enumerate(top, 1)]
     branches = " UNION ALL ".join(_top_branch(i, run, advertiser) for i, run in enumerate(runs))
     rows = conn.execute(sa.text(
         f"SELECT ad_id, sum(clicks) AS clicks FROM ({branches}) AS tiles "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -61,13 +61,14 @@ Keep = Callable[[Click], bool]
 
 
 def write_slices(stack: Stack, clicks: Iterable[Click], dimensions: str,
-                 slice_minutes: Iterable[int]) -> None:
+                 slice_minutes: Iterable[int],
+                 owners: Mapping[str, tuple[str, str]] = OWNERS) -> None:
     """Store ``clicks`` in raw (which fills the ads catalog from their owners), then make
     the slices of ``slice_minutes`` with the real writer, rollups included."""
     stored = [contract.Click(f"{click.minute}-{i}", click.ad_id, click.minute + i % 60 + 0.25,
                              country=click.country, device=click.device,
-                             campaign_id=OWNERS[click.ad_id][0],
-                             advertiser_id=OWNERS[click.ad_id][1])
+                             campaign_id=owners[click.ad_id][0],
+                             advertiser_id=owners[click.ad_id][1])
               for i, click in enumerate(clicks)]
     raw = RawStore(stack.engine(), stack.settings.shard_count)
     try:
@@ -455,3 +456,37 @@ def test_an_advertisers_key_reaches_only_its_own_data_through_every_rollup_path(
         assert status == 200
         assert [(p[granularity], p["clicks"]) for p in shared[f"{granularity}s"]] == wanted
         assert shared["total"] == sum(n for _, n in wanted) > 0
+
+
+# More ads in a minute than a top's first heads read (slice_reads.head_depths), so the
+# edge minutes are summed from their heads with bounds (core.ranked_heads).
+WIDE_DAY = minute_of(datetime(2026, 11, 10, tzinfo=UTC).timestamp())
+WIDE_ADS = [f"w{i:04d}" for i in range(1200)]
+
+
+def wide_clicks() -> list[Click]:
+    """Three minutes: every wide ad once a minute in the US; a few heavy ads on top (the
+    top settles from the heads), and one minute in DE where the ads are level (it
+    does not: the bound of the unread ads equals the n-th)."""
+    clicks = []
+    for minute in (WIDE_DAY + 10 * MINUTE, WIDE_DAY + 11 * MINUTE, WIDE_DAY + 12 * MINUTE):
+        clicks += [Click(minute, ad, "US", None) for ad in WIDE_ADS]
+        clicks += [Click(minute, WIDE_ADS[i * 7], "US", "tv") for i in range(25)
+                   for _ in range(25 - i)]
+        clicks += [Click(minute, ad, "DE", None) for ad in WIDE_ADS[:1100]]
+    return clicks
+
+
+def test_a_top_of_more_ads_than_its_heads_read_equals_the_clicks_settled_or_not(
+        stack: Stack) -> None:
+    clicks = wide_clicks()
+    write_slices(stack, clicks, "country,device", sorted({c.minute for c in clicks}),
+                 dict.fromkeys(WIDE_ADS, ("wide", "wide-co")))
+    first, last = WIDE_DAY, WIDE_DAY + 30 * MINUTE
+    for client in serve(stack, api_open=True, dimensions="country,device"):
+        for country, n in (("US", 5), ("US", 100), ("DE", 3), ("DE", 1000)):
+            top = client.get("/v1/ads/top", params={**window(first, last), "country": country,
+                                                     "n": n})
+            wanted = Counter(c.ad_id for c in clicks if c.country == country)
+            assert top.status_code == 200, top.text
+            assert as_rows(top.json()) == ranked(wanted)[:n], (country, n)

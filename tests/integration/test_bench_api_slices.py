@@ -22,8 +22,8 @@ def test_a_tiny_filtered_reads_bench_times_both_tops_over_both_windows_and_write
     # Exit 1 would only mean a target not met; a failed check or a crash is another code.
     assert done.returncode in (0, 1), done.stderr[-3000:]
     assert "the API's top differs" not in done.stderr
-    for scenario in ("US, latest 60 minutes (unaligned: 60 minute rows) | 3 |",
-                     "all, latest 60 minutes (unaligned: 60 minute rows) | 3 |",
+    for scenario in ("US, latest 60 minutes (unaligned: all 60 are edge minutes) | 3 |",
+                     "all, latest 60 minutes (unaligned: all 60 are edge minutes) | 3 |",
                      "US, one aligned hour (its hour rollup) | 3 |",
                      "all, one aligned hour (its hour rollup) | 3 |"):
         assert scenario in done.stdout, done.stdout
