@@ -227,6 +227,8 @@ def judge_element(element: Any, *, now: float, max_skew: float) -> ValidClick | 
     campaign_id, advertiser_id = element.get("campaign_id"), element.get("advertiser_id")
     if not (_owner_id(campaign_id) and _owner_id(advertiser_id)):
         return None
+    if not _dimensions(element.get("dimensions")):
+        return None
     return ValidClick(str(click_id), ad_id, int(seconds // 60) * 60, campaign_id, advertiser_id)
 
 
@@ -235,6 +237,28 @@ def _owner_id(value: Any) -> bool:
     return value is None or (isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS
                              and value.isprintable())
 
+
+def _dimensions(value: Any) -> bool:
+    """dimensions: absent, or an object of at most 16 name -> value entries; a name is
+    [a-z][a-z0-9_]{0,31} and not reserved, a value 1-64 printable characters without *."""
+    if value is None:
+        return True
+    if not isinstance(value, dict) or len(value) > 16:
+        return False
+    return all(isinstance(name, str) and _DIMENSION_NAME.match(name) is not None
+               and name not in RESERVED_NAMES and isinstance(item, str)
+               and 1 <= len(item) <= MAX_ID_CHARS and item.isprintable() and "*" not in item
+               for name, item in value.items())
+
+
+_DIMENSION_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+# Reserved dimension names: the contract's fields, the owner slices, the slice statement's
+# columns; of PostgreSQL's keywords, the generator draws only "user" (its valid names all
+# start with "dim_"), so the oracle needs no copy of the keyword list.
+RESERVED_NAMES = frozenset({
+    "click_id", "ad_id", "clicked_at", "user_id", "ip", "country", "device", "campaign_id",
+    "advertiser_id", "campaign", "advertiser", "dimensions", "minute", "clicks", "g",
+    "slice", "value", "distinct_ads", "ad_ids", "ad_clicks", "revision", "user"})
 
 # The generator draws countries only from these and from NOT_COUNTRIES, so the
 # oracle needs no copy of the full ISO 3166-1 list.
