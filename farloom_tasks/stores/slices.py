@@ -1,8 +1,9 @@
 """Slices in PostgreSQL (adapter): one minute's slices computed from raw, written and compared.
 
 ``computed_sql`` is the one statement both the writer and reconciliation use:
-one scan of the minutes' raw rows, joined to ``agg.ads`` for each ad's owner,
-grouped by GROUPING SETS (one set per slice, each with ``ad_id``), then one row
+one scan of the minutes' raw rows grouped by GROUPING SETS (one set per dimension
+slice, each with ``ad_id``, and the per-ad counts, joined to ``agg.ads`` for the
+owner slices), then one row
 per (minute, slice, value) with every ad ranked as §2.5 ranks the top k
 (clicks descending, then ad_id in code-point order). A click without a value
 for a slice (no country, no owner in the catalog, one part of a combination
@@ -38,12 +39,6 @@ def slice_names(slices: Sequence[Slice]) -> list[str]:
     return [s.name for s in slices] + list(_OWNER_COLUMNS)
 
 
-def _sets(slices: Sequence[Slice]) -> list[tuple[str, list[str]]]:
-    """(slice name, the columns its value is made of), in slice_names order."""
-    return ([(s.name, list(s.dimensions)) for s in slices]
-            + [(name, [column]) for name, column in _OWNER_COLUMNS.items()])
-
-
 def _dimension_expression(name: str) -> str:
     """The SQL of dimension ``name``'s value in a raw row ``r``: a column of the
     contract's own dimensions, else the click's custom ``dimensions`` (migration 0014)."""
@@ -55,38 +50,57 @@ def _dimension_expression(name: str) -> str:
 
 def computed_sql(slices: Sequence[Slice]) -> str:
     """A SELECT of (minute, slice, value, clicks, distinct_ads, ad_ids, ad_clicks) for
-    every minute in [%(s)s, %(e)s] (epoch seconds), from raw and agg.ads."""
-    sets = _sets(slices)
-    columns = [*sorted({c for _, cols in sets for c in cols}), "ad_id"]
+    every minute in [%(s)s, %(e)s] (epoch seconds), from raw and agg.ads.
 
-    def mask(grouped: list[str]) -> int:
-        # GROUPING() sets the bit of every column not grouped, the first column highest.
-        return sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns)
-                   if c not in grouped and c != "ad_id")
+    One scan of raw grouped by GROUPING SETS: one set per dimension slice, each with
+    ``ad_id``, plus ``(minute, ad_id)``. The owner slices come from that last set, the
+    minute's per-ad counts, joined to ``agg.ads``: an ad has one campaign and one
+    advertiser, so its count is its count in its owner's value, and the catalog is
+    joined to one row per ad instead of one per click (docs/benchmarks.md, "Slices
+    at close").
+    """
+    dimensions = sorted({d for s in slices for d in s.dimensions})
 
-    grouping_sets = ", ".join(f"(minute, {', '.join(cols)}, ad_id)" for _, cols in sets)
-    slice_case = " ".join(f"WHEN {mask(cols)} THEN '{name}'" for name, cols in sets)
-    value_case = " ".join(
-        f"WHEN {mask(cols)} THEN concat_ws('{COMBINATION_SEPARATOR}', {', '.join(cols)})"
-        for _, cols in sets)
-    dimension_columns = "".join(
-        f"{_dimension_expression(name)} AS {name}, "
-        for name in sorted({d for s in slices for d in s.dimensions}))
-    kept = " OR ".join(
-        f"(g = {mask(cols)} AND " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + ")"
-        for _, cols in sets)
-    return f"""
-WITH grouped AS MATERIALIZED (
-    SELECT GROUPING({', '.join(columns)}) AS g, minute, {', '.join(columns)},
-           count(*) AS clicks
-    FROM (SELECT r.minute, {dimension_columns}r.ad_id, a.campaign_id, a.advertiser_id
-          FROM raw.ad_clicks r LEFT JOIN agg.ads a ON a.ad_id = r.ad_id
-          WHERE r.minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)) c
-    GROUP BY GROUPING SETS ({grouping_sets})
-), sliced AS (
+    def mask(grouped: Sequence[str]) -> int:
+        # GROUPING() sets the bit of every dimension not grouped, the first one highest.
+        return sum(1 << (len(dimensions) - 1 - i) for i, d in enumerate(dimensions)
+                   if d not in grouped)
+
+    sets = [(s.name, list(s.dimensions)) for s in slices]
+    grouping_sets = ", ".join([*(f"(minute, {', '.join(cols)}, ad_id)" for _, cols in sets),
+                               "(minute, ad_id)"])
+    per_ad = mask([])  # the (minute, ad_id) set: no dimension grouped
+    grouping = f"GROUPING({', '.join(dimensions)})" if dimensions else "0"
+    dimension_columns = "".join(f"{_dimension_expression(name)} AS {name}, "
+                                for name in dimensions)
+    dimension_slices = ""
+    if sets:
+        slice_case = " ".join(f"WHEN {mask(cols)} THEN '{name}'" for name, cols in sets)
+        value_case = " ".join(
+            f"WHEN {mask(cols)} THEN concat_ws('{COMBINATION_SEPARATOR}', {', '.join(cols)})"
+            for _, cols in sets)
+        kept = " OR ".join(
+            f"(g = {mask(cols)} AND " + " AND ".join(f"{c} IS NOT NULL" for c in cols) + ")"
+            for _, cols in sets)
+        dimension_slices = f"""
     SELECT minute, CASE g {slice_case} END AS slice, CASE g {value_case} END AS value,
            ad_id, clicks
     FROM grouped WHERE {kept}
+    UNION ALL"""
+    owners = ", ".join(f"('{name}', a.{column})" for name, column in _OWNER_COLUMNS.items())
+    return f"""
+WITH grouped AS MATERIALIZED (
+    SELECT {grouping} AS g, minute, {''.join(f'{d}, ' for d in dimensions)}ad_id,
+           count(*) AS clicks
+    FROM (SELECT r.minute, {dimension_columns}r.ad_id
+          FROM raw.ad_clicks r
+          WHERE r.minute BETWEEN to_timestamp(%(s)s) AND to_timestamp(%(e)s)) c
+    GROUP BY GROUPING SETS ({grouping_sets})
+), sliced AS ({dimension_slices}
+    SELECT p.minute, o.slice, o.value, p.ad_id, p.clicks
+    FROM grouped p JOIN agg.ads a ON a.ad_id = p.ad_id
+    CROSS JOIN LATERAL (VALUES {owners}) AS o (slice, value)
+    WHERE p.g = {per_ad} AND o.value IS NOT NULL
 )
 SELECT minute, slice COLLATE "C" AS slice, value COLLATE "C" AS value,
        sum(clicks)::bigint AS clicks, count(*)::int AS distinct_ads,
@@ -113,8 +127,14 @@ def stale_slices(cursor: Any, minute: int, revision: int, names: Sequence[str]) 
 
 
 def set_work_mem(cursor: Any, megabytes: int) -> None:
-    # The grouping sets hash or sort every (value, ad) of the minute: docs/benchmarks.md.
-    cursor.execute("SELECT set_config('work_mem', %s, true)", (f"{megabytes}MB",))
+    """work_mem for the grouping sets, and no JIT, until the transaction ends.
+
+    The grouping sets hash every (value, ad) of the minute; JIT compiled the earlier
+    statement for about 2 s of its 7 (docs/benchmarks.md, "Slices at close"), more
+    than it saves on one scan of a minute.
+    """
+    cursor.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)",
+                   (f"{megabytes}MB",))
 
 
 def write(cursor: Any, slices: Sequence[Slice], minute: int, revision: int,
