@@ -6,6 +6,10 @@
   one tick of its deadline and a late click is counted within one tick.
 - ``reconcile_recent`` every ``reconcile_interval_seconds``: compares raw with
   agg over the last ``reconcile_lookback_minutes`` and replays what differs.
+- ``sweep_slice_rollups`` every ``slice_rollup_sweep_seconds``: builds the slice
+  hour and day rollups of closed periods not built yet, oldest first, a few a run
+  (pipeline/slice_rollup_builds.py): the trigger after an hour's last minute builds
+  most; this catches a missed trigger, a restart or an outage.
 - ``maintain_partitions`` every ``maintenance_interval_seconds``: makes the
   partitions of the next hours ahead and applies raw and minute retention
   (pipeline/retention.py). Until its first run, ingest and the aggregated
@@ -36,6 +40,11 @@ def build(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "farloom.maintain_partitions",
             "schedule": timedelta(seconds=settings.maintenance_interval_seconds),
             "options": {"expires": settings.maintenance_interval_seconds},
+        },
+        "sweep-slice-rollups": {
+            "task": "farloom.sweep_slice_rollups",
+            "schedule": timedelta(seconds=settings.slice_rollup_sweep_seconds),
+            "options": {"expires": settings.slice_rollup_sweep_seconds},
         },
         "reconcile-recent": {
             "task": "farloom.reconcile_recent",

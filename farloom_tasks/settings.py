@@ -83,6 +83,9 @@ class Settings:
     late_interval_seconds: float = 1.0
     close_retry_seconds: float = 60.0  # s an unpublished aggregation may run before a retry
     close_max_in_flight: int = 32  # minutes aggregated at once; bounds a catch-up burst
+    # s between sweeps that build the slice hour and day rollups not built yet (a
+    # missed trigger, a restart: pipeline/slice_rollup_builds.py)
+    slice_rollup_sweep_seconds: float = 60.0
     # Test seam (failpoints.py): "name[:n],..." arms points; the first n calls fail.
     failpoints: str = ""
 
@@ -188,6 +191,7 @@ class Settings:
             "publish_channels": self.publish_channels,
             "reconnect_max_backoff_seconds": self.reconnect_max_backoff_seconds,
             "reconcile_interval_seconds": self.reconcile_interval_seconds,
+            "slice_rollup_sweep_seconds": self.slice_rollup_sweep_seconds,
             "reconcile_lookback_minutes": self.reconcile_lookback_minutes,
             "maintenance_interval_seconds": self.maintenance_interval_seconds,
             "quorum_delivery_limit": self.quorum_delivery_limit,

@@ -37,10 +37,12 @@ from farloom_tasks.pipeline import (
     replay,
     retention,
     slice_aggregation,
+    slice_rollup_builds,
 )
 from farloom_tasks.pipeline import reconcile as reconciliation
 from farloom_tasks.pipeline.durable_write import drain_outbox
 from farloom_tasks.stores import close_ledger
+from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.aggregates_publisher import publish_with_one_reconnect
 from farloom_tasks.stores.transactions import transaction
 from farloom_tasks.task_resources import TaskResources, current
@@ -100,10 +102,36 @@ def aggregate_slices(minute: int, revision: int) -> dict[str, object]:
     """
     res = _resources()
     settings = res.settings
-    return slice_aggregation.aggregate(
+    written = slice_aggregation.aggregate(
         res.engine, parse_dimensions(settings.dimensions), minute=minute, revision=revision,
         partition_hours=settings.minute_partition_hours,
-        work_mem_mb=settings.slice_work_mem_mb).to_json()
+        work_mem_mb=settings.slice_work_mem_mb)
+    if slice_rollup_builds.is_trigger_minute(minute):
+        # The hour's last minute is sliced: its hour (and day) can be rolled up now.
+        roll_up_slices.delay(minute)
+    return written.to_json()
+
+
+def _slice_names(res: TaskResources) -> list[str]:
+    return slice_store.slice_names(parse_dimensions(res.settings.dimensions))
+
+
+@app.task(name="farloom.roll_up_slices", soft_time_limit=3600, time_limit=3660, **RETRYING)
+def roll_up_slices(minute: int) -> dict[str, object]:
+    """Build the slice rollups of ``minute``'s hour, and its day after the day's last
+    hour, once each can be (slice_rollup_builds.py); a built period is skipped."""
+    res = _resources()
+    return slice_rollup_builds.after_minute(res.engine, _slice_names(res),
+                                            minute_of(minute)).to_json()
+
+
+@app.task(name="farloom.sweep_slice_rollups", soft_time_limit=3600, time_limit=3660,
+          **RETRYING)
+def sweep_slice_rollups() -> dict[str, object]:
+    """Build the oldest closed hours and days whose slice rollups are not built yet
+    (a missed trigger, a restart), a few a run (slice_rollup_builds.sweep)."""
+    res = _resources()
+    return slice_rollup_builds.sweep(res.engine, _slice_names(res)).to_json()
 
 
 @app.task(name="farloom.close_due_minutes", **RETRYING)

@@ -15,12 +15,20 @@ at every commit each row is the sum of the ``agg.slice_values`` minutes it cover
   is an index-only range scan of that value alone.
 - ``agg.slice_totals_per_hour`` / ``_per_day``: per (slice, value, hour|day), the
   value's clicks (what per-campaign and per-advertiser totals over a range read).
+- ``agg.slice_rollup_periods``: per (grain, period, slice), the mark that the
+  period's rollup rows of that slice are built (``built_at``) and when
+  reconciliation last compared them in full with what they are made of
+  (``fully_checked_at``, NULL until then). Rollup rows of a period exist only
+  once it is marked, and only then are they kept equal to their minutes.
 - ``agg.reconciliation_slice_rollup_findings``: per run, each (grain, period,
   slice) whose rollup rows differed from the minutes they cover, and whether it
   was recomputed.
 
-The slice writer keeps them by difference in the transaction that replaces a
-minute's slice rows. An install with slices is filled from ``agg.slice_values``.
+Each hour is built once, in bulk, when its minutes are closed and sliced, and each
+day from its 24 built hours (farloom_tasks/pipeline/slice_rollup_builds.py); after
+that the slice writer adds a late revision's difference to the built periods. An
+install with slices gets its past periods built by the periodic sweep, so nothing is
+filled here.
 """
 
 from alembic import op
@@ -31,7 +39,8 @@ branch_labels = None
 depends_on = None
 
 GRAINS = ("hour", "day")
-ROLLUP_FILLFACTOR = 70  # as migration 0006: a row is updated once per minute of its period
+# Room for the heap-only updates a late revision makes to a built period's rows.
+ROLLUP_FILLFACTOR = 70
 
 
 def upgrade() -> None:
@@ -55,19 +64,16 @@ def upgrade() -> None:
                 PRIMARY KEY (slice, value, {grain}) INCLUDE (clicks)
             ) WITH (fillfactor = {ROLLUP_FILLFACTOR})
         """)
-        op.execute(f"""
-            INSERT INTO agg.slice_ad_clicks_per_{grain} (slice, value, {grain}, ad_id, clicks)
-            SELECT v.slice, v.value, date_trunc('{grain}', v.minute, 'UTC'), a.ad_id,
-                   sum(a.clicks)
-            FROM agg.slice_values v,
-                 unnest(v.ad_ids, v.ad_clicks) AS a(ad_id, clicks)
-            GROUP BY 1, 2, 3, 4
-        """)
-        op.execute(f"""
-            INSERT INTO agg.slice_totals_per_{grain} (slice, value, {grain}, clicks)
-            SELECT slice, value, date_trunc('{grain}', minute, 'UTC'), sum(clicks)
-            FROM agg.slice_values GROUP BY 1, 2, 3
-        """)
+    op.execute("""
+        CREATE TABLE agg.slice_rollup_periods (
+            grain            text        NOT NULL CHECK (grain IN ('hour', 'day')),
+            period           timestamptz NOT NULL,
+            slice            text        COLLATE "C" NOT NULL,
+            built_at         timestamptz NOT NULL DEFAULT now(),
+            fully_checked_at timestamptz,
+            PRIMARY KEY (grain, period, slice)
+        )
+    """)
     op.execute("""
         CREATE TABLE agg.reconciliation_slice_rollup_findings (
             run_id           bigint      NOT NULL
@@ -84,6 +90,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TABLE agg.reconciliation_slice_rollup_findings")
+    op.execute("DROP TABLE agg.slice_rollup_periods")
     for grain in GRAINS:
         op.execute(f"DROP TABLE agg.slice_totals_per_{grain}")
         op.execute(f"DROP TABLE agg.slice_ad_clicks_per_{grain}")

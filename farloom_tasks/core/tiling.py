@@ -11,6 +11,7 @@ GET /v1/ads/top reads windows this way (docs/design.md §2.10).
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from farloom_tasks.core.partitions import DAY, HOUR
@@ -67,3 +68,43 @@ def units_per_grain(runs: list[Run]) -> dict[str, int]:
     for run in runs:
         counts[GRAIN_NAMES[run.grain]] += run.units
     return counts
+
+
+def tile_built(start: int, end: int, built_hours: AbstractSet[int],
+               built_days: AbstractSet[int]) -> list[Run]:
+    """The runs that tile [start, end) using only rollup periods that are built.
+
+    Slice rollups exist for a (slice, hour or day) only once it is built
+    (agg.slice_rollup_periods; stores/slice_rollups.built_periods gives the sets):
+    ``tile`` is refined so that a day not in ``built_days`` falls back to its
+    hours, and an hour not in ``built_hours`` to its minutes. Adjacent runs of one
+    grain are merged, so the result is in time order and every minute of the
+    window still lies in exactly one unit.
+    """
+    runs: list[Run] = []
+
+    def add(grain: int, begin: int, finish: int) -> None:
+        if runs and runs[-1].grain == grain and runs[-1].end == begin:
+            runs[-1] = Run(grain, runs[-1].start, finish)
+        else:
+            runs.append(Run(grain, begin, finish))
+
+    def hours(begin: int, finish: int) -> None:
+        for hour in range(begin, finish, HOUR):
+            if hour in built_hours:
+                add(HOUR, hour, hour + HOUR)
+            else:
+                add(MINUTE, hour, hour + HOUR)
+
+    for run in tile(start, end):
+        if run.grain == MINUTE:
+            add(MINUTE, run.start, run.end)
+        elif run.grain == HOUR:
+            hours(run.start, run.end)
+        else:
+            for day in range(run.start, run.end, DAY):
+                if day in built_days:
+                    add(DAY, day, day + DAY)
+                else:
+                    hours(day, day + DAY)
+    return runs

@@ -1,5 +1,7 @@
-"""Slice rollups stay the sums of their minutes: through closing, a late click, replays,
-two writers of one hour at once, a reconciliation repair, and minute retention.
+"""Slice rollups are built once per hour and day, by the real worker, and then stay the
+sums of their minutes: a late click before or after the build, a builder racing a
+writer, the sweep after a missed trigger, a day from its hours, two writers of one
+built hour at once, a reconciliation repair, and minute retention.
 
 Every expected rollup row is summed here in Python from the clicks the test wrote
 (their slice values taken from the clicks and the test's owner table), never read
@@ -11,32 +13,25 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from farloom_tasks.core.clicks import Click
 from farloom_tasks.core.dimensions import Slice
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
-from farloom_tasks.core.windows import MINUTE, last_due_minute, minute_of, to_datetime
-from farloom_tasks.pipeline import reconcile, retention, slice_aggregation
+from farloom_tasks.core.windows import MINUTE, minute_of, to_datetime
+from farloom_tasks.pipeline import reconcile, retention, slice_aggregation, slice_rollup_builds
 from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.transactions import transaction
 from tests.integration.test_slices import (
     DEFAULT,
-    WITH_COMBINATION,
     _clicks,
-    wait_slices,
 )
 from tests.support.database import sql
 from tests.support.minute_checks import (
-    closes,
     durable_writer,
     set_watermark,
-    wait_published,
-    write_aggregates,
 )
 from tests.support.stack import Stack
 
@@ -54,8 +49,10 @@ def _value(click: Click, name: str) -> str | None:
     return None if None in parts else "*".join(parts)
 
 
-def expected_rollups(clicks: Iterable[Click], slices: Sequence[Slice]) -> Rollups:
-    """What the four slice rollup tables must hold: distinct click ids only."""
+def expected_rollups(clicks: Iterable[Click], slices: Sequence[Slice],
+                     built: set[tuple[str, int]] | None = None) -> Rollups:
+    """What the four slice rollup tables must hold: distinct click ids only, in the
+    (grain, period) of ``built`` only (None: every period)."""
     unique: dict[str, Click] = {}
     for click in clicks:
         unique.setdefault(click.click_id, click)
@@ -68,6 +65,8 @@ def expected_rollups(clicks: Iterable[Click], slices: Sequence[Slice]) -> Rollup
                 continue
             for grain, length in GRAINS:
                 period = minute - minute % length
+                if built is not None and (grain, period) not in built:
+                    continue
                 summed[(grain, period, name, value, click.ad_id)] += 1
                 summed[(grain, period, name, value, None)] += 1
     return dict(summed)
@@ -97,12 +96,6 @@ def assert_rollups_are(stack: Stack, want: Rollups) -> None:
         f"{len(lacking)}, e.g. {lacking[:5]}")
 
 
-def _tick() -> None:
-    from farloom_tasks import tasks
-
-    tasks.close_due_minutes.delay().get(timeout=60)
-
-
 def _write_slices(stack: Stack, minute: int, slices: Sequence[Slice],
                   barrier: threading.Barrier | None = None) -> None:
     """One slice write of ``minute`` at a fresh revision, on an engine of its own."""
@@ -119,84 +112,101 @@ def _write_slices(stack: Stack, minute: int, slices: Sequence[Slice],
         engine.dispose()
 
 
-@pytest.fixture
-def closed(stack: Stack, celery_worker: Any) -> Iterator[tuple[list[int], list[Click]]]:
-    """Two minutes closed through the worker, with their slices (and so rollups) made."""
-    newest = last_due_minute(time.time(), 5.0) - MINUTE
-    minutes = [newest - MINUTE, newest]
-    set_watermark(stack, minutes[0] - MINUTE)
-    writer, _ = durable_writer(stack)
-    clicks = _clicks(minutes[0], "m0", 90) + _clicks(minutes[1], "m1", 57)
-    writer.write(clicks)
-    wait_published(stack, minutes, tick=_tick)
-    wait_slices(stack, minutes)
-    yield minutes, clicks
+def marks(stack: Stack) -> set[tuple[str, int, str]]:
+    rows = sql(stack, "SELECT grain, extract(epoch FROM period)::bigint, slice "
+               "FROM agg.slice_rollup_periods")
+    return {(g, int(p), s) for g, p, s in rows}
 
 
-def test_slice_rollups_of_closed_minutes_equal_the_clicks_sent(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
-    _, clicks = closed
-    want = expected_rollups(clicks, DEFAULT)
-    assert {k[2] for k in want} == {"country", "device", "campaign", "advertiser"}
-    assert {k[0] for k in want} == {"hour", "day"}
-    assert_rollups_are(stack, want)
+def wait_built(stack: Stack, want: set[tuple[str, int, str]], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not want <= marks(stack):
+        assert time.monotonic() < deadline, f"not built: {sorted(want - marks(stack))}"
+        time.sleep(0.2)
 
 
-def test_a_configured_combination_is_rolled_up_like_every_slice(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
-    minutes, clicks = closed
-    for minute in minutes:
-        _write_slices(stack, minute, WITH_COMBINATION)
-    want = expected_rollups(clicks, WITH_COMBINATION)
-    assert any(k[2] == "country*device" and k[3] == "US*mobile" for k in want)
-    assert_rollups_are(stack, want)
+def every_slice(grain: str, period: int,
+                slices: Sequence[Slice] = DEFAULT) -> set[tuple[str, int, str]]:
+    return {(grain, period, name) for name in slice_store.slice_names(slices)}
 
 
-def test_a_late_click_adjusts_the_rollups_exactly(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
-    minutes, clicks = closed
-    before = closes(stack, [minutes[0]])[minutes[0]][2] or 0
-    writer, _ = durable_writer(stack)
-    late = _clicks(minutes[0], "late", 40)
-    writer.write(clicks[:30] + late)  # 30 duplicates of stored click ids, 40 new
-
-    wait_published(stack, [minutes[0]], after=before, tick=_tick)
-    wait_slices(stack, minutes)
-
-    assert_rollups_are(stack, expected_rollups(clicks + late, DEFAULT))
-
-
-def test_a_replay_of_a_minute_that_lost_an_ad_takes_it_out_of_the_rollups(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
+def _slice_task(stack: Stack, minute: int) -> None:
+    """The worker's slice task for ``minute`` at a fresh revision (its trigger included)."""
     from farloom_tasks import tasks
 
-    minutes, clicks = closed
-    # Ad "b" only in the first minute: its rows of an hour holding only it fall to 0.
-    gone = {c.click_id for c in clicks if c.ad_id == "b" and minute_of(c.clicked_at) == minutes[0]}
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:
+            revision = slice_store.forced_revision(cursor)
+    finally:
+        engine.dispose()
+    tasks.aggregate_slices.delay(minute, revision).get(timeout=120)
+
+
+def _past_hour(days: int = 3) -> int:
+    return start_of(time.time() - days * DAY, HOUR)
+
+
+def _build(stack: Stack, grain: str, period: int, slices: Sequence[Slice] = DEFAULT) -> None:
+    engine = stack.engine()
+    try:
+        slice_rollup_builds.build_period(engine, slice_store.slice_names(slices), grain, period)
+    finally:
+        engine.dispose()
+
+
+def test_an_hour_is_built_by_the_worker_after_its_last_minute_and_equals_the_clicks(
+        stack: Stack, celery_worker: Any) -> None:
+    hour = _past_hour()
+    minutes = [hour + MINUTE, hour + 30 * MINUTE, hour + HOUR - MINUTE]
+    set_watermark(stack, hour + HOUR)
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"h{m}", 60)]
+    writer.write(clicks)
+    for minute in minutes[:-1]:
+        _slice_task(stack, minute)
+    # A minute whose hour is not built adds nothing to any rollup.
+    assert rollups_in(stack) == {} and marks(stack) == set()
+
+    _slice_task(stack, minutes[-1])  # the hour's last minute: the trigger
+    wait_built(stack, every_slice("hour", hour))
+
+    want = expected_rollups(clicks, DEFAULT, {("hour", hour)})
+    assert {k[2] for k in want} == {"country", "device", "campaign", "advertiser"}
+    assert_rollups_are(stack, want)
+    assert ("day", start_of(hour, DAY)) not in {(k[0], k[1]) for k in rollups_in(stack)}
+
+
+def test_a_late_click_after_the_build_adjusts_the_rollups_exactly_and_before_it_counts_once(
+        stack: Stack, celery_worker: Any) -> None:
+    hour = _past_hour()
+    minutes = [hour + 2 * MINUTE, hour + HOUR - MINUTE]
+    set_watermark(stack, hour + HOUR)
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"l{m}", 70)]
+    writer.write(clicks)
+    _slice_task(stack, minutes[0])
+    before = _clicks(minutes[0], "before", 25)  # late, before the build
+    writer.write(clicks[:10] + before)
+    _slice_task(stack, minutes[0])
+    _slice_task(stack, minutes[1])  # triggers the build
+    wait_built(stack, every_slice("hour", hour))
+    built = {("hour", hour)}
+    assert_rollups_are(stack, expected_rollups(clicks + before, DEFAULT, built))
+
+    after = _clicks(minutes[1], "after", 40)  # late, after the build
+    writer.write(clicks[-15:] + after)
+    _slice_task(stack, minutes[1])
+    assert_rollups_are(stack, expected_rollups(clicks + before + after, DEFAULT, built))
+
+    # A replay of a minute that lost an ad takes it out of the built hour.
+    gone = {c.click_id for c in clicks + before if c.ad_id == "b"
+            and minute_of(c.clicked_at) == minutes[0]}
     assert gone
     sql(stack, "DELETE FROM raw.ad_clicks WHERE click_id = ANY(:ids)", ids=list(gone))
-
-    tasks.replay_minute.delay(minutes[0], "raw").get(timeout=60)
-    wait_slices(stack, minutes)
-
-    assert_rollups_are(stack, expected_rollups(
-        [c for c in clicks if c.click_id not in gone], DEFAULT))
-
-
-def test_a_range_replay_keeps_the_rollups_exact(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
-    from farloom_tasks import tasks
-
-    minutes, clicks = closed
-    gone = {c.click_id for c in clicks if c.ad_id == "a"}
-    sql(stack, "DELETE FROM raw.ad_clicks WHERE click_id = ANY(:ids)", ids=list(gone))
-
-    tasks.replay_minutes.delay(minutes, "raw").get(timeout=120)
-    wait_slices(stack, minutes)
-
-    kept = [c for c in clicks if c.click_id not in gone]
-    assert_rollups_are(stack, expected_rollups(kept, DEFAULT))
-    assert not any(k[4] == "a" for k in rollups_in(stack))
+    _slice_task(stack, minutes[0])
+    kept = [c for c in clicks + before + after if c.click_id not in gone]
+    assert_rollups_are(stack, expected_rollups(kept, DEFAULT, built))
 
 
 def _many_clicks(minute: int, prefix: str, ads: int, dropped: int = 0) -> list[Click]:
@@ -212,14 +222,93 @@ def _many_clicks(minute: int, prefix: str, ads: int, dropped: int = 0) -> list[C
     return clicks
 
 
-def test_two_minutes_of_one_hour_written_at_once_end_exact_without_deadlock(
-        stack: Stack) -> None:
-    hour = start_of(time.time() - 3 * DAY, HOUR)
-    minutes = [hour + MINUTE, hour + 2 * MINUTE]
+def test_the_builder_racing_a_writer_of_a_minute_of_its_hour_ends_exact(stack: Stack) -> None:
     writer, _ = durable_writer(stack)
-    # The same ads in both minutes: both writers upsert the same hour and day rows.
+    failures: list[BaseException] = []
+    sent: dict[int, list[Click]] = {}
+    hours = [_past_hour(3) + i * HOUR for i in range(3)]
+    set_watermark(stack, hours[-1] + HOUR)
+    for hour in hours:
+        for minute in (hour, hour + MINUTE):
+            sent[minute] = _many_clicks(minute, f"r{minute}", 2000)
+            writer.write(sent[minute])
+            _write_slices(stack, minute, DEFAULT)
+    for round_, hour in enumerate(hours):
+        # The raced minute loses some ads (its new revision subtracts and adds).
+        raced = hour + MINUTE
+        sql(stack, "DELETE FROM raw.ad_clicks WHERE minute = :m AND ad_id < :a",
+            m=to_datetime(raced), a=f"ad-{100 * (round_ + 1):05d}")
+        sent[raced] = _many_clicks(raced, f"r{raced}", 2000, dropped=100 * (round_ + 1))
+        barrier = threading.Barrier(2)
+
+        def build(hour: int = hour, barrier: threading.Barrier = barrier) -> None:
+            try:
+                barrier.wait(timeout=30)
+                _build(stack, "hour", hour)
+            except BaseException as exc:
+                failures.append(exc)
+
+        def rewrite(raced: int = raced, barrier: threading.Barrier = barrier) -> None:
+            try:
+                _write_slices(stack, raced, DEFAULT, barrier)
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=build), threading.Thread(target=rewrite)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not failures, failures
+        assert every_slice("hour", hour) <= marks(stack)
+    assert_rollups_are(stack, expected_rollups([c for cs in sent.values() for c in cs],
+                                               DEFAULT, {("hour", h) for h in hours}))
+
+
+def test_the_sweep_builds_an_hour_whose_trigger_was_missed_and_a_day_from_its_hours(
+        stack: Stack, celery_worker: Any) -> None:
+    from farloom_tasks import tasks
+
+    day = start_of(time.time() - 4 * DAY, DAY)
+    minutes = [day + 3 * HOUR + 5 * MINUTE, day + 3 * HOUR + 6 * MINUTE, day + 17 * HOUR]
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"s{m}", 50)]
+    writer.write(clicks)
+    for minute in minutes:  # none is an hour's last minute: no trigger ever runs
+        _write_slices(stack, minute, DEFAULT)
+    set_watermark(stack, day + 17 * HOUR + 30 * MINUTE)  # the day's hour 17 is not closed
+    first = tasks.sweep_slice_rollups.delay().get(timeout=120)
+    assert {(b["grain"], b["period"]) for b in first["built"]} == {("hour", day + 3 * HOUR)}
+    assert marks(stack) == every_slice("hour", day + 3 * HOUR)
+
+    set_watermark(stack, day + DAY)
+    tasks.sweep_slice_rollups.delay().get(timeout=300)
+    hours = {("hour", h) for h in range(day, day + DAY, HOUR)}
+    want_marks = set().union(*(every_slice(g, p) for g, p in hours | {("day", day)}))
+    assert marks(stack) == want_marks  # every hour (the empty ones too), then the day
+    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT, hours | {("day", day)}))
+    again = tasks.sweep_slice_rollups.delay().get(timeout=120)
+    assert again["built"] == []
+
+    # A late click on a minute of the built day goes to its hour and the day.
+    late = _clicks(minutes[2], "late", 30)
+    writer.write(late)
+    _write_slices(stack, minutes[2], DEFAULT)
+    assert_rollups_are(stack, expected_rollups(clicks + late, DEFAULT, hours | {("day", day)}))
+
+
+def test_two_minutes_of_one_built_hour_written_at_once_end_exact_without_deadlock(
+        stack: Stack) -> None:
+    hour = _past_hour()
+    minutes = [hour + MINUTE, hour + 2 * MINUTE]
+    set_watermark(stack, hour + HOUR)
+    writer, _ = durable_writer(stack)
+    # The same ads in both minutes: both writers upsert the same hour rows.
     sent = {m: _many_clicks(m, f"w{m}", 3000) for m in minutes}
     writer.write([c for m in minutes for c in sent[m]])
+    for minute in minutes:
+        _write_slices(stack, minute, DEFAULT)
+    _build(stack, "hour", hour)
     failures: list[BaseException] = []
 
     def write(minute: int, barrier: threading.Barrier) -> None:
@@ -228,14 +317,13 @@ def test_two_minutes_of_one_hour_written_at_once_end_exact_without_deadlock(
         except BaseException as exc:  # a deadlock would land here
             failures.append(exc)
 
-    for round_ in range(3):
-        if round_:
-            # Each minute loses different ads and so subtracts as well as adds.
-            sql(stack, "DELETE FROM raw.ad_clicks WHERE minute = :m AND ad_id < :a",
-                m=to_datetime(minutes[round_ % 2]), a=f"ad-{100 * round_:05d}")
-            sent[minutes[round_ % 2]] = _many_clicks(minutes[round_ % 2],
-                                                     f"w{minutes[round_ % 2]}", 3000,
-                                                     dropped=100 * round_)
+    for round_ in range(1, 3):
+        # Each minute loses different ads and so subtracts as well as adds.
+        sql(stack, "DELETE FROM raw.ad_clicks WHERE minute = :m AND ad_id < :a",
+            m=to_datetime(minutes[round_ % 2]), a=f"ad-{100 * round_:05d}")
+        sent[minutes[round_ % 2]] = _many_clicks(minutes[round_ % 2],
+                                                 f"w{minutes[round_ % 2]}", 3000,
+                                                 dropped=100 * round_)
         barrier = threading.Barrier(len(minutes))
         threads = [threading.Thread(target=write, args=(m, barrier)) for m in minutes]
         for thread in threads:
@@ -244,42 +332,86 @@ def test_two_minutes_of_one_hour_written_at_once_end_exact_without_deadlock(
             thread.join(timeout=120)
         assert not failures, failures
         assert_rollups_are(stack, expected_rollups(
-            [c for m in minutes for c in sent[m]], DEFAULT))
+            [c for m in minutes for c in sent[m]], DEFAULT, {("hour", hour)}))
 
 
-def test_reconciliation_finds_and_repairs_damaged_and_missing_slice_rollup_rows(
-        stack: Stack, closed: tuple[list[int], list[Click]]) -> None:
-    from farloom_tasks import tasks
+def _reconcile(stack: Stack, start: int, end: int) -> Any:
+    """A reconciliation run of [start, end] (its minute replays are not started: these
+    tests write raw and slices without closing, so every minute reads as differing)."""
+    engine = stack.engine()
+    try:
+        return reconcile.reconcile(engine, start=start, end=end, trigger="test",
+                                   retry_seconds=60, replay=lambda minute: None,
+                                   slices=DEFAULT, recompute_slices=lambda minute: None)
+    finally:
+        engine.dispose()
 
-    minutes, clicks = closed
-    write_aggregates(stack)  # the per-ad rows agree with raw: only slice rollups differ
-    hour, day = start_of(minutes[0], HOUR), start_of(minutes[0], DAY)
+
+def test_reconciliation_checks_built_periods_only_and_repairs_damaged_ones(
+        stack: Stack) -> None:
+    day = start_of(time.time() - 3 * DAY, DAY)
+    hour = day + 5 * HOUR
+    minutes = [hour + MINUTE, hour + 2 * MINUTE, day + 9 * HOUR]  # hour 9 stays unbuilt
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"c{m}", 60)]
+    writer.write(clicks)
+    for minute in minutes:
+        _write_slices(stack, minute, DEFAULT)
+    set_watermark(stack, day + DAY)
+    _build(stack, "hour", hour)
+    built = {("hour", hour)}
     sql(stack, "UPDATE agg.slice_ad_clicks_per_hour SET clicks = clicks + 5 "
         "WHERE hour = :h AND slice = 'country' AND value = 'US' AND ad_id = 'a'",
         h=to_datetime(hour))
-    sql(stack, "DELETE FROM agg.slice_totals_per_day WHERE day = :d AND slice = 'campaign' "
-        "AND value = 'c1'", d=to_datetime(day))
-    sql(stack, "INSERT INTO agg.slice_ad_clicks_per_day VALUES ('advertiser', 'adv9', :d, "
-        "'ghost', 4)", d=to_datetime(day))
+    sql(stack, "DELETE FROM agg.slice_totals_per_hour WHERE hour = :h AND slice = 'campaign' "
+        "AND value = 'c1'", h=to_datetime(hour))
+    sql(stack, "INSERT INTO agg.slice_ad_clicks_per_hour VALUES ('advertiser', 'adv9', :h, "
+        "'ghost', 4)", h=to_datetime(hour))
+    # A click moved from one ad to another in one value: every sum stays right, so only
+    # the full per-ad check (once per built period) can see it.
+    want = expected_rollups(clicks, DEFAULT, built)
+    value, (richer, poorer) = next(
+        (v, ads) for v in ("mobile", "desktop") for ads in [sorted(
+            (a for (g, _, s, vv, a) in want if g == "hour" and s == "device" and vv == v
+             and a is not None), key=lambda a: -want[("hour", hour, "device", v, a)])[:2]]
+        if len(ads) == 2)
+    sql(stack, "UPDATE agg.slice_ad_clicks_per_hour SET clicks = clicks + "
+        "CASE ad_id WHEN :p THEN 1 ELSE -1 END WHERE hour = :h AND slice = 'device' "
+        "AND value = :v AND ad_id IN (:r, :p)", h=to_datetime(hour), v=value, r=richer,
+        p=poorer)
 
-    first = tasks.reconcile.delay(minutes[0], minutes[1]).get(timeout=120)
-    second = tasks.reconcile.delay(minutes[0], minutes[1]).get(timeout=120)
+    first = _reconcile(stack, minutes[0], minutes[-1])
+    second = _reconcile(stack, minutes[0], minutes[-1])
 
-    assert (first["slice_rollups_differing"], first["slice_rollups_fixed"]) == (3, 3)
-    assert (first["minutes_differing"], first["slices_differing"],
-            first["rollups_differing"]) == (0, 0, 0)
-    # Every (grain, period, slice) with rows: 4 slices, an hour or two, one day.
-    periods = {(k[0], k[1]) for k in expected_rollups(clicks, DEFAULT)}
-    assert first["slice_rollups_checked"] == 4 * len(periods)
-    assert (second["slice_rollups_differing"], second["slice_rollups_checked"]) == (
-        0, first["slice_rollups_checked"])
+    assert (len(first.slice_rollup_findings), first.slice_rollups_fixed) == (4, 4)
+    assert not first.slice_findings  # the slices agree with raw: only rollups differ
+    # Only the built hour's 4 slices are checked: hour 9 and the day are not built.
+    assert first.slice_rollups_checked == 4
+    assert (len(second.slice_rollup_findings), second.slice_rollups_checked) == (0, 4)
     found = sql(stack, "SELECT grain, extract(epoch FROM period)::bigint, slice, "
-                "differing_rows, fixed FROM agg.reconciliation_slice_rollup_findings "
-                "WHERE run_id = :r ORDER BY 1, 3", r=first["run_id"])
+                "fixed FROM agg.reconciliation_slice_rollup_findings "
+                "WHERE run_id = :r ORDER BY 1, 3", r=first.run_id)
     assert [tuple(row) for row in found] == [
-        ("day", day, "advertiser", 1, True), ("day", day, "campaign", 1, True),
-        ("hour", hour, "country", 1, True)]
-    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT))
+        ("hour", hour, "advertiser", True), ("hour", hour, "campaign", True),
+        ("hour", hour, "country", True), ("hour", hour, "device", True)]
+    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT, built))
+    checked = sql(stack, "SELECT count(*) FROM agg.slice_rollup_periods "
+                  "WHERE fully_checked_at IS NOT NULL")
+    assert checked[0][0] == 4  # each repaired or found equal in full once
+
+    # The day built from its hours, then damaged: found by the cheap check (its ad rows
+    # no longer sum to its totals) and rebuilt from its hours.
+    _build(stack, "day", day)
+    built |= {("hour", h) for h in range(day, day + DAY, HOUR)} | {("day", day)}
+    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT, built))
+    sql(stack, "UPDATE agg.slice_ad_clicks_per_day SET clicks = clicks + 2 "
+        "WHERE day = :d AND slice = 'device' AND value = 'mobile' AND ad_id = 'a'",
+        d=to_datetime(day))
+    third = _reconcile(stack, minutes[0], minutes[-1])
+    assert [(f.grain, f.slice) for f in third.slice_rollup_findings] == [("day", "device")]
+    # Checked: hours 5 to 9 (the range's) and the day, 4 slices each.
+    assert third.slice_rollups_fixed == 1 and third.slice_rollups_checked == 4 * (5 + 1)
+    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT, built))
 
 
 def test_slice_rollups_outlive_dropped_slice_minutes_and_reconciliation_then_skips_them(
@@ -292,7 +424,11 @@ def test_slice_rollups_outlive_dropped_slice_minutes_and_reconciliation_then_ski
     writer.write(clicks)
     for minute in old + kept:
         _write_slices(stack, minute, DEFAULT)
-    want = expected_rollups(clicks, DEFAULT)
+    set_watermark(stack, start_of(now, HOUR) - MINUTE)
+    for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
+        _build(stack, "day", day)
+    built = {(g, start_of(m, length)) for m in old + kept for g, length in GRAINS}
+    want = expected_rollups(clicks, DEFAULT, built)
     assert_rollups_are(stack, want)
 
     engine = stack.engine()
@@ -320,7 +456,8 @@ def test_slice_rollups_outlive_dropped_slice_minutes_and_reconciliation_then_ski
     assert [(f.grain, f.period, f.slice) for f in summary.slice_rollup_findings] == [
         ("day", start_of(kept_hour, DAY), "country")]
     assert summary.slice_rollups_fixed == 1
-    checked_periods = {(k[0], k[1]) for k in want if k[1] >= start_of(kept_hour, DAY)}
-    assert summary.slice_rollups_checked == 4 * len(checked_periods)
+    # Every built, checkable (grain, period, slice) the range touches: of the kept day,
+    # its hours up to the range's end (hour 0, hour 1) and the day, 4 slices each.
+    assert summary.slice_rollups_checked == 4 * (2 + 1)
     want[("day", start_of(old_hour, DAY), "country", "US", None)] += 3
     assert_rollups_are(stack, want)
