@@ -89,7 +89,7 @@ def router(engine: db.Engine, configured: Sequence[Slice]) -> APIRouter:
                 first, last = top_window(conn, minutes, at, first_text, last_text,
                                          last_closed=partial(slice_reads.last_closed_minute,
                                                              slice_name=chosen.slice))
-                runs = tile(first, last + MINUTE)
+                runs = slice_reads.built_tiling(conn, chosen.slice, first, last + MINUTE)
                 ranked = slice_reads.top_ads_tiled(conn, chosen.slice, chosen.value, runs, n=n,
                                                    advertiser=caller.advertiser_id)
             series: dict[str, list[int]] = {}

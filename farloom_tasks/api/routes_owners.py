@@ -39,7 +39,7 @@ from farloom_tasks.api.query_windows import (
     top_window,
 )
 from farloom_tasks.core.api_keys import Caller
-from farloom_tasks.core.tiling import tile, units_per_grain
+from farloom_tasks.core.tiling import units_per_grain
 from farloom_tasks.core.windows import MINUTE, iso
 from farloom_tasks.stores import db, slice_reads
 
@@ -123,7 +123,7 @@ def router(engine: db.Engine) -> APIRouter:
             first, last = top_window(
                 conn, minutes, at, first_text, last_text,
                 last_closed=partial(slice_reads.last_closed_minute, slice_name="advertiser"))
-            runs = tile(first, last + MINUTE)
+            runs = slice_reads.built_tiling(conn, "advertiser", first, last + MINUTE)
             # The value is the ads' owner, so every ad in it is the advertiser's own.
             ranked = slice_reads.top_ads_tiled(conn, "advertiser", advertiser_id, runs, n=n,
                                                advertiser=None)

@@ -247,7 +247,8 @@ _MINUTES_SQL = """
     JOIN bench_api.ad_totals a ON a.t = w.t GROUP BY w.minute
 """
 # A period's rollups: each template's rows times how many of the period's minutes use it,
-# so each row is the sum of its minutes, as the writers keep them.
+# so each row is the sum of its minutes, as the writers keep them. The first two
+# statements are the slice's, the last two the per-ad baseline's.
 _ROLLUPS_SQL = """
     INSERT INTO agg.slice_ad_clicks_per_{grain} (slice, value, {grain}, ad_id, clicks)
     SELECT :slice, s.country, w.period, s.ad_id, sum(s.clicks::bigint * w.uses)
@@ -310,10 +311,22 @@ def fill(url: str, options: SliceApiOptions, partition_seconds: int) -> Filled:
                 conn.execute(sa.text(statement), params)
             for grain, unit in (("hour", HOUR), ("day", DAY)):
                 uses = Counter((start_of(m, unit), t) for m, t in template_of.items())
-                rollup = {"slice": SLICE, "periods": [to_datetime(p) for p, _ in uses],
-                          "ts": [t for _, t in uses], "uses": list(uses.values())}
-                for statement in _ROLLUPS_SQL.format(grain=grain).split(";"):
-                    conn.execute(sa.text(statement), rollup)
+                # The slice's rollups exist only for built periods, each built once its
+                # minutes are all closed (pipeline/slice_rollup_builds.py): the whole
+                # ones here. The per-ad rollups hold the current period too.
+                whole = {p for p, _ in uses
+                         if sum(n for (q, _), n in uses.items() if q == p) == unit // MINUTE}
+                statements = _ROLLUPS_SQL.format(grain=grain).split(";")
+                for i, statement in enumerate(statements):
+                    kept = {key: n for key, n in uses.items() if i >= 2 or key[0] in whole}
+                    conn.execute(sa.text(statement), {
+                        "slice": SLICE, "periods": [to_datetime(p) for p, _ in kept],
+                        "ts": [t for _, t in kept], "uses": list(kept.values())})
+                conn.execute(sa.text(
+                    "INSERT INTO agg.slice_rollup_periods (grain, period, slice) "
+                    "SELECT :grain, unnest(CAST(:periods AS timestamptz[])), :slice"),
+                    {"grain": grain, "slice": SLICE,
+                     "periods": [to_datetime(p) for p in sorted(whole)]})
             made = conn.execute(sa.text("""
                 SELECT (SELECT sum(clicks) FROM bench_api.value_rows) / :n AS clicks,
                        (SELECT count(*) FROM bench_api.ad_totals) / :n AS rows,

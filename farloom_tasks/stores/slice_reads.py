@@ -19,13 +19,14 @@ key never counts another's ad.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from farloom_tasks.core.partitions import DAY, HOUR
 from farloom_tasks.core.ranked_heads import Head, settled
-from farloom_tasks.core.tiling import Run
+from farloom_tasks.core.tiling import Run, tile_built
 from farloom_tasks.core.windows import MINUTE, iso, to_datetime
 from farloom_tasks.stores.agg_reads import RankedAd
 
@@ -175,17 +176,68 @@ def ad_clicks(conn: sa.Connection, slice_name: str, value: str, ad_id: str, *, f
             for row in rows]
 
 
+def _built(grain: str, at: str) -> str:
+    """Whether the slice's ``grain`` starting at ``at`` is built: its rollup rows exist,
+    equal to its minutes, only then (agg.slice_rollup_periods; migration 0013)."""
+    return (f"EXISTS (SELECT 1 FROM agg.slice_rollup_periods b WHERE b.grain = '{grain}' "
+            f"AND b.period = {at} AND b.slice = :slice)")
+
+
+def built_tiling(conn: sa.Connection, slice_name: str, start: int, end: int) -> list[Run]:
+    """core.tiling.tile_built for the slice over [start, end): whole days and hours only
+    where the slice's rollup of them is built, their minutes (or hours) where not."""
+    rows = conn.execute(sa.text("""
+        SELECT grain, extract(epoch FROM period)::bigint AS at FROM agg.slice_rollup_periods
+        WHERE slice = :slice AND period >= :start AND period < :end
+    """), {"slice": slice_name, "start": to_datetime(start), "end": to_datetime(end)}).all()
+    return tile_built(start, end, frozenset(int(r.at) for r in rows if r.grain == "hour"),
+                      frozenset(int(r.at) for r in rows if r.grain == "day"))
+
+
+@dataclass(frozen=True)
+class _PeriodSums:
+    """SQL for one series' clicks: of an hour or day row at ``{at}``, and of the minutes
+    in [{lo}, {hi}) (to be restricted to those of hours not built)."""
+
+    hour_row: str
+    day_row: str
+    minutes: str
+
+
+def _period_clicks(grain: int, sums: _PeriodSums) -> str:
+    """A period's clicks exactly as its tiling reads them: a built day from its row; else
+    its built hours from theirs and the minutes of the others (an hour likewise)."""
+    unbuilt_minutes = sums.minutes.format(lo="s.at", hi=f"s.at + interval '1 {_NAMES[grain]}'")
+    if grain == HOUR:
+        return (f"CASE WHEN {_built('hour', 's.at')} "
+                f"THEN coalesce({sums.hour_row.format(at='s.at')}, 0) "
+                f"ELSE coalesce({unbuilt_minutes}, 0) END")
+    hours = (f"(SELECT sum({sums.hour_row.format(at='g.h')}) FROM generate_series(s.at, "
+             f"s.at + interval '23 hours', interval '1 hour') AS g(h) "
+             f"WHERE {_built('hour', 'g.h')})")
+    return (f"CASE WHEN {_built('day', 's.at')} "
+            f"THEN coalesce({sums.day_row.format(at='s.at')}, 0) "
+            f"ELSE coalesce({hours}, 0) + coalesce({unbuilt_minutes}, 0) END")
+
+
+_NAMES = {HOUR: "hour", DAY: "day"}
+# Minutes of hours not built (a built hour's minutes are in its row).
+_UNBUILT_HOUR = _built("hour", "date_trunc('hour', v.minute, 'UTC')")
+
+
 def _periods_sql(grain: int) -> str:
-    """Every hour (day) of :first..:last from the value's first one in the rollup through
-    the one holding the slice's newest written minute. Before the value's first period
-    the slice may not have existed (slices came after the per-ad counts), so those are
-    left out rather than shown as 0; a value without any row starts at :first
-    (greatest() passes over NULL)."""
+    """Every hour (day) of :first..:last from the value's first one (its first rollup
+    row, or its first minute row) through the one holding the slice's newest written
+    minute. Before the value's first period the slice may not have existed (slices
+    came after the per-ad counts), so those are left out rather than shown as 0; a
+    value without any row starts at :first (greatest() and least() pass over NULL)."""
     table, column = _TOTAL_ROLLUPS[grain]
     return f"""
         generate_series(
-            greatest(:first, (SELECT min({column}) FROM {table}
-                              WHERE slice = :slice AND value = :value)),
+            greatest(:first, least(
+                (SELECT min({column}) FROM {table} WHERE slice = :slice AND value = :value),
+                date_trunc('{column}', (SELECT min(minute) FROM agg.slice_values
+                                        WHERE slice = :slice AND value = :value), 'UTC'))),
             least(:last, date_trunc('{column}', (SELECT max(minute) FROM agg.slice_minutes
                                                  WHERE slice = :slice), 'UTC')),
             make_interval(secs => :step)) AS s(at)"""
@@ -194,15 +246,21 @@ def _periods_sql(grain: int) -> str:
 def ad_clicks_rolled_up(conn: sa.Connection, slice_name: str, value: str, ad_id: str,
                         grain: int, *, first: int, last: int) -> list[dict[str, Any]]:
     """The ad's clicks within the value per hour or day (``grain``) of first..last, both
-    aligned to it; 0 where the rollup has no row of the ad (one exists only with clicks).
-    The current hour and day hold the minutes written so far."""
-    table, column = _AD_ROLLUPS[grain]
+    aligned to it, 0 where it had none: a built period's rollup row (one exists only
+    with clicks), an unbuilt one's built hours and minutes. The current hour and day
+    hold the minutes written so far."""
+    sums = _PeriodSums(
+        hour_row=("(SELECT a.clicks FROM agg.slice_ad_clicks_per_hour a WHERE a.slice = :slice "
+                  "AND a.value = :value AND a.hour = {at} AND a.ad_id = :ad_id)"),
+        day_row=("(SELECT a.clicks FROM agg.slice_ad_clicks_per_day a WHERE a.slice = :slice "
+                 "AND a.value = :value AND a.day = {at} AND a.ad_id = :ad_id)"),
+        minutes=("(SELECT sum(v.ad_clicks[array_position(v.ad_ids, :ad_id)]) "
+                 "FROM agg.slice_values v WHERE v.slice = :slice AND v.value = :value "
+                 "AND v.minute >= {lo} AND v.minute < {hi} AND NOT " + _UNBUILT_HOUR + ")"))
+    column = _NAMES[grain]
     rows = conn.execute(sa.text(f"""
-        SELECT s.at, coalesce(a.clicks, 0)::bigint AS clicks
+        SELECT s.at, ({_period_clicks(grain, sums)})::bigint AS clicks
         FROM {_periods_sql(grain)}
-        LEFT JOIN {table} a
-               ON a.slice = :slice AND a.value = :value AND a.{column} = s.at
-              AND a.ad_id = :ad_id
         ORDER BY s.at
     """), {"slice": slice_name, "value": value, "ad_id": ad_id, "first": to_datetime(first),
            "last": to_datetime(last), "step": grain})
@@ -234,18 +292,34 @@ def value_clicks(conn: sa.Connection, slice_name: str, value: str, *, first: int
 def value_clicks_rolled_up(conn: sa.Connection, slice_name: str, value: str, grain: int, *,
                            first: int, last: int,
                            advertiser: str | None) -> list[dict[str, Any]]:
-    """The value's clicks per hour or day of first..last (0 without a row), from the
-    totals rollup; with an advertiser, the sum of its own ads' rows in the per-ad one."""
+    """The value's clicks per hour or day of first..last (0 without any), as
+    ad_clicks_rolled_up reads periods: built ones from the totals rollup, or with an
+    advertiser from the sum of its own ads' rows in the per-ad one."""
     if advertiser is None:
-        table, column = _TOTAL_ROLLUPS[grain]
-        clicks = (f"(SELECT t.clicks FROM {table} t WHERE t.slice = :slice "
-                  f"AND t.value = :value AND t.{column} = s.at)")
+        sums = _PeriodSums(
+            hour_row=("(SELECT t.clicks FROM agg.slice_totals_per_hour t WHERE t.slice = :slice "
+                      "AND t.value = :value AND t.hour = {at})"),
+            day_row=("(SELECT t.clicks FROM agg.slice_totals_per_day t WHERE t.slice = :slice "
+                     "AND t.value = :value AND t.day = {at})"),
+            minutes=("(SELECT sum(v.clicks) FROM agg.slice_values v WHERE v.slice = :slice "
+                     "AND v.value = :value AND v.minute >= {lo} AND v.minute < {hi} "
+                     "AND NOT " + _UNBUILT_HOUR + ")"))
     else:
-        table, column = _AD_ROLLUPS[grain]
-        clicks = (f"(SELECT sum(a.clicks) FROM {table} a WHERE a.slice = :slice "
-                  f"AND a.value = :value AND a.{column} = s.at {_own('a.ad_id', advertiser)})")
+        own = _own("a.ad_id", advertiser)
+        sums = _PeriodSums(
+            hour_row=("(SELECT sum(a.clicks) FROM agg.slice_ad_clicks_per_hour a "
+                      "WHERE a.slice = :slice AND a.value = :value AND a.hour = {at} "
+                      + own + ")"),
+            day_row=("(SELECT sum(a.clicks) FROM agg.slice_ad_clicks_per_day a "
+                     "WHERE a.slice = :slice AND a.value = :value AND a.day = {at} "
+                     + own + ")"),
+            minutes=("(SELECT sum(a.clicks) FROM agg.slice_values v, "
+                     "unnest(v.ad_ids, v.ad_clicks) AS a(ad_id, clicks) "
+                     "WHERE v.slice = :slice AND v.value = :value AND v.minute >= {lo} "
+                     "AND v.minute < {hi} AND NOT " + _UNBUILT_HOUR + " " + own + ")"))
+    column = _NAMES[grain]
     rows = conn.execute(sa.text(f"""
-        SELECT s.at, coalesce({clicks}, 0)::bigint AS clicks
+        SELECT s.at, ({_period_clicks(grain, sums)})::bigint AS clicks
         FROM {_periods_sql(grain)}
         ORDER BY s.at
     """), {"slice": slice_name, "value": value, "first": to_datetime(first),

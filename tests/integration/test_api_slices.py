@@ -21,10 +21,12 @@ from farloom_tasks.core import clicks as contract
 from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.windows import MINUTE, iso, minute_of
-from farloom_tasks.pipeline import slice_aggregation
+from farloom_tasks.pipeline import slice_aggregation, slice_rollup_builds
+from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.raw import RawStore
 from tests.integration.test_api import BASE, put_minute
 from tests.integration.test_api_keys import bearer, make_key, serve
+from tests.support.minute_checks import set_watermark
 from tests.support.stack import Stack
 
 
@@ -304,7 +306,9 @@ LONG_CLICKS = make_clicks({minute: list(OWNERS) for minute in LONG_MINUTES}, 150
 LONG_WINDOW = (DAY0 - 2 * MINUTE, DAY0 + DAY + HOUR + MINUTE)
 # Inside hours at both ends: 50 edge minutes, 18 whole hours, 51 edge minutes.
 UNALIGNED_WINDOW = (DAY0 + 5 * HOUR + 10 * MINUTE, DAY0 + DAY + 50 * MINUTE)
-READ = {LONG_WINDOW: {"day": 1, "hour": 1, "minute": 4},
+# DAY0 is built (its rollups and its hours'); the hour after it is left unbuilt, so a
+# window reads that hour from its minutes (core.tiling.tile_built).
+READ = {LONG_WINDOW: {"day": 1, "hour": 0, "minute": 4 + 60},
         UNALIGNED_WINDOW: {"day": 0, "hour": 18, "minute": 101}}
 
 def long_expected(keep: Keep, first: int, last: int) -> Counter[str]:
@@ -339,7 +343,14 @@ def window(first: int, last: int) -> dict[str, str]:
 def long_sliced(stack: Stack) -> Stack:
     for minute in LONG_MINUTES:
         put_minute(stack, minute, Counter(c.ad_id for c in LONG_CLICKS if c.minute == minute))
-    write_slices(stack, LONG_CLICKS, "country,device,country*device", LONG_MINUTES)
+    dimensions = "country,device,country*device"
+    write_slices(stack, LONG_CLICKS, dimensions, LONG_MINUTES)
+    # The rollup builder, as beat's sweep would run it once the minutes are closed.
+    set_watermark(stack, max(LONG_MINUTES))
+    names = slice_store.slice_names(parse_dimensions(dimensions))
+    built = slice_rollup_builds.build_period(stack.engine(), names, "day", DAY0)
+    assert {(grain, period) for grain, period, _, _ in built.periods} == {
+        ("day", DAY0), *(("hour", DAY0 + h * HOUR) for h in range(24))}
     return stack
 
 
