@@ -144,6 +144,30 @@ def _stored_rows(engine: sa.Engine) -> tuple[int, int]:
                     or 0))
 
 
+def _claimed_and_published(engine: sa.Engine, m: int) -> tuple[float, float]:
+    """When the close tick claimed minute ``m`` and when its parts were confirmed."""
+    with db.translated_errors(), engine.connect() as conn:
+        claimed_at, published_at = conn.execute(sa.text(
+            "SELECT extract(epoch FROM requested_at)::float8, "
+            "extract(epoch FROM published_at)::float8 FROM agg.minute_closes "
+            "WHERE minute = to_timestamp(:m)"), {"m": m}).one()
+    return float(claimed_at), float(published_at)
+
+
+def _rebuild_seconds(engine: sa.Engine, settings: Settings, workload: Workload) -> float:
+    """Seconds of ``replay.rebuild_from_raw`` of the minute, checked against the workload."""
+    raw = RawStore(engine, settings.shard_count)
+    counts = redis_counts.RedisCounts(redis_client.connect(settings),
+                                      settings.redis_retention_seconds)
+    started = time.perf_counter()
+    rebuilt = replay.rebuild_from_raw(engine, raw, counts, workload.minute, settings.shard_count)
+    seconds = time.perf_counter() - started
+    if (rebuilt.clicks, rebuilt.distinct_ads) != (workload.clicks, len(workload.counts)):
+        raise BenchFailed(f"the rebuild from raw found {rebuilt.clicks} clicks over "
+                          f"{rebuilt.distinct_ads} ads")
+    return seconds
+
+
 def measure(env: BenchEnv, workload: Workload, options: AggregateOptions,
             logs: Path) -> Figures:
     settings = env.settings
@@ -168,23 +192,10 @@ def measure(env: BenchEnv, workload: Workload, options: AggregateOptions,
                 options.timeout, "every per-ad count", processes, logs, m=m)
             load_average = os.getloadavg()[0]
             first_revision = check_exact(engine, workload, settings.top_k)
-            with db.translated_errors(), engine.connect() as conn:
-                claimed_at, published_at = conn.execute(sa.text(
-                    "SELECT extract(epoch FROM requested_at)::float8, "
-                    "extract(epoch FROM published_at)::float8 FROM agg.minute_closes "
-                    "WHERE minute = to_timestamp(:m)"), {"m": m}).one()
+            claimed_at, published_at = _claimed_and_published(engine, m)
             # No reconciliation may replay behind our back.
             child_processes.stop(processes.pop("beat"), grace=STOP_GRACE, group=True)
-
-            raw = RawStore(engine, settings.shard_count)
-            counts = redis_counts.RedisCounts(redis_client.connect(settings),
-                                              settings.redis_retention_seconds)
-            started = time.perf_counter()
-            rebuilt = replay.rebuild_from_raw(engine, raw, counts, m, settings.shard_count)
-            rebuild_seconds = time.perf_counter() - started
-            if (rebuilt.clicks, rebuilt.distinct_ads) != (workload.clicks, len(workload.counts)):
-                raise BenchFailed(f"the rebuild from raw found {rebuilt.clicks} clicks over "
-                                  f"{rebuilt.distinct_ads} ads")
+            rebuild_seconds = _rebuild_seconds(engine, settings, workload)
 
             from farloom_tasks.celery import make_app  # Celery only for this one send
 
@@ -251,26 +262,14 @@ def measure_sliced(env: BenchEnv, sliced: SlicedMinute, truth: aggregate_slices.
             load_average = os.getloadavg()[0]
             first_revision = check_exact(engine, workload, settings.top_k)
             aggregate_slices.check(engine, truth, m, first_revision)
+            claimed_at, published_at = _claimed_and_published(engine, m)
             with db.translated_errors(), engine.connect() as conn:
-                claimed_at, published_at = conn.execute(sa.text(
-                    "SELECT extract(epoch FROM requested_at)::float8, "
-                    "extract(epoch FROM published_at)::float8 FROM agg.minute_closes "
-                    "WHERE minute = to_timestamp(:m)"), {"m": m}).one()
                 began_at = conn.execute(sa.text(
                     "SELECT extract(epoch FROM max(computed_at))::float8 FROM agg.slice_minutes "
                     "WHERE minute = to_timestamp(:m)"), {"m": m}).scalar()
             # No reconciliation may replay behind our back.
             child_processes.stop(processes.pop("beat"), grace=STOP_GRACE, group=True)
-
-            raw = RawStore(engine, settings.shard_count)
-            counts = redis_counts.RedisCounts(redis_client.connect(settings),
-                                              settings.redis_retention_seconds)
-            started = time.perf_counter()
-            rebuilt = replay.rebuild_from_raw(engine, raw, counts, m, settings.shard_count)
-            rebuild_seconds = time.perf_counter() - started
-            if (rebuilt.clicks, rebuilt.distinct_ads) != (workload.clicks, len(workload.counts)):
-                raise BenchFailed(f"the rebuild from raw found {rebuilt.clicks} clicks over "
-                                  f"{rebuilt.distinct_ads} ads")
+            rebuild_seconds = _rebuild_seconds(engine, settings, workload)
 
             from farloom_tasks.celery import make_app  # Celery only for this one send
 
