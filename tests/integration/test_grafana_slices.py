@@ -26,9 +26,11 @@ from farloom_tasks.core import clicks as contract
 from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
-from farloom_tasks.pipeline import slice_aggregation
+from farloom_tasks.pipeline import slice_aggregation, slice_rollup_builds
 from farloom_tasks.stores import agg_reads
+from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.raw import RawStore
+from tests.support.minute_checks import set_watermark
 from tests.support.stack import PROJECT_ROOT, Stack
 
 DASHBOARD = PROJECT_ROOT / "deploy/grafana/dashboards/farloom.json"
@@ -74,8 +76,8 @@ def feed() -> list[Click]:
 
 
 def write_slices(stack: Stack, clicks: list[Click]) -> None:
-    """The clicks in raw (the ads catalog from their owners), then every minute's slices
-    and their rollups, made by the slice writer."""
+    """The clicks in raw (the ads catalog from their owners), then every minute's slices,
+    made by the slice writer, and some of their rollups, by the builder."""
     raw = RawStore(stack.engine(), stack.settings.shard_count)
     try:
         raw.commit_batch([contract.Click(f"g-{i}", c.ad_id, c.minute + i % 60 + 0.5,
@@ -85,11 +87,24 @@ def write_slices(stack: Stack, clicks: list[Click]) -> None:
                           for i, c in enumerate(clicks)])
     finally:
         raw.close()
+    slices = parse_dimensions("country,device,country*device")
     for minute in sorted({c.minute for c in clicks}):
         slice_aggregation.aggregate(
-            stack.engine(), parse_dimensions("country,device,country*device"), minute=minute,
+            stack.engine(), slices, minute=minute,
             revision=1, partition_hours=stack.settings.minute_partition_hours,
             work_mem_mb=stack.settings.slice_work_mem_mb)
+    # The rollup builder, as beat's sweep would run it: the day before BASE's (with its
+    # hours) and the hour before BASE's are built, the rest is left to be read from
+    # minutes, so every panel reads both.
+    set_watermark(stack, max(c.minute for c in clicks))
+    names = slice_store.slice_names(slices)
+    day = slice_rollup_builds.build_period(stack.engine(), names, "day",
+                                           start_of(BASE, DAY) - DAY)
+    hour = slice_rollup_builds.build_period(stack.engine(), names, "hour", BASE - HOUR)
+    assert ("day", start_of(BASE, DAY) - DAY, "country", 0) not in day.periods  # rows made
+    assert {(g, p) for g, p, _, _ in day.periods + hour.periods} == {
+        ("day", start_of(BASE, DAY) - DAY), ("hour", BASE - HOUR),
+        *(("hour", start_of(BASE, DAY) - DAY + h * HOUR) for h in range(24))}
 
 
 def interpolate(sql: str, variables: Mapping[str, dict[str, Any]],
