@@ -31,16 +31,22 @@ minute is handed to ``recompute_slices``, which recomputes it at once at a fresh
 revision (a recompute at the minute's own revision would be refused as not
 newer); the findings go to ``agg.reconciliation_slice_findings``.
 
-Also in that snapshot, every slice's hour and day rollup rows that the range
-touches are checked against the sum of their minutes in ``agg.slice_values``
-(``stores/slice_rollups.py``; only periods whose slice partitions minute
-retention has not dropped), per (grain, period, slice), whatever FARLOOM_DIMENSIONS
-says now: the slice writer keeps them equal at every commit, so a difference is
-damage. Each differing one is recomputed from its minutes at once, in its own
-transaction holding the slices lock of every minute it covers, before any slice
-minute is recomputed (a recompute adds its difference to rollups that are then
-right, or were rebuilt from what it replaces); the findings go to
-``agg.reconciliation_slice_rollup_findings``.
+Also in that snapshot, the slice rollups of every *built* hour and day the range
+touches (``agg.slice_rollup_periods``; stores/slice_rollups.py; only periods whose
+slice partitions minute retention has not dropped), per (grain, period, slice),
+whatever FARLOOM_DIMENSIONS says now. Unbuilt periods have no rows to check. Each
+run makes the cheap check: the value totals against the sum of their minutes'
+``agg.slice_values.clicks`` (rows, not their arrays), and the ad rows summed per
+value against the totals. The full per-ad check (an hour's ad rows against its
+minutes' unnested arrays, a day's against its hours' rows) is made once per built
+period, for at most ``FULL_CHECKS_PER_GRAIN`` of each grain a run, and the period
+then marked ``fully_checked_at``. The builder and the writer keep built rollups
+equal at every commit, so a difference is damage. Each differing one is recomputed
+at once (an hour from its minutes, a day from its hours, which are checked and
+repaired first), in its own transaction holding the slices lock of every minute it
+covers, before any slice minute is recomputed (a recompute adds its difference to
+rollups that are then right, or were rebuilt from what it replaces); the findings
+go to ``agg.reconciliation_slice_rollup_findings``.
 """
 
 from __future__ import annotations
