@@ -1,28 +1,44 @@
-"""Hour and day rollups of the slices (adapter): keep, check, repair.
+"""Hour and day rollups of the slices (adapter): build, keep, check, repair.
 
 ``agg.slice_ad_clicks_per_hour`` / ``_per_day`` hold, per (slice, value, UTC hour
 or day, ad), the ad's clicks in that value summed over the ``agg.slice_values``
 minutes the period covers; ``agg.slice_totals_per_hour`` / ``_per_day`` the
-value's clicks (migration 0013). The invariant, true at every commit, is the one
-of the per-ad rollups (stores/rollups.py): each row equals the sum of its minutes,
-for minutes whose ``agg.slice_values`` partition minute retention has not dropped
-(the rollups outlive those, unchanged). A row exists only with clicks.
+value's clicks (migration 0013). They exist only for the (grain, period, slice)
+marked built in ``agg.slice_rollup_periods``; for those the invariant, true at
+every commit, is the one of the per-ad rollups (stores/rollups.py): each row equals
+the sum of its minutes, for minutes whose ``agg.slice_values`` partition minute
+retention has not dropped (the rollups outlive those, unchanged). A row exists only
+with clicks.
 
-Kept by difference, in the statement of the slice writer (stores/slices.py) that
-replaces a minute's slice rows: its ``DELETE ... RETURNING`` gives the old arrays,
-its ``INSERT ... RETURNING`` the new ones; ``WRITER_STEPS`` unnests both, sums
-new minus old per (slice, value, ad) and adds that to the hour rows, the day rows,
-the hour totals and the day totals, in that order and each sorted by key, so that
-writers of two minutes of one hour lock rollup rows in one order and cannot
-deadlock. Rows that fell to 0 are deleted by a second statement (``drop_zeros``),
-sent only when one did.
+Built once (``build``, called by pipeline/slice_rollup_builds.py): an hour from its
+minutes by one ``INSERT ... SELECT ... GROUP BY`` over their unnested arrays, a day
+from its 24 built hours' rows, each with its mark, in a transaction that holds the
+slices lock of every minute the period covers. Kept after that by difference, in
+the statement of the slice writer (stores/slices.py) that replaces a minute's slice
+rows: ``WRITER_STEPS`` reads the marks of the minute's hour and day first, and for
+the slices marked built only, unnests the old arrays (``DELETE ... RETURNING``) and
+the new ones (``INSERT ... RETURNING``), sums new minus old per (slice, value, ad)
+and adds that to the hour rows, the day rows, the hour totals and the day totals, in
+that order and each sorted by key, so that writers of two minutes of one hour lock
+rollup rows in one order and cannot deadlock. With no mark it unnests nothing. Rows
+that fell to 0 are deleted by a second statement (``drop_zeros``), sent only when
+one did.
 
-Checked and repaired by reconciliation (pipeline/reconcile.py) per (grain,
-period, slice): ``compare`` is one statement per grain, so one snapshot, in which
-rollups and minutes agree unless something other than the writer changed them;
-``repair`` recomputes one (grain, period, slice) from ``agg.slice_values`` while
+Exactly once: the builder holds every covered minute's slices lock from before the
+statement that sums the minutes to its commit; the writer holds its minute's lock
+and reads the marks in a statement run after taking it (READ COMMITTED: a snapshot
+later than the lock). So a writer either committed before the build (summed by it,
+and saw no mark) or runs after it (sees the mark and the built rows, adds its
+difference): never both, never neither (pipeline/slice_rollup_builds.py).
+
+Checked and repaired by reconciliation (pipeline/reconcile.py) per built (grain,
+period, slice): ``compare`` makes the cheap check (totals against the minutes'
+value clicks, ad rows summed against the totals) for every built period of its
+range and the full per-ad check for a few never fully checked; ``repair``
+recomputes one (an hour from ``agg.slice_values``, a day from its hours) while
 holding the slices lock of every minute the period covers. Only periods whose
-``agg.slice_values`` partitions are all still attached are checked or repaired.
+``agg.slice_values`` partitions are all still attached are built, checked or
+repaired.
 """
 
 from __future__ import annotations
