@@ -57,7 +57,7 @@ class AggregateOptions:
     write_docs: bool = False
     docs: Path = DOCS_PATH  # the Markdown file write_docs updates
     slice_runs: int = 2  # runs of the slice close alone, per state of the stored data
-    history_minutes: int = 180  # earlier minutes loaded before the slice close is timed again
+    history_minutes: int = 60  # earlier minutes loaded before the slice close is timed again
     history_clicks: int = 20_000  # clicks in each of those minutes
     report: Path | None = None  # also write the figures as JSON here
     command_line: str = "farloom bench aggregate"  # how it was run, quoted in the report
