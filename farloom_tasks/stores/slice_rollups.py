@@ -178,8 +178,11 @@ _LO, _HI = "to_timestamp(%(lo)s)", "to_timestamp(%(hi)s)"
 # --- Building --------------------------------------------------------------------
 
 # Whether one (grain, period, slice) can be built now: every minute closed, every
-# agg.slice_values partition attached, every claimed revision of its minutes
-# sliced (an hour), or its 24 hours built (a day); and whether it already is.
+# agg.slice_values partition attached, the latest claimed revision of each of its
+# minutes sliced (an hour), or its 24 hours built (a day); and whether it already is.
+# A slice task writes every stale slice of its minute at its revision in one
+# transaction, so "sliced" is any slice at that revision: a slice added to
+# FARLOOM_DIMENSIONS later, which old minutes never get, does not hold a build back.
 _READINESS = f"""
 SELECT coalesce((SELECT closed_through FROM agg.watermark WHERE id = 1)
                 >= {_HI} - interval '1 minute', false),
@@ -189,7 +192,7 @@ SELECT coalesce((SELECT closed_through FROM agg.watermark WHERE id = 1)
                 WHERE c.minute >= {_LO} AND c.minute < {_HI}
                   AND c.started_revision IS NOT NULL
                   AND NOT EXISTS (SELECT 1 FROM agg.slice_minutes m
-                                  WHERE m.minute = c.minute AND m.slice = %(slice)s
+                                  WHERE m.minute = c.minute
                                     AND m.revision >= c.started_revision))
             ELSE (SELECT count(*) FROM agg.slice_rollup_periods
                   WHERE grain = 'hour' AND slice = %(slice)s

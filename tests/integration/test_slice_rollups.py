@@ -209,6 +209,34 @@ def test_a_late_click_after_the_build_adjusts_the_rollups_exactly_and_before_it_
     assert_rollups_are(stack, expected_rollups(kept, DEFAULT, built))
 
 
+def test_an_hour_waits_for_a_claimed_revision_of_a_minute_to_be_sliced_and_for_its_close(
+        stack: Stack) -> None:
+    hour = _past_hour()
+    minutes = [hour + 7 * MINUTE, hour + 8 * MINUTE]
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"p{m}", 40)]
+    writer.write(clicks)
+    for minute in minutes:
+        _write_slices(stack, minute, DEFAULT)
+    set_watermark(stack, hour + HOUR - 2 * MINUTE)  # its last minute is not closed yet
+    _build(stack, "hour", hour)
+    assert marks(stack) == set()
+
+    set_watermark(stack, hour + HOUR)
+    # A newer revision of a minute is claimed and its slice task has not run yet.
+    sql(stack, "INSERT INTO agg.minute_closes (minute, attempts, started_revision) "
+        "VALUES (:m, 1, nextval('agg.revision_seq'))", m=to_datetime(minutes[1]))
+    _build(stack, "hour", hour)
+    assert marks(stack) == set() and rollups_in(stack) == {}
+
+    late = _clicks(minutes[1], "late", 20)
+    writer.write(late)
+    _write_slices(stack, minutes[1], DEFAULT)  # a fresh revision, newer than the claim
+    _build(stack, "hour", hour)
+    assert marks(stack) == every_slice("hour", hour)
+    assert_rollups_are(stack, expected_rollups(clicks + late, DEFAULT, {("hour", hour)}))
+
+
 def _many_clicks(minute: int, prefix: str, ads: int, dropped: int = 0) -> list[Click]:
     """Clicks on ``ads`` ads over ``minute`` in every country and device, with owners
     (ads past ``dropped`` only): thousands of (value, ad) rows per minute."""
