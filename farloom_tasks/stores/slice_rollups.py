@@ -316,6 +316,14 @@ WITH RECURSIVE hours AS (
 SELECT 'hour', extract(epoch FROM h.hour)::bigint FROM hours h
 WHERE h.hour + interval '59 minutes'
       <= (SELECT closed_through FROM agg.watermark WHERE id = 1)
+  AND NOT EXISTS (
+      -- a minute whose latest claimed revision is not sliced yet: not a candidate, so
+      -- hours held back (a failed slice task) never crowd newer ones out of the limit
+      SELECT 1 FROM agg.minute_closes c
+      WHERE c.minute >= h.hour AND c.minute < h.hour + interval '1 hour'
+        AND c.started_revision IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM agg.slice_minutes m
+                        WHERE m.minute = c.minute AND m.revision >= c.started_revision))
   AND (SELECT count(*) FROM agg.slice_rollup_periods p
        WHERE p.grain = 'hour' AND p.period = h.hour AND p.slice = ANY(%(names)s::text[]))
       < cardinality(%(names)s::text[])

@@ -22,6 +22,7 @@ from farloom_tasks.core.dimensions import Slice
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.windows import MINUTE, minute_of, to_datetime
 from farloom_tasks.pipeline import reconcile, retention, slice_aggregation, slice_rollup_builds
+from farloom_tasks.stores import slice_rollups
 from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.transactions import transaction
 from tests.integration.test_slices import (
@@ -177,6 +178,21 @@ def test_an_hour_is_built_by_the_worker_after_its_last_minute_and_equals_the_cli
     assert ("day", start_of(hour, DAY)) not in {(k[0], k[1]) for k in rollups_in(stack)}
 
 
+def test_the_slice_task_of_a_days_last_minute_builds_its_last_hour_then_the_day(
+        stack: Stack, celery_worker: Any) -> None:
+    day = start_of(time.time() - 5 * DAY, DAY)
+    minutes = [day + 5 * HOUR + 10 * MINUTE, day + DAY - MINUTE]
+    set_watermark(stack, day + DAY)
+    writer, _ = durable_writer(stack)
+    clicks = [c for m in minutes for c in _clicks(m, f"d{m}", 45)]
+    writer.write(clicks)
+    _write_slices(stack, minutes[0], DEFAULT)  # no trigger: not an hour's last minute
+    _slice_task(stack, minutes[1])  # the day's last minute
+    periods = {("hour", h) for h in range(day, day + DAY, HOUR)} | {("day", day)}
+    wait_built(stack, set().union(*(every_slice(g, p) for g, p in periods)))
+    assert_rollups_are(stack, expected_rollups(clicks, DEFAULT, periods))
+
+
 def test_a_late_click_after_the_build_adjusts_the_rollups_exactly_and_before_it_counts_once(
         stack: Stack, celery_worker: Any) -> None:
     hour = _past_hour()
@@ -209,6 +225,15 @@ def test_a_late_click_after_the_build_adjusts_the_rollups_exactly_and_before_it_
     assert_rollups_are(stack, expected_rollups(kept, DEFAULT, built))
 
 
+def _sweep_candidates(stack: Stack) -> list[tuple[str, int]]:
+    engine = stack.engine()
+    try:
+        with transaction(engine) as cursor:
+            return slice_rollups.unbuilt(cursor, slice_store.slice_names(DEFAULT), 100)
+    finally:
+        engine.dispose()
+
+
 def test_an_hour_waits_for_a_claimed_revision_of_a_minute_to_be_sliced_and_for_its_close(
         stack: Stack) -> None:
     hour = _past_hour()
@@ -228,10 +253,13 @@ def test_an_hour_waits_for_a_claimed_revision_of_a_minute_to_be_sliced_and_for_i
         "VALUES (:m, 1, nextval('agg.revision_seq'))", m=to_datetime(minutes[1]))
     _build(stack, "hour", hour)
     assert marks(stack) == set() and rollups_in(stack) == {}
+    assert _sweep_candidates(stack) == []  # nor does the sweep look at it
+
 
     late = _clicks(minutes[1], "late", 20)
     writer.write(late)
     _write_slices(stack, minutes[1], DEFAULT)  # a fresh revision, newer than the claim
+    assert _sweep_candidates(stack) == [("hour", hour)]
     _build(stack, "hour", hour)
     assert marks(stack) == every_slice("hour", hour)
     assert_rollups_are(stack, expected_rollups(clicks + late, DEFAULT, {("hour", hour)}))
