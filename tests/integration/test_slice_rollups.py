@@ -501,6 +501,12 @@ def test_slice_rollups_outlive_dropped_slice_minutes_and_reconciliation_then_ski
     assert [r[0] for r in sql(stack, "SELECT DISTINCT minute FROM agg.slice_values "
                               "ORDER BY 1")] == [to_datetime(m) for m in kept]
     assert_rollups_are(stack, want)  # the rollups are now the only record of old minutes
+    # An hour over a dropped partition is never built (it would read as no clicks).
+    empty_old_hour = start_of(old_hour, DAY) + 7 * HOUR
+    sql(stack, "DELETE FROM agg.slice_rollup_periods WHERE grain = 'hour' AND period = :h",
+        h=to_datetime(empty_old_hour))
+    _build(stack, "hour", empty_old_hour)
+    assert not any(p == empty_old_hour for _, p, _ in marks(stack))
 
     # Damage one row of each day: only the kept day can still be checked and repaired.
     for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
