@@ -12,8 +12,8 @@ missing) is in no value of that slice.
 ``agg.slice_minutes`` holds the revision each (minute, slice) was computed at;
 ``write`` replaces a slice's rows only for a newer revision, under the
 minute's slices lock, so a task run twice or out of order changes nothing, and
-in the same statement adds the change to the hour and day slice rollups
-(stores/slice_rollups.py).
+in the same statement adds the change to the hour and day slice rollups of the
+periods already built for that slice (stores/slice_rollups.py).
 Every function runs in the caller's transaction (its cursor).
 """
 
@@ -140,7 +140,11 @@ def set_work_mem(cursor: Any, megabytes: int) -> None:
 def write(cursor: Any, slices: Sequence[Slice], minute: int, revision: int,
           names: Sequence[str]) -> None:
     """Replace ``minute``'s rows of the slices ``names`` with raw's, as ``revision``, and
-    add the change, new minus old, to the slice rollups (stores/slice_rollups.py).
+    add the change, new minus old, to the slice rollups of the minute's hour and day
+    where they are built for the slice (stores/slice_rollups.py: the marks are read in
+    this statement, after the caller took the minute's slices lock, which is what
+    makes a concurrent build and this write count the minute once). An unbuilt hour
+    costs nothing here.
 
     One statement: the old rows are deleted first (the insert waits on a one-time
     filter over the delete), so the new rows of the same keys insert without
