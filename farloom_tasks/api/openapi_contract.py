@@ -24,7 +24,15 @@ from pydantic import BaseModel
 from farloom_tasks.api.response_bodies import BadRequestBody, ErrorBody
 from farloom_tasks.core.clicks import MAX_ID_CHARS
 from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
-from farloom_tasks.core.slice_filters import COUNTRY_PATTERN, DEVICE_PATTERN, OWNER_ID_PATTERN
+from farloom_tasks.core.slice_filters import (
+    ANY_DIMENSION_PATTERN,
+    COUNTRY_PATTERN,
+    DEVICE_PATTERN,
+    DIMENSION_PARAM,
+    MAX_DIMENSION_FILTERS,
+    OWNER_ID_PATTERN,
+    dimension_pattern,
+)
 
 # A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
 # characters only), and PostgreSQL refuses a NUL in text outright: such an id is a 400.
@@ -41,7 +49,9 @@ _MEANINGS = {
          "with `from`/`to`, `to` without `from` (conflicting_parameters); or filters it "
          "cannot serve: two whose combination is not a configured slice "
          "(unconfigured_combination), a filter whose slice is not configured "
-         "(unconfigured_filter; such a filter is left out of this document). "
+         "(unconfigured_filter; such a filter is left out of this document, and a custom "
+         "dimension not configured alone out of the `dimension` pattern), one custom "
+         "dimension given twice (duplicate_filter). "
          "`detail` says what to send instead.",
     401: "No API key, or not a valid one: send `Authorization: Bearer <key>`.",
     403: "A valid key, but an advertiser's: this is for admin keys.",
@@ -109,6 +119,22 @@ def filter_query(param: str) -> Any:
                  json_schema_extra={"pattern": pattern})
 
 
+def dimension_query() -> Any:
+    """The custom dimensions' filter (core.slice_filters.parse_dimension_filters): one
+    repeatable parameter, so the document's parameters are the same whatever
+    FARLOOM_DIMENSIONS names. Its items' pattern takes any name the contract does;
+    ``document_truthfully`` narrows it to the configured ones."""
+    return Query(alias=DIMENSION_PARAM,
+                 description="a custom dimension's value, as NAME:VALUE (`os:13`; the value "
+                             "as the clicks carried it, case-sensitive); repeat it for a "
+                             "combination. Alone, or with others (country, device, more "
+                             "dimensions) where their combination is a configured slice "
+                             "(FARLOOM_DIMENSIONS); empty means absent",
+                 json_schema_extra={"items": {"type": "string",
+                                              "pattern": ANY_DIMENSION_PATTERN},
+                                    "maxItems": MAX_DIMENSION_FILTERS})
+
+
 def owner_id_path(what: str) -> Any:
     return PathParam(min_length=1, max_length=MAX_ID_CHARS,
                      description=f"the {what} id, as the clicks carried it (URL-encoded; "
@@ -117,30 +143,39 @@ def owner_id_path(what: str) -> Any:
 
 
 def document_truthfully(app: FastAPI, *, open_mode: bool,
-                        unserved_filters: frozenset[str] = frozenset()) -> None:
+                        unserved_filters: frozenset[str] = frozenset(),
+                        custom_dimensions: tuple[str, ...] = ()) -> None:
     """Make ``app.openapi()`` (and so /openapi.json and /docs) leave out what FastAPI
     adds but the API never does (FastAPI's documented way: replace ``app.openapi``),
-    and the filters whose slice FARLOOM_DIMENSIONS does not configure."""
+    and the filters whose slice FARLOOM_DIMENSIONS does not configure: the
+    ``dimension`` pattern names only ``custom_dimensions`` (core.slice_filters.
+    documented_dimensions), and without any the parameter is left out."""
     generate = app.openapi  # FastAPI's own, cached until the routes change
 
     def truthful() -> dict[str, Any]:
-        return _amended(generate(), open_mode=open_mode, unserved_filters=unserved_filters)
+        return _amended(generate(), open_mode=open_mode, unserved_filters=unserved_filters,
+                        custom_dimensions=custom_dimensions)
 
     app.openapi = truthful  # type: ignore[method-assign]
 
 
 def _amended(document: dict[str, Any], *, open_mode: bool,
-             unserved_filters: frozenset[str] = frozenset()) -> dict[str, Any]:
+             unserved_filters: frozenset[str] = frozenset(),
+             custom_dimensions: tuple[str, ...] = ()) -> dict[str, Any]:
     """The document amended in place; running it twice changes nothing more."""
+    left_out = unserved_filters | ({DIMENSION_PARAM} if not custom_dimensions else set())
     for path_item in document["paths"].values():
         for operation in path_item.values():
             operation["responses"].pop("422", None)
             if "parameters" in operation:
                 operation["parameters"] = [
                     parameter for parameter in operation["parameters"]
-                    if not (parameter["in"] == "query" and parameter["name"] in unserved_filters)]
+                    if not (parameter["in"] == "query" and parameter["name"] in left_out)]
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _absent_not_null(parameter["schema"])
+                if parameter["in"] == "query" and parameter["name"] == DIMENSION_PARAM:
+                    parameter["schema"]["items"]["pattern"] = dimension_pattern(
+                        custom_dimensions)
             if open_mode:
                 operation.pop("security", None)
                 for only_with_keys in ("401", "403"):

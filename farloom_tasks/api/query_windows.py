@@ -53,6 +53,8 @@ WindowFrom = Annotated[str | None, contract.time_query(
     "from", "first minute (inclusive), instead of minutes")]
 WindowTo = Annotated[str | None, contract.time_query(
     "to", "last minute (inclusive); default: last closed")]
+# The custom dimensions' filter, `dimension=os:13` repeated (core.slice_filters).
+DimensionFilters = Annotated[list[str] | None, contract.dimension_query()]
 
 # The newest closed minute, or None: of agg.minute_totals, or of a slice.
 LastClosed = Callable[["sa.Connection"], "int | None"]

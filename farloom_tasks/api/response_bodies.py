@@ -140,9 +140,10 @@ class ErrorBody(BaseModel):
 # the document never sends one), or parameters each valid that make no window the API
 # serves (its rules across parameters, which a schema cannot state).
 # A filter (core.slice_filters) the API cannot serve has its own words: its slice or
-# combination is not configured.
+# combination is not configured, or one dimension is given twice (`dimension=os:1&
+# dimension=os:2`: a schema cannot say that items differ in their names).
 Reason = Literal["malformed", "reversed_window", "window_too_long", "conflicting_parameters",
-                 "unconfigured_filter", "unconfigured_combination"]
+                 "unconfigured_filter", "unconfigured_combination", "duplicate_filter"]
 
 
 class BadRequestBody(BaseModel):

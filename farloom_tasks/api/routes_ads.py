@@ -2,11 +2,12 @@
 
 Unfiltered, they read the per-ad counts and their rollups (stores/agg_reads.py, or
 stores/advertiser_reads.py for an advertiser's key). A filter (core.slice_filters)
-reads its slice instead (stores/slice_reads.py) with the same windows and bounds:
-the top tiles its window as the unfiltered one does (whole days and hours from the
-slice's rollups, edge minutes from its minute rows), and the series is per minute,
-hour or day (docs/design.md §2.10, "Filters"). An advertiser's key counts its own
-ads only, whatever the filter.
+reads its slice instead (stores/slice_reads.py) with the same windows and bounds,
+a custom dimension's (``dimension=os:13``) as a built-in one's: the top tiles its
+window as the unfiltered one does (whole days and hours from the slice's rollups,
+edge minutes from its minute rows), and the series is per minute, hour or day
+(docs/design.md §2.10, "Filters"). An advertiser's key counts its own ads only,
+whatever the filter.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from farloom_tasks.api.query_windows import (
     MAX_TREND_MINUTES,
     At,
     BadRequest,
+    DimensionFilters,
     From,
     Granularity,
     To,
@@ -56,10 +58,10 @@ def filter_params(
 Filters = Annotated[dict[str, str | None], Depends(filter_params)]
 
 
-def selection(filters: dict[str, str | None],
+def selection(filters: dict[str, str | None], dimension: list[str] | None,
               configured: Sequence[Slice]) -> slice_filters.Selection | None:
     try:
-        return slice_filters.select(filters, configured)
+        return slice_filters.select(filters, configured, dimension or ())
     except slice_filters.FilterError as exc:
         raise BadRequest(str(exc), cast(bodies.Reason, exc.reason)) from None
 
@@ -71,12 +73,13 @@ def router(engine: db.Engine, configured: Sequence[Slice]) -> APIRouter:
                 summary="Exact top N ads over the M minutes ending at `at`, or from `from` "
                         "to `to`; optionally within a slice's value (a filter)",
                 responses=contract.answers(bodies.TopAds, 400, 401, 404, 503))
-    def top(filters: Filters, n: TopN = 100, minutes: WindowMinutes = None, at: At = None,
-            first_text: WindowFrom = None, last_text: WindowTo = None,
+    def top(filters: Filters, dimension: DimensionFilters = None, n: TopN = 100,
+            minutes: WindowMinutes = None, at: At = None, first_text: WindowFrom = None,
+            last_text: WindowTo = None,
             trend: Annotated[int, Query(ge=0, le=MAX_TREND_MINUTES,
                                         description="minutes of per-ad trend to include")]
             = 0, *, caller: Authenticated) -> dict[str, Any]:
-        chosen = selection(filters, configured)
+        chosen = selection(filters, dimension, configured)
         with engine.connect() as conn:
             if chosen is None:
                 first, last = top_window(conn, minutes, at, first_text, last_text)
@@ -119,11 +122,11 @@ def router(engine: db.Engine, configured: Sequence[Slice]) -> APIRouter:
                         "optionally within a slice's value (a filter)",
                 responses=contract.answers(bodies.AdClicks, 400, 401, 404, 503))
     def ad_clicks(ad_id: Annotated[str, contract.ad_id_path()], filters: Filters,
-                  first_text: From = None, last_text: To = None,
+                  dimension: DimensionFilters = None, first_text: From = None, last_text: To = None,
                   granularity: Granularity = "minute", *,
                   caller: Authenticated) -> dict[str, Any]:
         id_param(ad_id, "ad_id")  # before any query: PostgreSQL refuses a NUL outright
-        chosen = selection(filters, configured)
+        chosen = selection(filters, dimension, configured)
         grain = GRAINS[granularity]
         with engine.connect() as conn:
             # Another advertiser's ad answers exactly as an ad nobody has: ids do not leak.

@@ -1,19 +1,25 @@
 """The query API's filters: which slice and value a request's filters select. Pure.
 
 ``GET /v1/ads/top`` and ``GET /v1/ads/{ad_id}/clicks`` take ``country``, ``device``,
-``campaign_id`` and ``advertiser_id`` (docs/design.md §2.10, "Filters"). A filter
-reads one slice of ``agg.slice_values`` (migration 0012):
+``campaign_id`` and ``advertiser_id``, and a custom dimension (core/custom_dimensions.py)
+as a repeatable ``dimension=NAME:VALUE`` (docs/design.md §2.10, "Filters"): one
+parameter for every custom name, so the OpenAPI document keeps its parameters
+whatever FARLOOM_DIMENSIONS names. A filter reads one slice of ``agg.slice_values``
+(migration 0012):
 
-- one filter selects its own slice: ``country``/``device`` when FARLOOM_DIMENSIONS
-  configures it (core/dimensions.py), ``campaign``/``advertiser`` always;
-- several filters select their combination (``country*device``, value ``US*mobile``)
-  only where that combination is configured; campaign and advertiser combine with
+- one filter selects its own slice: ``country``/``device``/a custom dimension when
+  FARLOOM_DIMENSIONS configures it (core/dimensions.py), ``campaign``/``advertiser``
+  always;
+- several filters select their combination (``country*device``, value ``US*mobile``;
+  ``device*os``, value ``mobile*13``) only where that combination is configured,
+  named in core.dimensions' canonical order; campaign and advertiser combine with
   nothing (they are not click dimensions).
 
 Values are checked and normalised as the click contract stores them (country
-upper-case, device lower-case), so ``us`` finds the clicks of ``US``. The patterns
-below are what the OpenAPI document gives each filter, so a value the document
-allows is one the API takes.
+upper-case, device lower-case), so ``us`` finds the clicks of ``US``; a custom value
+is an opaque label, matched exactly (case-sensitive). The patterns below are what
+the OpenAPI document gives each filter, so a value the document allows is one the
+API takes.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from farloom_tasks.core import custom_dimensions
 from farloom_tasks.core.clicks import DEVICES, MAX_ID_CHARS
 from farloom_tasks.core.countries import ISO_3166_ALPHA2
-from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice
+from farloom_tasks.core.dimensions import COMBINATION_SEPARATOR, Slice, is_custom
 
 # The request parameter -> the slice it reads. Owner slices exist whatever the setting.
 FILTER_SLICES = {"country": "country", "device": "device",
@@ -33,6 +40,11 @@ OWNER_SLICES = ("campaign", "advertiser")
 # Reasons of a 400 (api/response_bodies.Reason).
 UNCONFIGURED_FILTER = "unconfigured_filter"
 UNCONFIGURED_COMBINATION = "unconfigured_combination"
+DUPLICATE_FILTER = "duplicate_filter"
+# The custom dimensions' parameter: `dimension=os:13`, repeated for a combination.
+DIMENSION_PARAM = "dimension"
+DIMENSION_NAME_SEPARATOR = ":"  # no name holds it (core.custom_dimensions.NAME_PATTERN)
+MAX_DIMENSION_FILTERS = custom_dimensions.MAX_ENTRIES  # a click holds no more
 
 
 def _either_case(word: str) -> str:
@@ -53,6 +65,11 @@ COUNTRY_PATTERN = f"^$|{_country_pattern()}"
 DEVICE_PATTERN = f"^$|^(?:{'|'.join(_either_case(d) for d in sorted(DEVICES))})$"
 # As an ad id in a path: no control character (PostgreSQL refuses a NUL in text).
 OWNER_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# A custom value as the contract takes it, but for printability, which no JSON-schema
+# pattern can state: a value the pattern allows and no click can carry matches nothing.
+CUSTOM_VALUE_PATTERN = (rf"[^\x00-\x1f\x7f-\x9f{custom_dimensions.FORBIDDEN_IN_VALUE}]"
+                        rf"{{1,{custom_dimensions.MAX_VALUE_CHARS}}}")
+_CUSTOM_VALUE = re.compile(rf"{CUSTOM_VALUE_PATTERN}\Z")
 _PATTERNS = {"country": re.compile(COUNTRY_PATTERN), "device": re.compile(DEVICE_PATTERN),
              "campaign_id": re.compile(OWNER_ID_PATTERN),
              "advertiser_id": re.compile(OWNER_ID_PATTERN)}
@@ -64,6 +81,28 @@ class FilterError(ValueError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def dimension_pattern(names: Sequence[str]) -> str:
+    """The pattern of one ``dimension`` item whose name is one of ``names``; an empty
+    item means the filter is left out, as every filter's does."""
+    alternatives = "|".join(re.escape(name) for name in sorted(names))
+    return (f"^$|^(?:{alternatives}){re.escape(DIMENSION_NAME_SEPARATOR)}"
+            f"{CUSTOM_VALUE_PATTERN}$")
+
+
+# Any name the contract takes: what the parameter's declaration gives before the
+# document narrows it to the configured names (documented_dimensions).
+ANY_DIMENSION_PATTERN = (f"^$|^[a-z][a-z0-9_]{{0,31}}{re.escape(DIMENSION_NAME_SEPARATOR)}"
+                         f"{CUSTOM_VALUE_PATTERN}$")
+
+
+def documented_dimensions(configured: Sequence[Slice]) -> tuple[str, ...]:
+    """The custom dimensions that can be given alone (configured as a slice of their own):
+    the document's ``dimension`` pattern names only these, as it lists only the
+    built-in filters that can be given alone (``filterable``)."""
+    return tuple(sorted(s.name for s in configured
+                        if not s.is_combination and is_custom(s.name)))
 
 
 @dataclass(frozen=True)
@@ -100,22 +139,60 @@ def _normalised(param: str, value: str) -> str:
     return value.lower() if param == "device" else value
 
 
-def select(filters: Mapping[str, str | None], configured: Sequence[Slice]) -> Selection | None:
+def parse_dimension_filters(items: Sequence[str]) -> dict[str, str]:
+    """The custom dimension -> value of ``dimension=NAME:VALUE`` items ("" left out)."""
+    given = [item for item in items if item != ""]
+    if len(given) > MAX_DIMENSION_FILTERS:
+        raise FilterError(f"{DIMENSION_PARAM}: {len(given)} filters; at most "
+                          f"{MAX_DIMENSION_FILTERS} (a click holds no more dimensions)")
+    parsed: dict[str, str] = {}
+    for item in given:
+        name, separator, value = item.partition(DIMENSION_NAME_SEPARATOR)
+        if not separator:
+            raise FilterError(f"{DIMENSION_PARAM}: {item[:80]!r} is not NAME:VALUE "
+                              "(e.g. os:13)")
+        if not is_custom(name) or name in FILTER_SLICES:
+            raise FilterError(f"{DIMENSION_PARAM}: {name!r} is built in; filter it with "
+                              f"{name}= instead")
+        problem = custom_dimensions.name_problem(name)
+        if problem is not None:
+            raise FilterError(f"{DIMENSION_PARAM}: {problem}")
+        if _CUSTOM_VALUE.match(value) is None:
+            raise FilterError(
+                f"{DIMENSION_PARAM}: {name}'s value {value[:80]!r} must be 1-"
+                f"{custom_dimensions.MAX_VALUE_CHARS} characters, without control "
+                f"characters or {custom_dimensions.FORBIDDEN_IN_VALUE!r}")
+        if name in parsed:
+            raise FilterError(f"{DIMENSION_PARAM}: {name!r} is given twice; a slice has one "
+                              "value per dimension", DUPLICATE_FILTER)
+        parsed[name] = value
+    return parsed
+
+
+def select(filters: Mapping[str, str | None], configured: Sequence[Slice],
+           dimension_filters: Sequence[str] = ()) -> Selection | None:
     """The slice and value the given filters read (None without any filter).
 
     ``filters`` maps parameter names of FILTER_SLICES to what was sent (None or "" when
-    left out). Raises FilterError naming the configured slices for a filter or a
-    combination that is not one.
+    left out); ``dimension_filters`` are the ``dimension=NAME:VALUE`` items. Raises
+    FilterError naming the configured slices for a filter or a combination that is not
+    one.
     """
     given = {param: _normalised(param, value) for param, value in filters.items()
              if value is not None and value != ""}
-    if not given:
+    custom = parse_dimension_filters(dimension_filters)
+    if not given and not custom:
         return None
     served = served_slices(configured)
     listed = ", ".join(served)
-    dimensions = [FILTER_SLICES[param] for param in given]
+    # The parameter each dimension came from, for the messages and Selection.filters.
+    params = {**{FILTER_SLICES[param]: param for param in given},
+              **{name: f"{DIMENSION_PARAM}={name}" for name in custom}}
+    by_dimension = {**{FILTER_SLICES[param]: value for param, value in given.items()},
+                    **custom}
+    dimensions = list(by_dimension)
     if len(dimensions) == 1:
-        (param, value), = given.items()
+        (param, value), = ((params[d], v) for d, v in by_dimension.items())
         if dimensions[0] not in served:
             raise FilterError(
                 f"{param}: the slice {dimensions[0]!r} is not configured (FARLOOM_DIMENSIONS); "
@@ -125,11 +202,10 @@ def select(filters: Mapping[str, str | None], configured: Sequence[Slice]) -> Se
     wanted = next((dims for dims in order if sorted(dims) == sorted(dimensions)), None)
     if wanted is None:
         raise FilterError(
-            f"{' and '.join(given)} together need the slice "
+            f"{' and '.join(params.values())} together need the slice "
             f"{COMBINATION_SEPARATOR.join(dimensions)!r}, which is not configured "
             f"(FARLOOM_DIMENSIONS; campaign and advertiser combine with nothing); the "
             f"configured slices are {listed}", UNCONFIGURED_COMBINATION)
-    by_dimension = {FILTER_SLICES[param]: value for param, value in given.items()}
     return Selection(COMBINATION_SEPARATOR.join(wanted),
                      COMBINATION_SEPARATOR.join(by_dimension[d] for d in wanted),
-                     tuple(given))
+                     tuple(params.values()))
