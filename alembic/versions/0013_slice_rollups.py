@@ -12,7 +12,11 @@ at every commit each row is the sum of the ``agg.slice_values`` minutes it cover
 - ``agg.slice_ad_clicks_per_hour`` / ``_per_day``: per (slice, value, hour|day,
   ad), the ad's clicks in that value over the period. Keyed by (slice, value,
   period, ad_id) and carrying the clicks, so a window's sum per ad for one value
-  is an index-only range scan of that value alone.
+  is an index-only range scan of that value alone. A second index,
+  ``slice_ad_clicks_per_{hour,day}_ranked`` on (slice, value, period, clicks
+  DESC, ad_id), gives each (slice, value, period) its rows in the top's rank
+  order, so a filtered top reads a built period by its head (its first rows and
+  the clicks of the next, docs/design.md §2.10) instead of every row of it.
 - ``agg.slice_totals_per_hour`` / ``_per_day``: per (slice, value, hour|day), the
   value's clicks (what per-campaign and per-advertiser totals over a range read).
 - ``agg.slice_rollup_periods``: per (grain, period, slice), the mark that the
@@ -54,6 +58,13 @@ def upgrade() -> None:
                 clicks   bigint      NOT NULL,
                 PRIMARY KEY (slice, value, {grain}, ad_id) INCLUDE (clicks)
             ) WITH (fillfactor = {ROLLUP_FILLFACTOR})
+        """)
+        # ad_id is COLLATE "C" already: the order is the contract's (clicks
+        # descending, then ad_id by code point), and every column is in the key,
+        # so a head is an index-only scan of its first rows.
+        op.execute(f"""
+            CREATE INDEX slice_ad_clicks_per_{grain}_ranked
+                ON agg.slice_ad_clicks_per_{grain} (slice, value, {grain}, clicks DESC, ad_id)
         """)
         op.execute(f"""
             CREATE TABLE agg.slice_totals_per_{grain} (

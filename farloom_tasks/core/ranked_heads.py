@@ -1,13 +1,15 @@
 """When the heads of ranked lists settle an exact top n (pure).
 
-A slice's minute row holds every ad of its value ranked by clicks, descending
-(migration 0012), so an ad beyond the first ``depth`` of a minute has at most the
-clicks of the minute's ad at ``depth + 1``: that minute's *bound*. Summing only the
-heads of a window's minutes (and every row of its whole hours and days, which are
-complete) gives each ad a *partial* sum and a *missing* bound, the sum of the bounds
-of the minutes whose head it is not in; its true clicks lie in
-``[partial, partial + missing]``, and an ad in no head at all has at most the sum of
-every minute's bound (*unseen*).
+A window is tiled into edge minutes and built hours and days (core.tiling), and
+every tile's rows can be read in rank order, clicks descending: a slice's minute row
+holds every ad of its value ranked (migration 0012), and a built period's rollup
+rows have an index in that order (migration 0013). So an ad beyond the first
+``depth`` of a tile has at most the clicks of the tile's ad at ``depth + 1`` (0 when
+it has no more): that tile's *bound*. Summing only the heads of a window's tiles
+gives each ad a *partial* sum and a *missing* bound, the sum of the bounds of the
+tiles whose head it is not in; its true clicks lie in ``[partial, partial +
+missing]``, and an ad in no head at all has at most the sum of every tile's bound
+(*unseen*). Whether a tile is a minute, an hour or a day does not matter here.
 
 The top n by partial is the exact top n when each of its ads is complete (missing 0)
 and every other ad is known to fall strictly below the n-th: an incomplete one by

@@ -6,7 +6,8 @@ value, hour|day), each ad's clicks (``agg.slice_ad_clicks_per_hour``/``_per_day`
 and the value's (``agg.slice_totals_per_hour``/``_per_day``), each the sum of the
 minute rows it covers at every commit (docs/design.md §3.1), so a window tiled by
 core.tiling sums to what its minutes would: whole days and hours from the rollups,
-edge minutes from the arrays, exactly as stores/agg_reads.py does unfiltered.
+edge minutes from the arrays, exactly as stores/agg_reads.py does unfiltered. A
+filtered top reads each of those tiles by its ranked head first (core.ranked_heads).
 
 A minute is closed for a slice once ``agg.slice_minutes`` has its row: slices are
 committed after the per-ad counts (docs/design.md §2.12), so a minute closed in
@@ -68,32 +69,54 @@ def _top_branch(i: int, run: Run, advertiser: str | None) -> str:
 
 
 def head_depths(n: int) -> tuple[int, ...]:
-    """How deep into each minute's ranked arrays a top of n reads before it reads them
-    whole: deep enough that a skewed value settles at once (docs/benchmarks.md,
-    "Filtered reads"), deeper once, then everything."""
+    """How deep into each tile's ranked rows (a minute's arrays, a built period's
+    ranked index) a top of n reads before it reads them whole: deep enough that a
+    skewed value settles at once (docs/benchmarks.md, "Filtered reads"), deeper once,
+    then everything."""
     return (max(1000, 10 * n), max(8000, 80 * n))
 
 
+def _period_heads(i: int, run: Run) -> str:
+    """Each built hour or day of the run as one tile's head: its first :depth + 1
+    rows in rank order (index slice_ad_clicks_per_{hour,day}_ranked, migration 0013,
+    so an index-only scan of that many rows), as arrays shaped like a minute's."""
+    table, column = _AD_ROLLUPS[run.grain]
+    return f"""
+            SELECT r.ids, r.clicks
+            FROM generate_series(:start{i}, :end{i} - make_interval(secs => {run.grain}),
+                                 make_interval(secs => {run.grain})) AS p(at),
+            LATERAL (
+                SELECT array_agg(t.ad_id ORDER BY t.clicks DESC, t.ad_id) AS ids,
+                       array_agg(t.clicks ORDER BY t.clicks DESC, t.ad_id) AS clicks
+                FROM (SELECT ad_id, clicks FROM {table}
+                      WHERE slice = :slice AND value = :value AND {column} = p.at
+                      ORDER BY clicks DESC, ad_id LIMIT :depth + 1) AS t
+            ) AS r"""
+
+
 def _heads_sql(runs: Sequence[Run]) -> str:
-    """The first :depth ads of each edge minute's arrays and every row of the whole
-    hours and days, summed per ad with its missing bound (core.ranked_heads), the top
-    :n by partial, and the bounds the decision needs, in one statement."""
+    """The first :depth ads of every tile (each edge minute's arrays, each built hour's
+    and day's ranked rows) and the tile's bound, summed per ad with its missing bound
+    (core.ranked_heads), the top :n by partial, and the bounds the decision needs, in
+    one statement. A period without rows for the value is a tile with no head and
+    bound 0 (array_agg over nothing is NULL)."""
+    ranked = []
     minutes = " OR ".join(f"(v.minute >= :start{i} AND v.minute < :end{i})"
                           for i, run in enumerate(runs) if run.grain == MINUTE)
-    complete = [f"SELECT ad_id, clicks, 0 AS bound FROM ({_top_branch(i, run, None)}) AS r{i}"
-                for i, run in enumerate(runs) if run.grain != MINUTE]
+    if minutes:
+        ranked.append("SELECT v.ad_ids AS ids, v.ad_clicks AS clicks FROM agg.slice_values v "
+                      f"WHERE v.slice = :slice AND v.value = :value AND ({minutes})")
+    ranked += [_period_heads(i, run) for i, run in enumerate(runs) if run.grain != MINUTE]
     return f"""
         WITH heads AS MATERIALIZED (
-            SELECT v.ad_ids[1:(:depth)] AS ids, v.ad_clicks[1:(:depth)] AS clicks,
-                   coalesce(v.ad_clicks[:depth + 1], 0) AS bound
-            FROM agg.slice_values v
-            WHERE v.slice = :slice AND v.value = :value AND ({minutes})
+            SELECT ranked.ids[1:(:depth)] AS ids, ranked.clicks[1:(:depth)] AS clicks,
+                   coalesce(ranked.clicks[:depth + 1], 0) AS bound
+            FROM ({' UNION ALL '.join(ranked)}) AS ranked
         ), unseen AS (
             SELECT coalesce(sum(bound), 0) AS bound FROM heads
         ), tiles AS (
             SELECT u.ad_id, u.clicks::int4 AS clicks, h.bound
             FROM heads h, unnest(h.ids, h.clicks) AS u(ad_id, clicks)
-            {''.join(' UNION ALL ' + branch for branch in complete)}
         ), per_ad AS (
             SELECT ad_id, sum(clicks) AS partial,
                    (SELECT bound FROM unseen) - sum(bound) AS missing,
@@ -107,15 +130,21 @@ def _heads_sql(runs: Sequence[Run]) -> str:
         FROM per_ad WHERE rank <= :n ORDER BY rank"""
 
 
+def _tiles(runs: Sequence[Run]) -> int:
+    return sum(run.units for run in runs)
+
+
 def top_ads_tiled(conn: sa.Connection, slice_name: str, value: str, runs: Sequence[Run], *,
                   n: int, advertiser: str | None) -> list[RankedAd]:
     """The exact top n ads of the value over the window the runs tile (core.tiling.tile):
     every run's rows (UNION ALL) summed per ad, ranked as §2.5 says, limited.
 
-    Edge minutes are first read by their heads only (core.ranked_heads), which settles
-    a skewed value's top from a small part of its arrays; when the heads do not settle
-    it, deeper heads, then the whole arrays. With an advertiser the arrays' order is
-    not that of its own ads, so its top reads them whole."""
+    Every tile, an edge minute or a built hour or day, is first read by its head only
+    (core.ranked_heads), which settles a skewed value's top from a small part of its
+    rows; when the heads do not settle it, deeper heads, then every row. A window of
+    one tile is its first n rows in rank order, exact without a decision. With an
+    advertiser the tiles' order is not that of its own ads, so its top reads them
+    whole."""
     if not runs:
         return []
     params: dict[str, Any] = {"slice": slice_name, "value": value, "n": n,
@@ -123,15 +152,17 @@ def top_ads_tiled(conn: sa.Connection, slice_name: str, value: str, runs: Sequen
     for i, run in enumerate(runs):
         params[f"start{i}"] = to_datetime(run.start)
         params[f"end{i}"] = to_datetime(run.end)
-    if advertiser is None and any(run.grain == MINUTE for run in runs):
+    if advertiser is None:
         statement = sa.text(_heads_sql(runs))
-        for depth in head_depths(n):
+        # One tile: its first n in rank order are its top n, whatever follows them.
+        depths = (n,) if _tiles(runs) == 1 else head_depths(n)
+        for depth in depths:
             found = conn.execute(statement, {**params, "depth": depth}).all()
             top = [Head(row.ad_id, int(row.partial), int(row.missing)) for row in found]
             other_upper = None if not found or found[0].other_upper is None else int(
                 found[0].other_upper)
             unseen = int(found[0].unseen) if found else 0
-            if settled(top, n, other_upper=other_upper, unseen=unseen):
+            if len(depths) == 1 or settled(top, n, other_upper=other_upper, unseen=unseen):
                 return [RankedAd(rank, head.ad_id, head.partial)
                         for rank, head in enumerate(top, 1)]
     branches = " UNION ALL ".join(_top_branch(i, run, advertiser) for i, run in enumerate(runs))

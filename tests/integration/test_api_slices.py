@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from farloom_tasks.core import clicks as contract
@@ -22,6 +23,7 @@ from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.windows import MINUTE, iso, minute_of
 from farloom_tasks.pipeline import slice_aggregation, slice_rollup_builds
+from farloom_tasks.stores import slice_reads
 from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.raw import RawStore
 from tests.integration.test_api import BASE, put_minute
@@ -501,3 +503,91 @@ def test_a_top_of_more_ads_than_its_heads_read_equals_the_clicks_settled_or_not(
             wanted = Counter(c.ad_id for c in clicks if c.country == country)
             assert top.status_code == 200, top.text
             assert as_rows(top.json()) == ranked(wanted)[:n], (country, n)
+
+
+# The same wide ads in three minutes of WIDE_DAY's first hour and one of the next day,
+# with WIDE_DAY built (its day and its 24 hours): more ads in a built hour or day than
+# a top's first heads read, so those tiles too are read by their ranked heads.
+WIDE_NEXT_DAY_MINUTE = WIDE_DAY + DAY + 5 * MINUTE
+# The last wide ad, past every head of the built tiles (it ties the rest and sorts
+# last), is heavy in one later minute: a top over both that ranks it by its head
+# alone, without the day's bound, would miss its clicks in the day.
+WIDE_LATE_MINUTE = WIDE_DAY + DAY + 40 * MINUTE
+
+
+def wide_built_clicks() -> list[Click]:
+    clicks = wide_clicks()
+    clicks += [Click(WIDE_NEXT_DAY_MINUTE, ad, "US", None) for ad in WIDE_ADS]
+    clicks += [Click(WIDE_NEXT_DAY_MINUTE, ad, "DE", None) for ad in WIDE_ADS[:1100]]
+    clicks += [Click(WIDE_LATE_MINUTE, WIDE_ADS[-1], "US", None)] * 70
+    return clicks
+
+
+def counted_top(stack: Stack, value: str, first: int, last: int,
+                n: int) -> tuple[list[list[object]], int, bool]:
+    """slice_reads' top of the country value over first..last, with how many heads
+    statements it ran and whether it read every row."""
+    statements: list[str] = []
+    engine = stack.engine()
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.connect() as conn:
+            runs = slice_reads.built_tiling(conn, "country", first, last + MINUTE)
+            statements.clear()
+            top = slice_reads.top_ads_tiled(conn, "country", value, runs, n=n, advertiser=None)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    heads = sum("WITH heads" in statement for statement in statements)
+    return ([[ad.rank, ad.ad_id, ad.clicks] for ad in top], heads,
+            len(statements) > heads)
+
+
+def test_built_hours_and_days_are_read_by_their_heads_settled_or_deeper(stack: Stack) -> None:
+    clicks = wide_built_clicks()
+    minutes = sorted({c.minute for c in clicks})
+    write_slices(stack, clicks, "country,device", minutes,
+                 dict.fromkeys(WIDE_ADS, ("wide", "wide-co")))
+    set_watermark(stack, max(minutes))
+    names = slice_store.slice_names(parse_dimensions("country,device"))
+    built = slice_rollup_builds.build_period(stack.engine(), names, "day", WIDE_DAY)
+    assert ("day", WIDE_DAY, "country") in {(g, p, s) for g, p, s, _ in built.periods}
+
+    def wanted(country: str, first: int, last: int) -> list[list[object]]:
+        return ranked(Counter(c.ad_id for c in clicks
+                              if c.country == country and first <= c.minute <= last))
+
+    one_hour = (WIDE_DAY, WIDE_DAY + HOUR - MINUTE)
+    one_day = (WIDE_DAY, WIDE_DAY + DAY - MINUTE)
+    day_and_edges = (WIDE_DAY, WIDE_DAY + DAY + 30 * MINUTE)
+    # Edge minutes of the first hour, 23 built hours without a row for the value (tiles
+    # with no head and bound 0), then edge minutes of the next day.
+    hours_and_edges = (WIDE_DAY + 11 * MINUTE, WIDE_DAY + DAY + 30 * MINUTE)
+    day_and_late = (WIDE_DAY, WIDE_DAY + DAY + 50 * MINUTE)
+    # (window, country, n) -> (heads statements, every row read): a single tile is its
+    # first n rows; US's heavy ads settle at once, but its 100th is level with the rest
+    # (as is any DE ad), and the late heavy ad is in its minute's head but not the
+    # day's, so those tops read deeper, where the heads are every row.
+    cases = {(one_hour, "US", 5): (1, False), (one_hour, "DE", 3): (1, False),
+             (one_day, "US", 100): (1, False), (one_day, "DE", 1000): (1, False),
+             (day_and_edges, "US", 5): (1, False), (day_and_edges, "US", 100): (2, False),
+             (day_and_edges, "DE", 3): (2, False), (hours_and_edges, "US", 5): (1, False),
+             (hours_and_edges, "DE", 3): (2, False), (hours_and_edges, "DE", 1000): (1, False),
+             (day_and_late, "US", 5): (2, False)}
+    for (span, country, n), reads in cases.items():
+        top, heads, whole = counted_top(stack, country, *span, n)
+        assert top == wanted(country, *span)[:n], (span, country, n)
+        assert (heads, whole) == reads, (span, country, n)
+    for client in serve(stack, api_open=True, dimensions="country,device"):
+        for span, read in ((one_hour, {"day": 0, "hour": 1, "minute": 0}),
+                           (day_and_edges, {"day": 1, "hour": 0, "minute": 31}),
+                           (day_and_late, {"day": 1, "hour": 0, "minute": 51})):
+            for country, n in (("US", 5), ("US", 100), ("DE", 3)):
+                top_ = client.get("/v1/ads/top", params={**window(*span), "country": country,
+                                                          "n": n})
+                assert top_.status_code == 200, top_.text
+                assert top_.json()["read"] == read
+                assert as_rows(top_.json()) == wanted(country, *span)[:n], (span, country)

@@ -60,3 +60,43 @@ def test_whenever_the_heads_settle_a_top_it_is_the_exact_one() -> None:
             exact = sorted(total.items(), key=lambda item: (-item[1], item[0]))[:n]
             assert [(h.ad_id, h.partial) for h in top] == exact, trial
     assert 50 < decided < 300  # both outcomes happen, so the check is exercised
+
+
+def test_heads_of_mixed_minute_and_period_tiles_settle_only_the_exact_top() -> None:
+    """A built hour (day) is one tile whose rows are the sums of its minutes: its head
+    and bound weigh the same as a minute's, and a settled top equals the one summed
+    from every minute."""
+    rng = random.Random(13)
+    decided = undecided = 0
+    for trial in range(200):
+        ads = [f"ad-{i}" for i in range(rng.randrange(5, 80))]
+        weights = [1 / (r + 1) ** rng.choice([0.2, 1.0, 1.5]) for r in range(len(ads))]
+        periods = [[Counter(rng.choices(ads, weights=weights, k=rng.randrange(0, 60)))
+                    for _ in range(rng.randrange(1, 5))] for _ in range(rng.randrange(0, 3))]
+        edges = [Counter(rng.choices(ads, weights=weights, k=rng.randrange(0, 60)))
+                 for _ in range(rng.randrange(0, 4))]
+        if not periods and not edges:
+            continue
+        tiles = [*edges, *(sum(minutes, Counter()) for minutes in periods)]
+        n, depth = rng.randrange(1, 10), rng.randrange(1, 25)
+        top, other_upper, unseen = _heads(tiles, depth, n)
+        every_minute = sum([*edges, *(m for minutes in periods for m in minutes)], Counter())
+        exact = sorted(every_minute.items(), key=lambda item: (-item[1], item[0]))[:n]
+        if settled(top, n, other_upper=other_upper, unseen=unseen):
+            decided += 1
+            assert [(h.ad_id, h.partial) for h in top] == exact, trial
+        else:
+            undecided += 1
+    assert decided > 20 and undecided > 20  # both outcomes happen
+
+
+def test_a_tile_without_rows_adds_no_bound_and_one_tile_heads_are_its_top() -> None:
+    hour = Counter({"b": 7, "a": 7, "c": 3, "d": 1})
+    empty: Counter[str] = Counter()
+    # One tile read n deep: its first n in rank order, ties broken by ad id.
+    top, _, unseen = _heads([hour], 2, 2)
+    assert [(h.ad_id, h.partial, h.missing) for h in top] == [("a", 7, 0), ("b", 7, 0)]
+    assert unseen == 3
+    top, other_upper, unseen = _heads([hour, empty], 3, 2)
+    assert (unseen, other_upper) == (1, None)
+    assert settled(top, 2, other_upper=other_upper, unseen=unseen)
