@@ -18,9 +18,11 @@ so that the machine's load weighs on both alike:
   same whichever template a minute is (it unnests every ad of every minute).
 
 Scenarios: the latest 60 minutes (which the fill makes unaligned: 30 edge minutes in
-each of two hours, all read from minute rows), and one aligned whole hour (one row
-per ad of the hour rollup). Before timing, each filtered answer is checked once
-against the same top summed straight from the minute rows in SQL.
+each of two hours, all read from minute rows by their heads), and one aligned whole
+hour (filtered: its built hour rollup alone, so its first 100 rows by the ranked
+index; unfiltered: one row per ad of the per-ad hour rollup). Before timing, each
+filtered answer is checked once against the same top summed straight from the minute
+rows in SQL.
 """
 
 from __future__ import annotations
