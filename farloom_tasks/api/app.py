@@ -42,7 +42,7 @@ from farloom_tasks.api.query_windows import BadRequest
 from farloom_tasks.core.dimensions import parse_dimensions
 from farloom_tasks.core.health import assess
 from farloom_tasks.core.query_times import TIME_DESCRIPTION
-from farloom_tasks.core.slice_filters import FILTER_SLICES, documented_dimensions, filterable
+from farloom_tasks.core.slice_filters import FILTER_SLICES, filterable
 from farloom_tasks.pipeline import status
 from farloom_tasks.settings import Settings
 from farloom_tasks.stores import agg_reads, db
@@ -166,5 +166,5 @@ def create_app(settings: Settings) -> FastAPI:
     contract.document_truthfully(
         app, open_mode=settings.api_open,
         unserved_filters=frozenset(FILTER_SLICES) - filterable(configured),
-        custom_dimensions=documented_dimensions(configured))
+        configured=configured)
     return app

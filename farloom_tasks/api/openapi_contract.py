@@ -15,6 +15,7 @@ holds the API to it with schemathesis:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Query
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 
 from farloom_tasks.api.response_bodies import BadRequestBody, ErrorBody
 from farloom_tasks.core.clicks import MAX_ID_CHARS
+from farloom_tasks.core.dimensions import Slice
 from farloom_tasks.core.query_times import TIME_DESCRIPTION, TIME_EXAMPLES, TIME_PATTERN
 from farloom_tasks.core.slice_filters import (
     ANY_DIMENSION_PATTERN,
@@ -32,6 +34,8 @@ from farloom_tasks.core.slice_filters import (
     MAX_DIMENSION_FILTERS,
     OWNER_ID_PATTERN,
     dimension_pattern,
+    documented_dimensions,
+    max_dimension_filters,
 )
 
 # A control character (C0, DEL, C1) is in no ad id (the click contract takes printable
@@ -144,25 +148,27 @@ def owner_id_path(what: str) -> Any:
 
 def document_truthfully(app: FastAPI, *, open_mode: bool,
                         unserved_filters: frozenset[str] = frozenset(),
-                        custom_dimensions: tuple[str, ...] = ()) -> None:
+                        configured: Sequence[Slice] = ()) -> None:
     """Make ``app.openapi()`` (and so /openapi.json and /docs) leave out what FastAPI
     adds but the API never does (FastAPI's documented way: replace ``app.openapi``),
     and the filters whose slice FARLOOM_DIMENSIONS does not configure: the
-    ``dimension`` pattern names only ``custom_dimensions`` (core.slice_filters.
-    documented_dimensions), and without any the parameter is left out."""
+    ``dimension`` pattern names only the custom dimensions ``configured`` alone
+    (core.slice_filters.documented_dimensions), and without any the parameter is
+    left out."""
     generate = app.openapi  # FastAPI's own, cached until the routes change
 
     def truthful() -> dict[str, Any]:
         return _amended(generate(), open_mode=open_mode, unserved_filters=unserved_filters,
-                        custom_dimensions=custom_dimensions)
+                        configured=configured)
 
     app.openapi = truthful  # type: ignore[method-assign]
 
 
 def _amended(document: dict[str, Any], *, open_mode: bool,
              unserved_filters: frozenset[str] = frozenset(),
-             custom_dimensions: tuple[str, ...] = ()) -> dict[str, Any]:
+             configured: Sequence[Slice] = ()) -> dict[str, Any]:
     """The document amended in place; running it twice changes nothing more."""
+    custom_dimensions = documented_dimensions(configured)
     left_out = unserved_filters | ({DIMENSION_PARAM} if not custom_dimensions else set())
     for path_item in document["paths"].values():
         for operation in path_item.values():
@@ -174,8 +180,8 @@ def _amended(document: dict[str, Any], *, open_mode: bool,
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _absent_not_null(parameter["schema"])
                 if parameter["in"] == "query" and parameter["name"] == DIMENSION_PARAM:
-                    parameter["schema"]["items"]["pattern"] = dimension_pattern(
-                        custom_dimensions)
+                    _narrow_dimension_filter(parameter, custom_dimensions,
+                                             max_dimension_filters(configured))
             if open_mode:
                 operation.pop("security", None)
                 for only_with_keys in ("401", "403"):
@@ -186,6 +192,17 @@ def _amended(document: dict[str, Any], *, open_mode: bool,
     if open_mode:
         components.pop("securitySchemes", None)
     return document
+
+
+def _narrow_dimension_filter(parameter: dict[str, Any], names: tuple[str, ...],
+                             most: int) -> None:
+    """The ``dimension`` items name only ``names``, and are at most ``most``: the API
+    refuses more (core.slice_filters.max_dimension_filters)."""
+    schema = parameter["schema"]
+    schema["items"]["pattern"] = dimension_pattern(names)
+    schema["maxItems"] = most
+    parameter["examples"] = {"one": {"summary": f"the clicks whose {names[0]} is 13",
+                                     "value": [f"{names[0]}:13"]}}
 
 
 def _absent_not_null(schema: dict[str, Any]) -> dict[str, Any]:

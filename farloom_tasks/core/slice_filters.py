@@ -139,12 +139,24 @@ def _normalised(param: str, value: str) -> str:
     return value.lower() if param == "device" else value
 
 
-def parse_dimension_filters(items: Sequence[str]) -> dict[str, str]:
-    """The custom dimension -> value of ``dimension=NAME:VALUE`` items ("" left out)."""
+def max_dimension_filters(configured: Sequence[Slice]) -> int:
+    """How many ``dimension`` items a request may send: one per custom dimension some
+    configured slice has (more give one twice, or one no slice has), and at least one,
+    so that a lone unconfigured one is refused as unconfigured."""
+    names = {d for s in configured for d in s.dimensions if is_custom(d)}
+    return max(1, min(len(names), MAX_DIMENSION_FILTERS))
+
+
+def parse_dimension_filters(items: Sequence[str],
+                            most: int = MAX_DIMENSION_FILTERS) -> dict[str, str]:
+    """The custom dimension -> value of ``dimension=NAME:VALUE`` items ("" left out).
+
+    More than ``most`` items, empty ones counted (the document's maxItems counts them),
+    are malformed."""
+    if len(items) > most:
+        raise FilterError(f"{DIMENSION_PARAM}: {len(items)} items; at most {most} (one per "
+                          "custom dimension FARLOOM_DIMENSIONS slices by)")
     given = [item for item in items if item != ""]
-    if len(given) > MAX_DIMENSION_FILTERS:
-        raise FilterError(f"{DIMENSION_PARAM}: {len(given)} filters; at most "
-                          f"{MAX_DIMENSION_FILTERS} (a click holds no more dimensions)")
     parsed: dict[str, str] = {}
     for item in given:
         name, separator, value = item.partition(DIMENSION_NAME_SEPARATOR)
@@ -180,7 +192,7 @@ def select(filters: Mapping[str, str | None], configured: Sequence[Slice],
     """
     given = {param: _normalised(param, value) for param, value in filters.items()
              if value is not None and value != ""}
-    custom = parse_dimension_filters(dimension_filters)
+    custom = parse_dimension_filters(dimension_filters, max_dimension_filters(configured))
     if not given and not custom:
         return None
     served = served_slices(configured)

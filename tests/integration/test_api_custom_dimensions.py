@@ -10,6 +10,7 @@ from the clicks (docs/design.md §2.10, "Filters"), never from agg.
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -224,8 +225,22 @@ def test_the_document_names_the_configured_custom_dimensions_in_the_filters_patt
             (parameter,) = [p for p in paths[path]["get"]["parameters"]
                             if p["name"] == "dimension"]
             assert parameter["schema"]["type"] == "array"
-            assert parameter["schema"]["items"]["pattern"].startswith(
-                "^$|^(?:device_model|os):")
+            pattern = parameter["schema"]["items"]["pattern"]
+            named = re.fullmatch(r"\^\$\|\^\(\?:([a-z0-9_|]+)\):.*", pattern)
+            assert named is not None and named.group(1) == "device_model|os", pattern
+            # One item per custom dimension some slice has: more give one twice.
+            assert parameter["schema"]["maxItems"] == 2
+            # Every name the pattern admits is served alone, its example too.
+            for name in named.group(1).split("|"):
+                alone = client.get(path.replace("{ad_id}", "a1"),
+                                   params={**WINDOW, "dimension": f"{name}:x"})
+                assert alone.status_code == 200, alone.text
+            example = parameter["examples"]["one"]["value"]
+            assert client.get(path.replace("{ad_id}", "a1"),
+                              params={**WINDOW, "dimension": example}).status_code == 200
+        too_many = client.get("/v1/ads/top", params={
+            **WINDOW, "dimension": ["os:1", "device_model:2", ""]})
+        assert too_many.status_code == 400 and too_many.json()["reason"] == "malformed"
         assert all(p["name"] != "dimension"
                    for p in paths["/v1/advertisers/{advertiser_id}/ads/top"]["get"].get(
                        "parameters", []))

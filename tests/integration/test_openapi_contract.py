@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient
 from farloom_tasks.api.app import create_app
 from farloom_tasks.core.windows import iso, minute_of
 from tests.integration.test_api import MINUTES, put_minute
+from tests.integration.test_api_custom_dimensions import DIMENSIONS, write_custom_slices
 from tests.integration.test_api_slices import put_slices
 from tests.support.ports import free_port
 from tests.support.stack import PROJECT_ROOT, Stack
@@ -55,10 +56,12 @@ def closed_minutes(stack: Stack) -> Stack:
 
 
 @contextmanager
-def serving(stack: Stack, *, open_mode: bool) -> Iterator[str]:
-    """`farloom serve` on a free port; its base URL."""
+def serving(stack: Stack, *, open_mode: bool, dimensions: str | None = None) -> Iterator[str]:
+    """`farloom serve` on a free port (with ``dimensions`` as FARLOOM_DIMENSIONS if
+    given); its base URL."""
     port = free_port()
-    env = {**stack.env, "FARLOOM_API_OPEN": "1" if open_mode else "0"}
+    env = {**stack.env, "FARLOOM_API_OPEN": "1" if open_mode else "0",
+           **({"FARLOOM_DIMENSIONS": dimensions} if dimensions is not None else {})}
     with tempfile.TemporaryFile("w+") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "farloom_tasks.cli", "serve", "--port", str(port)],
@@ -135,6 +138,23 @@ def test_in_the_open_mode_the_document_asks_for_no_key_and_the_api_keeps_its_pro
         operation = document["paths"][path]["get"]
         assert "security" not in operation and "401" not in operation["responses"], path
     assert run.returncode == 0, report(run)
+
+
+def test_with_custom_dimensions_the_filtered_routes_keep_the_documents_promises(
+        stack: Stack) -> None:
+    """The `dimension` filter's pattern names the configured custom dimensions: every
+    item it admits is one the API takes (a 200, a 404, or a 400 for a rule across
+    parameters: a combination not configured, a dimension given twice)."""
+    write_custom_slices(stack)
+    with serving(stack, open_mode=True, dimensions=DIMENSIONS) as base:
+        document = httpx.get(f"{base}/openapi.json").json()
+        run = schemathesis(f"{base}/openapi.json", "--include-path-regex", "^/v1/ads/")
+
+    parameters = document["paths"]["/v1/ads/top"]["get"]["parameters"]
+    assert "device_model|os" in next(p for p in parameters
+                                     if p["name"] == "dimension")["schema"]["items"]["pattern"]
+    assert run.returncode == 0, report(run)
+    assert "2 selected" in run.stdout, run.stdout  # /v1/ads/top and /v1/ads/{ad_id}/clicks
 
 
 def test_the_check_fails_on_a_document_typing_times_as_plain_strings_as_it_once_did(

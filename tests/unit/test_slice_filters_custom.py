@@ -13,6 +13,7 @@ from farloom_tasks.core.slice_filters import (
     Selection,
     dimension_pattern,
     documented_dimensions,
+    max_dimension_filters,
     parse_dimension_filters,
     select,
 )
@@ -71,10 +72,16 @@ def test_bad_syntax_is_malformed_with_a_reason(item: str, why: str) -> None:
     assert refused.value.reason == "malformed" and why in str(refused.value)
 
 
-def test_more_items_than_a_click_holds_is_malformed() -> None:
+def test_more_items_than_custom_dimensions_configured_is_malformed_empty_ones_counted() -> None:
+    assert max_dimension_filters(TALKINGDATA) == 2
+    assert max_dimension_filters(parse_dimensions("country,device")) == 1
+    assert select({}, TALKINGDATA, ["", "os:1"]) == Selection("os", "1", ("dimension=os",))
     with pytest.raises(FilterError) as refused:
+        select({}, TALKINGDATA, ["", "os:1", "device_model:2"])
+    assert refused.value.reason == "malformed" and "at most 2" in str(refused.value)
+    with pytest.raises(FilterError) as unbounded:
         parse_dimension_filters([f"d{i}:v" for i in range(17)])
-    assert refused.value.reason == "malformed"
+    assert unbounded.value.reason == "malformed"
 
 
 def test_the_documented_pattern_names_only_the_dimensions_configured_alone() -> None:
