@@ -20,11 +20,14 @@ from fastapi.testclient import TestClient
 
 from farloom_tasks.core import clicks as contract
 from farloom_tasks.core.dimensions import parse_dimensions
-from farloom_tasks.core.windows import iso
-from farloom_tasks.pipeline import slice_aggregation
+from farloom_tasks.core.partitions import DAY, HOUR, start_of
+from farloom_tasks.core.windows import MINUTE, iso
+from farloom_tasks.pipeline import slice_aggregation, slice_rollup_builds
+from farloom_tasks.stores import slices as slice_store
 from farloom_tasks.stores.raw import RawStore
 from tests.integration.test_api import BASE, put_minute
 from tests.integration.test_api_keys import bearer, make_key, serve
+from tests.support.minute_checks import set_watermark
 from tests.support.stack import Stack
 
 DIMENSIONS = "country,device,os,device_model,os*device_model,device*os"
@@ -43,10 +46,11 @@ class Click(NamedTuple):
     dimensions: dict[str, str]
 
 
-def make_clicks(per_minute: int = 400, seed: int = 8) -> list[Click]:
+def make_clicks(per_minute: int = 400, seed: int = 8,
+                minutes: tuple[int, ...] = MINUTES) -> list[Click]:
     rng = random.Random(seed)
     clicks = []
-    for minute in MINUTES:
+    for minute in minutes:
         for _ in range(per_minute):
             # "iOS" and "ios" are two values (custom values are case-sensitive); a ':'
             # in a value is the value's own.
@@ -61,22 +65,24 @@ def make_clicks(per_minute: int = 400, seed: int = 8) -> list[Click]:
 CLICKS = make_clicks()
 
 
-def write_custom_slices(stack: Stack, dimensions: str = DIMENSIONS) -> None:
-    """CLICKS in raw and in the per-ad results, and the slices of ``dimensions`` (custom
-    ones included) made from raw by the real writer."""
-    for minute in MINUTES:
-        put_minute(stack, minute, Counter(c.ad_id for c in CLICKS if c.minute == minute))
+def write_custom_slices(stack: Stack, dimensions: str = DIMENSIONS,
+                        clicks: list[Click] = CLICKS) -> None:
+    """``clicks`` in raw and in the per-ad results, and the slices of ``dimensions``
+    (custom ones included) of their minutes made from raw by the real writer."""
+    minutes = sorted({c.minute for c in clicks})
+    for minute in minutes:
+        put_minute(stack, minute, Counter(c.ad_id for c in clicks if c.minute == minute))
     stored = [contract.Click(f"{click.minute}-{i}", click.ad_id, click.minute + i % 60 + 0.5,
                              device=click.device, campaign_id=OWNERS[click.ad_id][0],
                              advertiser_id=OWNERS[click.ad_id][1],
                              dimensions=click.dimensions or None)
-              for i, click in enumerate(CLICKS)]
+              for i, click in enumerate(clicks)]
     raw = RawStore(stack.engine(), stack.settings.shard_count)
     try:
         raw.commit_batch(stored)
     finally:
         raw.close()
-    for minute in MINUTES:
+    for minute in minutes:
         slice_aggregation.aggregate(
             stack.engine(), parse_dimensions(dimensions), minute=minute, revision=1,
             partition_hours=stack.settings.minute_partition_hours,
@@ -253,3 +259,47 @@ def test_the_document_names_the_configured_custom_dimensions_in_the_filters_patt
         assert refused.status_code == 400
         assert refused.json()["reason"] == "unconfigured_filter"
         assert "country, device, device*os, campaign, advertiser" in refused.json()["detail"]
+
+
+# A day of minutes with built hour and day rollups, and edge minutes either side.
+DAY0 = start_of(BASE, DAY) + DAY
+LONG_MINUTES = (DAY0 - 30 * MINUTE, DAY0 + 5 * MINUTE, DAY0 + 3 * HOUR + 7 * MINUTE,
+                DAY0 + 23 * HOUR + 59 * MINUTE, DAY0 + DAY + 2 * MINUTE)
+LONG_CLICKS = make_clicks(per_minute=150, seed=21, minutes=LONG_MINUTES)
+
+
+def test_a_custom_filter_over_built_days_hours_and_edge_minutes_equals_its_clicks(
+        stack: Stack) -> None:
+    write_custom_slices(stack, clicks=LONG_CLICKS)
+    set_watermark(stack, max(LONG_MINUTES))
+    names = slice_store.slice_names(parse_dimensions(DIMENSIONS))
+    built = slice_rollup_builds.build_period(stack.engine(), names, "day", DAY0)
+    assert ("day", DAY0, "device_model*os") in {(g, p, n) for g, p, n, _ in built.periods}
+
+    def counted(keep: Keep, first: int, last: int) -> Counter[str]:
+        return Counter(c.ad_id for c in LONG_CLICKS if first <= c.minute <= last and keep(c))
+
+    first, last = LONG_MINUTES[0], LONG_MINUTES[-1]
+    cases: list[tuple[dict[str, Any], Keep]] = [
+        ({"dimension": "os:iOS"}, dim("os", "iOS")),
+        ({"dimension": ["os:13", "device_model:SM:G9"]},
+         lambda c: dim("os", "13")(c) and dim("device_model", "SM:G9")(c)),
+        ({"device": "mobile", "dimension": "os:ios"},
+         lambda c: c.device == "mobile" and dim("os", "ios")(c))]
+    for client in serve(stack, api_open=True, dimensions=DIMENSIONS):
+        for filters, keep in cases:
+            top = client.get("/v1/ads/top", params={
+                "from": iso(first), "to": iso(last), **filters})
+            assert top.status_code == 200, top.text
+            assert top.json()["read"]["day"] == 1, top.json()["read"]  # the built day
+            assert as_rows(top.json()) == ranked(counted(keep, first, last)), filters
+            for granularity, grain in (("hour", HOUR), ("day", DAY)):
+                series = client.get("/v1/ads/a1/clicks", params={
+                    "from": iso(first), "to": iso(last), "granularity": granularity,
+                    **filters})
+                assert series.status_code == 200, series.text
+                per_period = Counter(start_of(c.minute, grain) for c in LONG_CLICKS
+                                     if c.ad_id == "a1" and keep(c))
+                assert {p[granularity]: p["clicks"] for p in series.json()[f"{granularity}s"]
+                        if p["clicks"]} == {iso(at): n for at, n in per_period.items()}
+                assert series.json()["total"] == counted(keep, first, last)["a1"]
