@@ -279,13 +279,18 @@ def test_minute_retention_drops_the_slice_partitions_and_revisions_of_dropped_mi
     finally:
         engine.dispose()
 
-    dropped = sql(stack, "SELECT extract(epoch FROM range_start)::bigint FROM raw.partitions "
-                  "WHERE parent = 'agg.slice_values' AND dropped_at IS NOT NULL")
-    assert [int(r[0]) for r in dropped] == [start_of(old_minute, DAY)]
+    # The stack is shared with the tests before this one on its worker, whose older
+    # slice partitions this retention run may drop too: judge this test's two days only.
+    dropped = {int(r[0]) for r in sql(
+        stack, "SELECT extract(epoch FROM range_start)::bigint FROM raw.partitions "
+        "WHERE parent = 'agg.slice_values' AND dropped_at IS NOT NULL")}
+    assert start_of(old_minute, DAY) in dropped
+    assert start_of(kept_minute, DAY) not in dropped
+    ours = {to_datetime(old_minute), to_datetime(kept_minute)}
     for table in ("agg.slice_values", "agg.slice_minutes"):
-        assert [r[0] for r in sql(stack, f"SELECT minute FROM {table}")] == [
-            to_datetime(kept_minute)], table
-    assert report.trimmed["agg.slice_minutes"] == 1
+        assert [r[0] for r in sql(stack, f"SELECT minute FROM {table}")
+                if r[0] in ours] == [to_datetime(kept_minute)], table
+    assert report.trimmed["agg.slice_minutes"] >= 1
 
 
 def test_a_range_replay_remakes_every_minutes_slices(
