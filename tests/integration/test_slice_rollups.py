@@ -34,7 +34,7 @@ from tests.support.minute_checks import (
     durable_writer,
     set_watermark,
 )
-from tests.support.stack import Stack
+from tests.support.stack import Stack, isolated_stack
 
 # (grain, period, slice, value, ad_id or None for the value's total) -> clicks
 Rollups = dict[tuple[str, int, str, str, str | None], int]
@@ -471,55 +471,59 @@ def test_reconciliation_checks_built_periods_only_and_repairs_damaged_ones(
 
 
 def test_slice_rollups_outlive_dropped_slice_minutes_and_reconciliation_then_skips_them(
-        stack: Stack) -> None:
-    now = time.time()
-    old_hour, kept_hour = start_of(now - 6 * DAY, DAY) + HOUR, start_of(now - DAY, DAY) + HOUR
-    old, kept = [old_hour, old_hour + MINUTE], [kept_hour, kept_hour + MINUTE]
-    writer, _ = durable_writer(stack)
-    clicks = [c for m in old + kept for c in _clicks(m, f"r{m}", 40)]
-    writer.write(clicks)
-    for minute in old + kept:
-        _write_slices(stack, minute, DEFAULT)
-    set_watermark(stack, start_of(now, HOUR) - MINUTE)
-    for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
-        _build(stack, "day", day)
-    built = {(g, start_of(m, length)) for m in old + kept for g, length in GRAINS}
-    want = expected_rollups(clicks, DEFAULT, built)
-    assert_rollups_are(stack, want)
+        ) -> None:
+    # A stack of its own: the session's keeps (empty) partitions of the tests before this
+    # one, and the retention run below would drop those of their days too, which the
+    # reconciliation over this test's range would then refuse as dropped minutes.
+    with isolated_stack() as stack:
+        now = time.time()
+        old_hour, kept_hour = start_of(now - 6 * DAY, DAY) + HOUR, start_of(now - DAY, DAY) + HOUR
+        old, kept = [old_hour, old_hour + MINUTE], [kept_hour, kept_hour + MINUTE]
+        writer, _ = durable_writer(stack)
+        clicks = [c for m in old + kept for c in _clicks(m, f"r{m}", 40)]
+        writer.write(clicks)
+        for minute in old + kept:
+            _write_slices(stack, minute, DEFAULT)
+        set_watermark(stack, start_of(now, HOUR) - MINUTE)
+        for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
+            _build(stack, "day", day)
+        built = {(g, start_of(m, length)) for m in old + kept for g, length in GRAINS}
+        want = expected_rollups(clicks, DEFAULT, built)
+        assert_rollups_are(stack, want)
 
-    engine = stack.engine()
-    try:
-        report = retention.maintain(
-            engine, replace(stack.settings, minute_retention_days=3, minute_partition_hours=24),
-            now)
-    finally:
-        engine.dispose()
+        engine = stack.engine()
+        try:
+            report = retention.maintain(
+                engine, replace(stack.settings, minute_retention_days=3, minute_partition_hours=24),
+                now)
+        finally:
+            engine.dispose()
 
-    dropped = sql(stack, "SELECT partition_name FROM raw.partitions "
-                  "WHERE parent = 'agg.slice_values' AND dropped_at IS NOT NULL")
-    assert [r[0] for r in dropped] and set(report.dropped) >= {r[0] for r in dropped}
-    assert [r[0] for r in sql(stack, "SELECT DISTINCT minute FROM agg.slice_values "
-                              "ORDER BY 1")] == [to_datetime(m) for m in kept]
-    assert_rollups_are(stack, want)  # the rollups are now the only record of old minutes
-    # An hour over a dropped partition is never built (it would read as no clicks).
-    empty_old_hour = start_of(old_hour, DAY) + 7 * HOUR
-    sql(stack, "DELETE FROM agg.slice_rollup_periods WHERE grain = 'hour' AND period = :h",
-        h=to_datetime(empty_old_hour))
-    _build(stack, "hour", empty_old_hour)
-    assert not any(p == empty_old_hour for _, p, _ in marks(stack))
+        dropped = sql(stack, "SELECT partition_name FROM raw.partitions "
+                      "WHERE parent = 'agg.slice_values' AND dropped_at IS NOT NULL")
+        assert [r[0] for r in dropped] and set(report.dropped) >= {r[0] for r in dropped}
+        assert [r[0] for r in sql(stack, "SELECT DISTINCT minute FROM agg.slice_values "
+                                  "ORDER BY 1")] == [to_datetime(m) for m in kept]
+        assert_rollups_are(stack, want)  # the rollups are now the only record of old minutes
+        # An hour over a dropped partition is never built (it would read as no clicks).
+        empty_old_hour = start_of(old_hour, DAY) + 7 * HOUR
+        sql(stack, "DELETE FROM agg.slice_rollup_periods WHERE grain = 'hour' AND period = :h",
+            h=to_datetime(empty_old_hour))
+        _build(stack, "hour", empty_old_hour)
+        assert not any(p == empty_old_hour for _, p, _ in marks(stack))
 
-    # Damage one row of each day: only the kept day can still be checked and repaired.
-    for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
-        sql(stack, "UPDATE agg.slice_totals_per_day SET clicks = clicks + 3 "
-            "WHERE day = :d AND slice = 'country' AND value = 'US'", d=to_datetime(day))
-    summary = reconcile.reconcile(stack.engine(), start=old[0], end=kept[-1], trigger="test",
-                                  retry_seconds=60, replay=lambda minute: None)
+        # Damage one row of each day: only the kept day can still be checked and repaired.
+        for day in (start_of(old_hour, DAY), start_of(kept_hour, DAY)):
+            sql(stack, "UPDATE agg.slice_totals_per_day SET clicks = clicks + 3 "
+                "WHERE day = :d AND slice = 'country' AND value = 'US'", d=to_datetime(day))
+        summary = reconcile.reconcile(stack.engine(), start=old[0], end=kept[-1], trigger="test",
+                                      retry_seconds=60, replay=lambda minute: None)
 
-    assert [(f.grain, f.period, f.slice) for f in summary.slice_rollup_findings] == [
-        ("day", start_of(kept_hour, DAY), "country")]
-    assert summary.slice_rollups_fixed == 1
-    # Every built, checkable (grain, period, slice) the range touches: of the kept day,
-    # its hours up to the range's end (hour 0, hour 1) and the day, 4 slices each.
-    assert summary.slice_rollups_checked == 4 * (2 + 1)
-    want[("day", start_of(old_hour, DAY), "country", "US", None)] += 3
-    assert_rollups_are(stack, want)
+        assert [(f.grain, f.period, f.slice) for f in summary.slice_rollup_findings] == [
+            ("day", start_of(kept_hour, DAY), "country")]
+        assert summary.slice_rollups_fixed == 1
+        # Every built, checkable (grain, period, slice) the range touches: of the kept day,
+        # its hours up to the range's end (hour 0, hour 1) and the day, 4 slices each.
+        assert summary.slice_rollups_checked == 4 * (2 + 1)
+        want[("day", start_of(old_hour, DAY), "country", "US", None)] += 3
+        assert_rollups_are(stack, want)
