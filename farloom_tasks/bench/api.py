@@ -244,19 +244,25 @@ def fill_rollups(url: str) -> None:
         engine.dispose()
 
 
-def make_minute_partitions(engine: sa.Engine, first: int, last: int,
-                           partition_seconds: int) -> None:
-    """The partitions of agg.ad_clicks_per_minute for [first, last], made before a direct fill
-    (the aggregated writer makes its own on demand; a plain INSERT finds none)."""
+def make_partitions(engine: sa.Engine, table: partitions.PartitionedTable, first: int,
+                    last: int, partition_seconds: int) -> None:
+    """The partitions of ``table`` for [first, last], made before a direct fill (the
+    writers make their own on demand; a plain INSERT finds none)."""
     with db.translated_errors():
         conn: Any = engine.raw_connection()
     try:
         with db.translated_errors(), conn.cursor() as cursor:
             for start in starts_between(first, last, partition_seconds):
-                partitions.ensure(cursor, partitions.MINUTES, start, partition_seconds)
+                partitions.ensure(cursor, table, start, partition_seconds)
             conn.commit()
     finally:
         conn.close()
+
+
+def make_minute_partitions(engine: sa.Engine, first: int, last: int,
+                           partition_seconds: int) -> None:
+    """The partitions of agg.ad_clicks_per_minute for [first, last]."""
+    make_partitions(engine, partitions.MINUTES, first, last, partition_seconds)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from random import Random
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -49,12 +48,13 @@ from farloom_tasks.bench.api import (
     _timed,
     api_server,
     make_minute_partitions,
+    make_partitions,
     timing,
 )
 from farloom_tasks.bench.api_slice_options import SliceApiOptions
 from farloom_tasks.bench.report import write_section
 from farloom_tasks.bench.slice_workload import COUNTRIES, COUNTRY_SKEW
-from farloom_tasks.core.partitions import DAY, HOUR, start_of, starts_between
+from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.windows import MINUTE, iso, minute_of, to_datetime
 from farloom_tasks.errors import BenchFailed
 from farloom_tasks.settings import Settings
@@ -290,7 +290,7 @@ def fill(url: str, options: SliceApiOptions, partition_seconds: int) -> Filled:
     engine = db.make_engine(url, pool_size=1)
     try:
         make_minute_partitions(engine, minutes[0], minutes[-1], partition_seconds)
-        _make_slice_partitions(engine, minutes[0], minutes[-1], partition_seconds)
+        make_partitions(engine, partitions.SLICES, minutes[0], minutes[-1], partition_seconds)
         with db.translated_errors(), engine.begin() as conn:
             conn.exec_driver_sql(f"SET LOCAL work_mem = '{FILL_WORK_MEM}'")
             conn.exec_driver_sql("CREATE SCHEMA bench_api")
@@ -347,15 +347,3 @@ def fill(url: str, options: SliceApiOptions, partition_seconds: int) -> Filled:
     return Filled(minutes[0], minutes[-1], len(minutes), int(made.clicks), int(made.rows),
                   int(made.us_ads), float(made.us_share))
 
-
-def _make_slice_partitions(engine: sa.Engine, first: int, last: int,
-                           partition_seconds: int) -> None:
-    with db.translated_errors():
-        conn: Any = engine.raw_connection()
-    try:
-        with db.translated_errors(), conn.cursor() as cursor:
-            for start in starts_between(first, last, partition_seconds):
-                partitions.ensure(cursor, partitions.SLICES, start, partition_seconds)
-            conn.commit()
-    finally:
-        conn.close()

@@ -46,6 +46,21 @@ SLICE_VALUES = "agg.slice_values"
 SLICES = PartitionedTable(SLICE_VALUES, unique_columns=None, storage=None)
 
 
+def attached_throughout_sql(parent: str) -> str:
+    """A SQL condition, with ``{lo}`` and ``{hi}`` left to format: every partition of
+    ``parent`` overlapping [lo, hi) is still attached. A detached or dropped one would
+    read as minutes without clicks, so rollup checks and builds skip such periods."""
+    return f"""
+NOT EXISTS (
+    SELECT 1 FROM raw.partitions p
+    WHERE p.parent = '{parent}' AND p.range_start < {{hi}} AND p.range_end > {{lo}}
+      AND (p.dropped_at IS NOT NULL OR NOT EXISTS (
+          SELECT 1 FROM pg_inherits i
+          WHERE i.inhrelid = to_regclass(p.partition_name)
+            AND i.inhparent = '{parent}'::regclass)))
+"""
+
+
 class PartitionDropped(Exception):
     """A click or count belongs to a range whose partition retention dropped."""
 

@@ -35,6 +35,7 @@ from typing import Any
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.reconciliation import RollupFinding
 from farloom_tasks.stores.minute_locks import lock_rows_exclusively
+from farloom_tasks.stores.partitions import MINUTE_COUNTS, attached_throughout_sql
 
 GRAINS = {"hour": HOUR, "day": DAY}
 
@@ -111,17 +112,7 @@ def drop_zeros(cursor: Any, minute: int, row: Sequence[Any]) -> None:
                                      "day_ads": list(day_ads or [])})
 
 
-# Whether every partition of agg.ad_clicks_per_minute overlapping [lo, hi) is
-# still attached: a detached or dropped one would read as minutes without clicks.
-_RETAINED = """
-NOT EXISTS (
-    SELECT 1 FROM raw.partitions p
-    WHERE p.parent = 'agg.ad_clicks_per_minute' AND p.range_start < {hi} AND p.range_end > {lo}
-      AND (p.dropped_at IS NOT NULL OR NOT EXISTS (
-          SELECT 1 FROM pg_inherits i
-          WHERE i.inhrelid = to_regclass(p.partition_name)
-            AND i.inhparent = 'agg.ad_clicks_per_minute'::regclass)))
-"""
+_RETAINED = attached_throughout_sql(MINUTE_COUNTS)
 
 
 def _compare_sql(grain: str) -> str:

@@ -50,6 +50,7 @@ from typing import Any
 from farloom_tasks.core.partitions import DAY, HOUR, start_of
 from farloom_tasks.core.reconciliation import SliceRollupFinding
 from farloom_tasks.stores.minute_locks import lock_slices_exclusively
+from farloom_tasks.stores.partitions import SLICE_VALUES, attached_throughout_sql
 
 GRAINS = {"hour": HOUR, "day": DAY}
 _KEY = 'slice COLLATE "C", value COLLATE "C"'
@@ -161,17 +162,7 @@ def drop_zeros(cursor: Any, minute: int, row: Sequence[Any]) -> None:
     cursor.execute(_DROP_ZEROS, params)
 
 
-# Whether every partition of agg.slice_values overlapping [lo, hi) is still
-# attached: a detached or dropped one would read as minutes without clicks.
-_RETAINED = """
-NOT EXISTS (
-    SELECT 1 FROM raw.partitions p
-    WHERE p.parent = 'agg.slice_values' AND p.range_start < {hi} AND p.range_end > {lo}
-      AND (p.dropped_at IS NOT NULL OR NOT EXISTS (
-          SELECT 1 FROM pg_inherits i
-          WHERE i.inhrelid = to_regclass(p.partition_name)
-            AND i.inhparent = 'agg.slice_values'::regclass)))
-"""
+_RETAINED = attached_throughout_sql(SLICE_VALUES)
 _LO, _HI = "to_timestamp(%(lo)s)", "to_timestamp(%(hi)s)"
 
 
