@@ -7,8 +7,6 @@ archived and dropped by the maintenance task with a retention, as in test_retent
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from farloom_tasks.core.windows import to_datetime
 from farloom_tasks.pipeline import retention
 from farloom_tasks.stores import archive, partitions
 from farloom_tasks.stores.raw import RawStore
+from tests.support.archives import rewrite_without
 from tests.support.database import sql
 from tests.support.stack import Stack
 
@@ -91,18 +90,8 @@ def test_an_archive_written_before_migration_0014_restores_without_dimensions(
     _store(stack, _clicks(start, "pre", 30))
     before = _rows(stack, start)
     manifest_path = _archive(stack, tmp_path / "archive", start)
-    manifest, data_path = archive.read_manifest(manifest_path)
     # Rewrite it as 0013 wrote it: the same COPY text without the column 0014 added.
-    kept = [n for n, c in enumerate(manifest.columns) if c != "dimensions"]
-    assert len(kept) == len(manifest.columns) - 1
-    lines = gzip.decompress(data_path.read_bytes()).decode().splitlines(keepends=True)
-    old_text = "".join("\t".join(line.rstrip("\n").split("\t")[n] for n in kept) + "\n"
-                       for line in lines)
-    data_path.write_bytes(gzip.compress(old_text.encode()))
-    doc = json.loads(manifest_path.read_text())
-    doc["columns"] = [manifest.columns[n] for n in kept]
-    doc["sha256"] = hashlib.sha256(data_path.read_bytes()).hexdigest()
-    manifest_path.write_text(json.dumps(doc))
+    rewrite_without(manifest_path, {"dimensions"})
 
     done = stack.farloom("archive", "restore", str(manifest_path))
 

@@ -4,8 +4,6 @@ the bookkeeping trims. Old partitions are crafted by storing old clicks with ret
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import threading
 import time
@@ -24,6 +22,7 @@ from farloom_tasks.stores import archive, partitions, topology
 from farloom_tasks.stores.raw import RawStore
 from farloom_tasks.stores.transactions import transaction
 from tests.integration.ingest_support import run_burst
+from tests.support.archives import rewrite_without
 from tests.support.broker import dead_letters, publish, queue_counts
 from tests.support.database import sql
 from tests.support.stack import Stack
@@ -284,18 +283,8 @@ def test_an_archive_written_before_migration_0010_restores_with_the_new_columns_
     finally:
         engine.dispose()
     manifest_path = archive.manifest_path_for(archive_dir, RAW, start, start + HOUR)
-    manifest, data_path = archive.read_manifest(manifest_path)
     # Rewrite it as 0009 wrote it: the same COPY text without the columns 0010 added.
-    kept = [n for n, c in enumerate(manifest.columns) if c not in OWNER_COLUMNS]
-    assert len(kept) == len(manifest.columns) - len(OWNER_COLUMNS)
-    lines = gzip.decompress(data_path.read_bytes()).decode().splitlines(keepends=True)
-    old_text = "".join("\t".join(line.rstrip("\n").split("\t")[n] for n in kept) + "\n"
-                       for line in lines)
-    data_path.write_bytes(gzip.compress(old_text.encode()))
-    doc = json.loads(manifest_path.read_text())
-    doc["columns"] = [manifest.columns[n] for n in kept]
-    doc["sha256"] = hashlib.sha256(data_path.read_bytes()).hexdigest()
-    manifest_path.write_text(json.dumps(doc))
+    rewrite_without(manifest_path, OWNER_COLUMNS)
 
     done = stack.farloom("archive", "restore", str(manifest_path))
 
